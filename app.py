@@ -1,0 +1,206 @@
+"""Switchboard: the app factory, its configuration, and the command line.
+
+`create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
+The command line (`python app.py serve|create-token|list-tokens|revoke-token`) is the operator
+contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one gevent worker.
+"""
+import argparse
+import logging
+import os
+import secrets
+import sys
+
+from flask import Flask, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+DEFAULTS = {
+    "DB": "./switchboard.db",
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    "MAX_BODY_BYTES": 16 << 20,
+    "MAX_CONTENT_BYTES": 1 << 20,
+    "MAX_METADATA_BYTES": 1 << 20,
+    "MAX_KEY_CHARS": 256,
+    "BUSY_WAIT_SECONDS": 5.0,
+    "UPDATE_RETENTION_DAYS": 7.0,
+}
+
+log = logging.getLogger("switchboard")
+
+
+def settings_from_env(environ=os.environ):
+    """DEFAULTS overridden by SWITCHBOARD_<NAME> variables, typed like their defaults."""
+    settings = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        raw = environ.get(f"SWITCHBOARD_{name}")
+        if raw is not None:
+            try:
+                settings[name] = type(default)(raw)
+            except ValueError:
+                raise SystemExit(f"SWITCHBOARD_{name}={raw!r} is not a valid {type(default).__name__}")
+    return settings
+
+
+def create_app(config=None):
+    import events
+    import models
+    import schemas
+    from routes import ApiError, agent_sessions, build_spec, meta
+
+    app = Flask(__name__)
+    app.config.from_mapping(settings_from_env())
+    app.config.update(config or {})
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    app.json.sort_keys = False
+
+    # database: one pool of connections kept open for the life of the process
+    models.init_db(app.config["DB"])
+    models.migrate()
+    schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
+    schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
+    schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
+    events.hub.configure(busy_wait=app.config["BUSY_WAIT_SECONDS"])
+
+    @app.before_request
+    def connect():
+        models.db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def release(exc):
+        if not models.db.is_closed():
+            models.db.close()
+
+    # errors: always the JSON shape {error, message, errors?}
+    @app.errorhandler(ApiError)
+    def api_error(e):
+        return e.response()
+
+    @app.errorhandler(ValidationError)
+    def invalid(e):
+        errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        return ApiError(400, "invalid_request", "The request did not validate.", errors).response()
+
+    @app.errorhandler(events.Busy)
+    def busy(e):
+        return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
+                        headers={"Retry-After": "1"}).response()
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        response = e.get_response()
+        response.data = jsonify({"error": e.name.lower().replace(" ", "_"), "message": e.description}).data
+        response.content_type = "application/json"
+        return response
+
+    @app.errorhandler(Exception)
+    def internal(e):
+        log.exception("unhandled error")
+        return ApiError(500, "internal_error", "Something went wrong on the server.").response()
+
+    # blueprints
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(agent_sessions.bp)
+    app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
+    return app
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def _open_db(settings):
+    import models
+    models.init_db(settings["DB"])
+    models.migrate()
+    return models
+
+
+def create_token(models, name="default", account="default"):
+    """Create a token (and its account if missing); returns the secret, shown once, never stored."""
+    from events import hub
+    secret = "sb_" + secrets.token_urlsafe(32)
+    with models.db.connection_context(), hub.write(None):
+        owner, _ = models.Account.get_or_create(name=account)
+        models.Token.create(account=owner, name=name, secret_hash=models.hash_secret(secret))
+    return secret
+
+
+def cmd_serve(args, settings):
+    host = args.host or settings["HOST"]
+    port = args.port or settings["PORT"]
+    db_path = os.path.abspath(settings["DB"])
+    models = _open_db({**settings, "DB": db_path})
+    with models.db.connection_context():
+        first_run = not models.Token.select().exists()
+    if first_run:
+        secret = create_token(models, name="first-run")
+        print(f"Switchboard is ready. Open http://{host}:{port}/#token={secret}", flush=True)
+    models.db.close_all()
+    env = {**os.environ, "SWITCHBOARD_DB": db_path}
+    here = os.path.dirname(os.path.abspath(__file__))
+    # A fresh interpreter: gevent must patch the standard library before anything creates a lock.
+    os.execve(sys.executable, [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gevent", "--workers", "1",
+        "--worker-connections", "10000",
+        "--bind", f"{host}:{port}",
+        "--pythonpath", here,
+        "--no-control-socket",
+        "--graceful-timeout", "5",
+        "--log-level", "info",
+        "app:create_app()",
+    ], env)
+
+
+def cmd_create_token(args, settings):
+    models = _open_db(settings)
+    print(f"Token for account {args.account!r} (shown once; keep it secret):")
+    print(create_token(models, name=args.name, account=args.account))
+
+
+def cmd_list_tokens(args, settings):
+    models = _open_db(settings)
+    query = (models.Token
+             .select(models.Token, models.Account)
+             .join(models.Account)
+             .order_by(models.Token.id))
+    with models.db.connection_context():
+        print(f"{'ID':>4}  {'ACCOUNT':<16} {'NAME':<20} {'CREATED':<24} LAST USED")
+        for token in query:
+            from schemas import iso
+            print(f"{token.id:>4}  {token.account.name:<16} {token.name:<20} {iso(token.created_at):<24} "
+                  f"{iso(token.last_used_at) if token.last_used_at else 'never'}")
+
+
+def cmd_revoke_token(args, settings):
+    from events import hub
+    models = _open_db(settings)
+    with models.db.connection_context(), hub.write(None):
+        deleted = models.Token.delete().where(models.Token.id == args.id).execute()
+    if not deleted:
+        raise SystemExit(f"no token with id {args.id}")
+    print(f"revoked token {args.id}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python app.py", description="Switchboard server")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the server (default)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=cmd_serve, host=None, port=None)
+    token = commands.add_parser("create-token", help="create an API token, printed on the last line")
+    token.add_argument("--name", default="cli")
+    token.add_argument("--account", default="default")
+    token.set_defaults(run=cmd_create_token)
+    commands.add_parser("list-tokens", help="list tokens").set_defaults(run=cmd_list_tokens)
+    revoke = commands.add_parser("revoke-token", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(run=cmd_revoke_token)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    args.run(args, settings_from_env())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,186 @@
+"""The in-process pub/sub hub and the durable per-account update log.
+
+Every durable change goes through `hub.write()`: one IMMEDIATE transaction that also allocates the
+account's update seqs and stores the updates, then publication after commit, in seq order. The hub
+knows nothing of Flask or sockets: a subscriber is a bounded queue that is dropped, never waited on.
+"""
+import json
+import queue
+import threading
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+from peewee import OperationalError
+
+from models import Account, Update, db, new_id, now_ms
+
+
+class Busy(Exception):
+    """Another process held the database's write lock for longer than the wait budget."""
+
+
+def frame(event, data):
+    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
+
+
+def update_frame(update_id, seq, body, created_at):
+    return frame("update", {"id": update_id, "seq": seq, "body": body, "createdAt": created_at})
+
+
+class Subscriber:
+    """One connection's view of the hub: what it wants, and the queue its handler drains."""
+
+    def __init__(self, account_id, session_id, maxsize):
+        self.account_id = account_id
+        self.session_id = session_id
+        self.queue = queue.Queue(maxsize)
+        self.overflowed = False
+
+    def wants(self, session_id, origin):
+        return origin is not self and (self.session_id is None or self.session_id == session_id)
+
+
+class Changes:
+    """Updates collected inside one write transaction; seqs are allocated together at its end."""
+
+    def __init__(self, account_id, origin):
+        self.account_id = account_id
+        self.origin = origin
+        self.bodies = []
+        self.published = []
+
+    def add(self, session_id, body):
+        self.bodies.append((session_id, body))
+
+    def _store(self):
+        if not self.bodies:
+            return
+        count = len(self.bodies)
+        last = (Account
+                .update(seq=Account.seq + count)
+                .where(Account.id == self.account_id)
+                .returning(Account.seq)
+                .execute())[0].seq
+        created_at = now_ms()
+        rows = []
+        for seq, (session_id, body) in enumerate(self.bodies, start=last - count + 1):
+            update_id = new_id()
+            rows.append({"id": update_id, "account": self.account_id, "seq": seq,
+                         "session_id": session_id, "body": json.dumps(body, separators=(",", ":")), "created_at": created_at})
+            self.published.append((seq, session_id, update_frame(update_id, seq, body, created_at)))
+        Update.insert_many(rows).execute()
+
+
+class Hub:
+    def __init__(self):
+        self._subscribers = defaultdict(set)
+        self._lock = threading.Lock()
+        # One writer at a time, held across commit and publish so every account's seqs reach
+        # subscribers in order. SQLite allows one writer anyway; this queues writers in-process
+        # instead of letting them spin on the file lock.
+        self._write_lock = threading.Lock()
+        self.configure()
+
+    def configure(self, queue_size=1024, busy_wait=5.0):
+        self.queue_size = queue_size
+        self.busy_wait = busy_wait
+
+    @contextmanager
+    def subscribe(self, account_id, session_id=None):
+        subscriber = Subscriber(account_id, session_id, self.queue_size)
+        with self._lock:
+            self._subscribers[account_id].add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._drop(subscriber)
+
+    def _drop(self, subscriber):
+        with self._lock:
+            subscribers = self._subscribers.get(subscriber.account_id)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[subscriber.account_id]
+
+    def publish(self, account_id, session_id, item, origin=None):
+        """Offer `item` ((seq or None, frame text)) to every interested subscriber of the account."""
+        with self._lock:
+            subscribers = list(self._subscribers.get(account_id, ()))
+        for subscriber in subscribers:
+            if not subscriber.wants(session_id, origin):
+                continue
+            try:
+                subscriber.queue.put_nowait(item)
+            except queue.Full:
+                # A reader that cannot keep up loses its place and reconnects with `since`;
+                # the publisher never waits for it.
+                subscriber.overflowed = True
+                self._drop(subscriber)
+
+    def ephemeral(self, account_id, session_id, data):
+        self.publish(account_id, session_id, (None, frame("ephemeral", data)))
+
+    @contextmanager
+    def write(self, account_id, origin=None):
+        """A write transaction for one account; its updates are published once it has committed."""
+        changes = Changes(account_id, origin)
+        with self._write_lock:
+            with self._begin():
+                yield changes
+                changes._store()
+            for seq, session_id, text in changes.published:
+                self.publish(account_id, session_id, (seq, text), origin)
+
+    @contextmanager
+    def _begin(self):
+        # BEGIN IMMEDIATE is the only statement that can meet another process's write lock (WAL
+        # readers never block); waiting here with time.sleep yields to other greenlets.
+        deadline = time.monotonic() + self.busy_wait
+        while True:
+            transaction = db.atomic("IMMEDIATE")
+            try:
+                transaction.__enter__()
+                break
+            except OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise Busy() from e
+                time.sleep(0.02)
+        try:
+            yield
+        except BaseException as e:
+            if not transaction.__exit__(type(e), e, e.__traceback__):
+                raise
+        else:
+            transaction.__exit__(None, None, None)
+
+    def replay(self, account_id, since):
+        """Frames of every update after `since`, or None when the log no longer reaches back that far."""
+        latest = Account.get_by_id(account_id).seq
+        if since > latest:
+            return None, latest
+        first = (Update
+                 .select(Update.seq)
+                 .where(Update.account == account_id)
+                 .order_by(Update.seq)
+                 .limit(1)
+                 .scalar())
+        if since < latest and (first is None or first > since + 1):
+            return None, latest
+        rows = (Update
+                .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
+                .where((Update.account == account_id) & (Update.seq > since))
+                .order_by(Update.seq)
+                .tuples())
+        return [(seq, session_id, update_frame(uid, seq, json.loads(body), created_at))
+                for uid, seq, session_id, body, created_at in rows], latest
+
+    def prune(self, older_than_ms):
+        with self.write(None):
+            return Update.delete().where(Update.created_at < older_than_ms).execute()
+
+
+hub = Hub()

@@ -1,0 +1,179 @@
+"""Peewee models, database initialisation and schema migration.
+
+This module owns the SQLite file: its pragmas, its tables and the numbered migrations that bring an
+older file up to date. It knows nothing of HTTP, JSON shapes or events.
+"""
+import hashlib
+import secrets
+import time
+
+from peewee import (
+    AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, DatabaseProxy,
+    ForeignKeyField, IntegerField, Model, TextField,
+)
+from playhouse.pool import PooledSqliteDatabase
+
+# Connections go back to a pool instead of being closed: closing the last connection makes SQLite
+# checkpoint and delete the WAL, which more than halves the write rate when done per request.
+db = DatabaseProxy()
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    # A write that waits on another process's lock retries cooperatively in events.write(), so the
+    # driver-level wait stays short: under gevent it blocks every connection while it waits.
+    "busy_timeout": 50,
+}
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def new_id():
+    """26 URL-safe characters: 48 bits of milliseconds then 80 random bits, so ids sort by creation."""
+    n = (now_ms() << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def hash_secret(secret):
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Account(BaseModel):
+    id = AutoField()
+    name = CharField(unique=True)
+    seq = BigIntegerField(default=0)  # last update seq allocated (events.write)
+    created_at = BigIntegerField(default=now_ms)
+
+
+class Token(BaseModel):
+    id = AutoField()
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="tokens")
+    name = CharField()
+    secret_hash = CharField(unique=True)
+    created_at = BigIntegerField(default=now_ms)
+    last_used_at = BigIntegerField(null=True)
+
+
+class Session(BaseModel):
+    id = CharField(primary_key=True, default=new_id)
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="sessions")
+    tag = CharField(null=True)
+    title = CharField(null=True)
+    system_prompt = TextField(null=True)
+    metadata = TextField(default="")
+    metadata_version = IntegerField(default=0)
+    agent_state = TextField(null=True)
+    agent_state_version = IntegerField(default=0)
+    data_encryption_key = BlobField(null=True)
+    seq = BigIntegerField(default=0)  # last message seq
+    active = BooleanField(default=True)
+    last_active_at = BigIntegerField(default=now_ms)
+    created_at = BigIntegerField(default=now_ms)
+    updated_at = BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = (
+            (("account", "tag"), True),
+            (("account", "updated_at"), False),
+            (("account", "active", "last_active_at"), False),
+        )
+
+
+class Message(BaseModel):
+    id = CharField(primary_key=True, default=new_id)
+    session = ForeignKeyField(Session, on_delete="CASCADE", backref="messages")
+    seq = BigIntegerField()
+    local_id = CharField(null=True)
+    role = CharField(null=True, constraints=[Check("role IN ('user', 'assistant', 'system', 'tool')")])
+    content = TextField()  # JSON text, stored verbatim
+    metadata = TextField(null=True)  # JSON object text
+    created_at = BigIntegerField(default=now_ms)
+    updated_at = BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = (
+            (("session", "seq"), True),
+            (("session", "local_id"), True),
+        )
+
+
+class Update(BaseModel):
+    """The durable per-account event log a reconnecting websocket replays from."""
+    id = CharField(primary_key=True, default=new_id)
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="updates")
+    seq = BigIntegerField()
+    session_id = CharField(null=True)  # no foreign key: a delete-session update outlives its session
+    body = TextField()  # JSON
+    created_at = BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = ((("account", "seq"), True),)
+
+
+MODELS = [Account, Token, Session, Message, Update]
+
+# Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
+# models: a file created by an old version must go through exactly the steps a new file goes through.
+MIGRATIONS = [
+    [
+        'CREATE TABLE IF NOT EXISTS "account" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "seq" INTEGER NOT NULL, "created_at" INTEGER NOT NULL)',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "account_name" ON "account" ("name")',
+        'CREATE TABLE IF NOT EXISTS "token" ("id" INTEGER NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "name" VARCHAR(255) NOT NULL, "secret_hash" VARCHAR(255) NOT NULL, "created_at" INTEGER NOT NULL, "last_used_at" INTEGER, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX IF NOT EXISTS "token_account_id" ON "token" ("account_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "token_secret_hash" ON "token" ("secret_hash")',
+        'CREATE TABLE IF NOT EXISTS "session" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "tag" VARCHAR(255), "title" VARCHAR(255), "system_prompt" TEXT, "metadata" TEXT NOT NULL, "metadata_version" INTEGER NOT NULL, "agent_state" TEXT, "agent_state_version" INTEGER NOT NULL, "data_encryption_key" BLOB, "seq" INTEGER NOT NULL, "active" INTEGER NOT NULL, "last_active_at" INTEGER NOT NULL, "created_at" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX IF NOT EXISTS "session_account_id" ON "session" ("account_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "session_account_id_tag" ON "session" ("account_id", "tag")',
+        'CREATE INDEX IF NOT EXISTS "session_account_id_updated_at" ON "session" ("account_id", "updated_at")',
+        'CREATE INDEX IF NOT EXISTS "session_account_id_active_last_active_at" ON "session" ("account_id", "active", "last_active_at")',
+        'CREATE TABLE IF NOT EXISTS "message" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "session_id" VARCHAR(255) NOT NULL, "seq" INTEGER NOT NULL, "local_id" VARCHAR(255), "role" VARCHAR(255) CHECK (role IN (\'user\', \'assistant\', \'system\', \'tool\')), "content" TEXT NOT NULL, "metadata" TEXT, "created_at" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX IF NOT EXISTS "message_session_id" ON "message" ("session_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "message_session_id_seq" ON "message" ("session_id", "seq")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "message_session_id_local_id" ON "message" ("session_id", "local_id")',
+        'CREATE TABLE IF NOT EXISTS "update" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "seq" INTEGER NOT NULL, "session_id" VARCHAR(255), "body" TEXT NOT NULL, "created_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX IF NOT EXISTS "update_account_id" ON "update" ("account_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "update_account_id_seq" ON "update" ("account_id", "seq")',
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def init_db(path, max_connections=64):
+    database = PooledSqliteDatabase(
+        path, pragmas=PRAGMAS, timeout=0.05, max_connections=max_connections,
+        stale_timeout=None, check_same_thread=False,
+    )
+    db.initialize(database)
+    return database
+
+
+def migrate():
+    """Bring the file to SCHEMA_VERSION; the version lives in PRAGMA user_version."""
+    with db.connection_context():
+        with db.atomic("IMMEDIATE"):
+            version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"database schema version {version} is newer than this server's "
+                    f"{SCHEMA_VERSION}; upgrade Switchboard"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    db.execute_sql(statement)
+            db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return version

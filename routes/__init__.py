@@ -1,0 +1,174 @@
+"""What every blueprint shares: bearer-token auth, loading bodies and query strings through schemas,
+the API error, and the `endpoint` decorator whose declarations also become the OpenAPI document.
+
+Views stay thin: `endpoint` loads and validates input before the view runs, so a view only looks up,
+calls one domain operation and dumps.
+"""
+import hmac
+import threading
+from functools import wraps
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import g, jsonify, request
+from marshmallow import Schema, fields
+
+from events import hub
+from models import Token, hash_secret, now_ms
+from schemas import Base64Bytes, Iso, JsonText, Millis
+
+
+class ApiError(Exception):
+    """An answer with a status and the JSON error shape: {error, message, errors?}."""
+
+    def __init__(self, status, error, message=None, errors=None, headers=None):
+        super().__init__(message or error)
+        self.status = status
+        self.error = error
+        self.message = message or error
+        self.errors = errors
+        self.headers = headers or {}
+
+    def response(self):
+        body = {"error": self.error, "message": self.message}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return jsonify(body), self.status, self.headers
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+_last_used = {}  # token id -> ms of the last last_used_at write
+_last_used_lock = threading.Lock()
+LAST_USED_INTERVAL_MS = 60_000
+
+
+def account_for_token(secret):
+    """The account id a token secret belongs to, or None."""
+    if not secret:
+        return None
+    digest = hash_secret(secret)
+    row = (Token
+           .select(Token.id, Token.secret_hash, Token.account)
+           .where(Token.secret_hash == digest)
+           .first())
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    now = now_ms()
+    with _last_used_lock:
+        due = now - _last_used.get(row.id, 0) >= LAST_USED_INTERVAL_MS
+        if due:
+            _last_used[row.id] = now
+    if due:
+        with hub.write(None):
+            Token.update(last_used_at=now).where(Token.id == row.id).execute()
+    return row.account_id
+
+
+def authenticate():
+    """before_request hook for every authenticated blueprint: sets g.account_id."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    account_id = account_for_token(secret.strip()) if scheme.lower() == "bearer" else None
+    if account_id is None:
+        raise ApiError(401, "unauthorized", "A valid 'Authorization: Bearer <token>' header is required.",
+                       headers={"WWW-Authenticate": "Bearer"})
+    g.account_id = account_id
+
+
+# --- input --------------------------------------------------------------------------------------
+
+def load_body(schema):
+    # A request with no body at all is an empty object: every field is then judged by the schema.
+    if not request.content_length and not request.mimetype and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        data = {}
+    else:
+        if not request.is_json:
+            raise ApiError(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
+        data = request.get_json(silent=True)
+        if data is None:
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+    return schema.load(data)
+
+
+def load_query(schema):
+    return schema.load(request.args.to_dict())
+
+
+# --- declaration and OpenAPI --------------------------------------------------------------------
+
+_ERROR_STATUSES = {400: "Invalid input", 401: "Missing or invalid token", 404: "Not found",
+                   409: "Conflict", 413: "Body too large", 415: "Not JSON", 503: "Database busy"}
+
+
+def endpoint(*, body=None, query=None, responses, errors=(401,)):
+    """Declare a view's input and output schemas. Loaded input is passed as `body=` / `args=`.
+
+    `responses` maps a status to a schema (or None for no body); it documents, the view dumps.
+    """
+    def decorate(view):
+        @wraps(view)
+        def wrapper(**kwargs):
+            if query is not None:
+                kwargs["args"] = load_query(query)
+            if body is not None:
+                kwargs["body"] = load_body(body)
+            return view(**kwargs)
+
+        statuses = set(errors) | ({400} if body is not None or query is not None else set())
+        if body is not None:
+            statuses |= {413, 415}
+        wrapper.openapi = {"body": body, "query": query, "responses": responses, "errors": sorted(statuses)}
+        return wrapper
+    return decorate
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    message = fields.String()
+    errors = fields.Dict()
+
+
+def build_spec(app, title, version):
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
+    plugin.map_to_openapi_type(JsonText, None, None)
+    plugin.map_to_openapi_type(Iso, "string", "date-time")
+    plugin.map_to_openapi_type(Base64Bytes, "string", "byte")
+    plugin.map_to_openapi_type(Millis, "integer", "int64")
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Error", schema=ErrorSchema)
+    paths = {}
+    for rule in app.url_map.iter_rules():
+        declared = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if declared is None:
+            continue
+        path = rule.rule
+        parameters = []
+        for arg in rule.arguments:
+            path = path.replace(f"<{arg}>", "{%s}" % arg)
+            parameters.append({"in": "path", "name": arg, "required": True, "schema": {"type": "string"}})
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            operation = {"operationId": rule.endpoint, "parameters": list(parameters), "responses": {}}
+            view = app.view_functions[rule.endpoint]
+            if view.__doc__:
+                operation["summary"] = view.__doc__.strip().splitlines()[0]
+            if declared["query"] is not None:
+                operation["parameters"].append({"in": "query", "schema": declared["query"]})
+            if declared["body"] is not None:
+                operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": declared["body"]}}}
+            for status, schema in declared["responses"].items():
+                response = {"description": "OK"}
+                if schema is not None:
+                    response["content"] = {"application/json": {"schema": schema}}
+                operation["responses"][str(status)] = response
+            for status in declared["errors"]:
+                operation["responses"].setdefault(str(status), {
+                    "description": _ERROR_STATUSES[status],
+                    "content": {"application/json": {"schema": "Error"}}})
+            if declared["errors"] and 401 in declared["errors"]:
+                operation["security"] = [{"bearer": []}]
+            paths.setdefault(path, {})[method.lower()] = operation
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()

@@ -1,0 +1,156 @@
+"""The agent contract: happy-server's session routes (camelCase JSON, epoch milliseconds).
+
+Views look up the caller's session, call one domain operation and dump; error bodies are the seed's.
+"""
+from flask import Blueprint, g
+
+import domain
+import schemas
+from models import Message, Session, now_ms
+from routes import ApiError, authenticate, endpoint
+
+bp = Blueprint("agent_sessions", __name__)
+bp.before_request(authenticate)
+
+ACTIVE_WINDOW_MS = 15 * 60 * 1000
+V1_PAGE = 150
+CURSOR_PREFIX = "cursor_v1_"
+
+
+@bp.errorhandler(domain.SessionNotFound)
+def session_not_found(e):
+    return ApiError(404, "Session not found").response()
+
+
+def _sessions():
+    return Session.select().where(Session.account == g.account_id)
+
+
+@bp.get("/v1/sessions")
+@endpoint(responses={200: schemas.SessionListV1})
+def index():
+    """The 150 most recently updated sessions."""
+    rows = _sessions().order_by(Session.updated_at.desc(), Session.id.desc()).limit(V1_PAGE)
+    return schemas.session_list_v1.dump({"sessions": rows})
+
+
+@bp.get("/v2/sessions/active")
+@endpoint(query=schemas.active_sessions_query, responses={200: schemas.SessionList})
+def active(args):
+    """Active sessions alive within 15 minutes, newest activity first."""
+    rows = (_sessions()
+            .where(Session.active & (Session.last_active_at > now_ms() - ACTIVE_WINDOW_MS))
+            .order_by(Session.last_active_at.desc())
+            .limit(args["limit"]))
+    return schemas.session_list.dump({"sessions": rows})
+
+
+@bp.get("/v2/sessions")
+@endpoint(query=schemas.sessions_page_query, responses={200: schemas.SessionPage})
+def page(args):
+    """Sessions by id descending (newest first), a page at a time."""
+    query = _sessions()
+    if "cursor" in args:
+        cursor = args["cursor"]
+        if not cursor.startswith(CURSOR_PREFIX) or len(cursor) == len(CURSOR_PREFIX):
+            raise ApiError(400, "Invalid cursor format", "cursor must be 'cursor_v1_<session id>'.")
+        query = query.where(Session.id < cursor[len(CURSOR_PREFIX):])
+    if "changed_since" in args:
+        query = query.where(Session.updated_at > args["changed_since"])
+    rows = list(query.order_by(Session.id.desc()).limit(args["limit"] + 1))
+    has_next = len(rows) > args["limit"]
+    rows = rows[:args["limit"]]
+    return schemas.session_page.dump({
+        "sessions": rows,
+        "nextCursor": CURSOR_PREFIX + rows[-1].id if has_next else None,
+        "hasNext": has_next,
+    })
+
+
+@bp.post("/v1/sessions")
+@endpoint(body=schemas.session_create_schema, responses={200: schemas.SessionEnvelope})
+def create(body):
+    """Create a session, or load the one with this tag."""
+    session, _ = domain.create_session(g.account_id, **body)
+    return schemas.session_envelope.dump({"session": session})
+
+
+@bp.get("/v1/sessions/<session_id>/messages")
+@endpoint(responses={200: schemas.MessageList}, errors=(401, 404))
+def messages(session_id):
+    """The 150 newest messages, newest first."""
+    session = domain.find_session(g.account_id, session_id)
+    rows = Message.select().where(Message.session == session.id).order_by(Message.seq.desc()).limit(V1_PAGE)
+    return schemas.message_list.dump({"messages": rows})
+
+
+@bp.delete("/v1/sessions/<session_id>")
+@endpoint(responses={200: schemas.Success}, errors=(401, 404))
+def delete(session_id):
+    """Delete a session and everything in it."""
+    try:
+        domain.delete_session(domain.find_session(g.account_id, session_id))
+    except domain.SessionNotFound:
+        raise ApiError(404, "Session not found or not owned by user") from None
+    return schemas.success.dump({"success": True})
+
+
+@bp.get("/v3/sessions/<session_id>/messages")
+@endpoint(query=schemas.messages_page_query, responses={200: schemas.MessagePage}, errors=(401, 404))
+def messages_page(session_id, args):
+    """Messages after a seq (ascending, the default from 0) or before one (descending)."""
+    session = domain.find_session(g.account_id, session_id)
+    query = Message.select().where(Message.session == session.id)
+    if "before_seq" in args:
+        query = query.where(Message.seq < args["before_seq"]).order_by(Message.seq.desc())
+    else:
+        query = query.where(Message.seq > args.get("after_seq", 0)).order_by(Message.seq)
+    rows = list(query.limit(args["limit"] + 1))
+    return schemas.message_page.dump({"messages": rows[:args["limit"]], "hasMore": len(rows) > args["limit"]})
+
+
+@bp.post("/v3/sessions/<session_id>/messages")
+@endpoint(body=schemas.messages_append_schema, responses={200: schemas.AppendedList}, errors=(401, 404))
+def append(session_id, body):
+    """Append messages; a localId already stored returns the stored message instead."""
+    session = domain.find_session(g.account_id, session_id)
+    return schemas.appended_list.dump({"messages": domain.append_messages(session, body["messages"])})
+
+
+def _compare_and_set(session_id, field, body, result_schema):
+    session = domain.find_session(g.account_id, session_id)
+    ok, version, value = domain.compare_and_set(session, field, body[field], body["expected_version"])
+    answer = result_schema.dump({"result": "success" if ok else "version-mismatch", "version": version, field: value})
+    return (answer, 200) if ok else (answer, 409)
+
+
+@bp.post("/v1/sessions/<session_id>/metadata")
+@endpoint(body=schemas.metadata_update_schema,
+          responses={200: schemas.MetadataResult, 409: schemas.MetadataResult}, errors=(401, 404))
+def update_metadata(session_id, body):
+    """Replace metadata if its version is still expectedVersion."""
+    return _compare_and_set(session_id, "metadata", body, schemas.metadata_result)
+
+
+@bp.post("/v1/sessions/<session_id>/agent-state")
+@endpoint(body=schemas.agent_state_update_schema,
+          responses={200: schemas.AgentStateResult, 409: schemas.AgentStateResult}, errors=(401, 404))
+def update_agent_state(session_id, body):
+    """Replace agentState if its version is still expectedVersion."""
+    return _compare_and_set(session_id, "agent_state", body, schemas.agent_state_result)
+
+
+@bp.post("/v1/sessions/<session_id>/alive")
+@endpoint(body=schemas.alive_schema, responses={200: schemas.Success}, errors=(401, 404))
+def alive(session_id, body):
+    """Presence heartbeat: the session is active (and maybe thinking)."""
+    domain.presence.alive(domain.find_session(g.account_id, session_id), body["time"], body["thinking"])
+    return schemas.success.dump({"success": True})
+
+
+@bp.post("/v1/sessions/<session_id>/end")
+@endpoint(body=schemas.end_schema, responses={200: schemas.Success}, errors=(401, 404))
+def end(session_id, body):
+    """The agent is done: mark the session inactive now."""
+    domain.presence.end(domain.find_session(g.account_id, session_id), body["time"])
+    return schemas.success.dump({"success": True})

@@ -1,0 +1,139 @@
+"""Shared fixtures: an app on a temporary database file, its test client, tokens for two accounts,
+and a real server started the way a user starts it (`python app.py serve`)."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+import models
+from app import create_app, create_token
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({"DB": str(tmp_path / "test.db"), "TESTING": True})
+    yield app
+    models.db.close_all()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def _bearer(account):
+    with models.db.connection_context():
+        return {"Authorization": "Bearer " + create_token(models, name="test", account=account)}
+
+
+@pytest.fixture
+def auth(app):
+    """Headers for account A."""
+    return _bearer("alice")
+
+
+@pytest.fixture
+def other_auth(app):
+    """Headers for account B."""
+    return _bearer("bob")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`python app.py serve` on a free port and a database file of its own."""
+
+    def __init__(self, db_path, env=None):
+        self.db_path = str(db_path)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/updates"
+        self.extra_env = env or {}
+        self.proc = None
+        self.output = []
+        self.token = None
+
+    def start(self):
+        env = {**os.environ, "SWITCHBOARD_DB": self.db_path, **self.extra_env}
+        self.log_path = Path(self.db_path).with_suffix(f".{self.port}.log")
+        self.log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log_file,
+        )
+        line = self.proc.stdout.readline().decode()
+        match = re.search(r"#token=(\S+)", line)
+        if match:
+            self.token = match.group(1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    @property
+    def headers(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def new_token(self, account="default"):
+        out = subprocess.run([sys.executable, str(ROOT / "app.py"), "create-token", "--account", account],
+                             cwd=ROOT, env={**os.environ, "SWITCHBOARD_DB": self.db_path},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def log(self):
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    server = LiveServer(tmp_path / "live.db").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory for servers with custom environment (limits, timeouts); all are stopped at the end."""
+    servers = []
+
+    def make(env=None, db_path=None):
+        server = LiveServer(db_path or tmp_path / "live.db", env).start()
+        servers.append(server)
+        return server
+    yield make
+    for server in servers:
+        server.stop()
