@@ -8,9 +8,12 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
+import time
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -22,8 +25,16 @@ DEFAULTS = {
     "MAX_CONTENT_BYTES": 1 << 20,
     "MAX_METADATA_BYTES": 1 << 20,
     "MAX_KEY_CHARS": 256,
+    "MAX_FRAME_BYTES": 4 << 20,
     "BUSY_WAIT_SECONDS": 5.0,
     "UPDATE_RETENTION_DAYS": 7.0,
+    "WS_AUTH_TIMEOUT_SECONDS": 10.0,
+    "WS_PING_INTERVAL_SECONDS": 25.0,
+    "WS_SEND_TIMEOUT_SECONDS": 30.0,
+    "WS_QUEUE_SIZE": 1024,
+    "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
+    "PRESENCE_TIMEOUT_SECONDS": 600.0,
+    "MAINTENANCE_INTERVAL_SECONDS": 60.0,
 }
 
 log = logging.getLogger("switchboard")
@@ -43,10 +54,13 @@ def settings_from_env(environ=os.environ):
 
 
 def create_app(config=None):
+    """The WSGI app. `SERVING` (set by `serve` for the gunicorn worker) also starts the background
+    maintenance and closes websockets cleanly on shutdown signals."""
+    import domain
     import events
     import models
     import schemas
-    from routes import ApiError, agent_sessions, build_spec, meta
+    from routes import ApiError, agent_sessions, build_spec, meta, updates
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -60,11 +74,13 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
-    events.hub.configure(busy_wait=app.config["BUSY_WAIT_SECONDS"])
+    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"])
 
     @app.before_request
     def connect():
-        models.db.connect(reuse_if_open=True)
+        # A websocket lives for hours: it takes a connection per step instead (routes/updates.py).
+        if request.blueprint != updates.bp.name:
+            models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def release(exc):
@@ -101,8 +117,51 @@ def create_app(config=None):
     # blueprints
     app.register_blueprint(meta.bp)
     app.register_blueprint(agent_sessions.bp)
+    app.register_blueprint(updates.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
+
+    # real time
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": app.config["WS_PING_INTERVAL_SECONDS"],
+        "max_message_size": app.config["MAX_FRAME_BYTES"],
+        "receive_bytes": 65536,
+    }
+    updates.sock.init_app(app)
+    domain.presence.configure(
+        write_interval_ms=int(app.config["PRESENCE_WRITE_INTERVAL_SECONDS"] * 1000),
+        timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
+    )
+    if app.config.get("SERVING"):
+        _close_sockets_on_shutdown(events.hub)
+        threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
     return app
+
+
+def _close_sockets_on_shutdown(hub):
+    """Chain gunicorn's worker signal handlers so every websocket gets a close frame (1001) first."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+
+        def handler(number, frame, previous=previous):
+            hub.shutdown()
+            if callable(previous):
+                previous(number, frame)
+        signal.signal(signum, handler)
+
+
+def _maintain(config):
+    """Every interval: mark silent sessions inactive, prune the update log past its retention."""
+    import domain
+    import events
+    import models
+    while True:
+        time.sleep(config["MAINTENANCE_INTERVAL_SECONDS"])
+        try:
+            with models.db.connection_context():
+                domain.presence.sweep()
+                events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
+        except Exception:
+            log.exception("maintenance failed; retrying next interval")
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -147,7 +206,7 @@ def cmd_serve(args, settings):
         "--no-control-socket",
         "--graceful-timeout", "5",
         "--log-level", "info",
-        "app:create_app()",
+        "app:create_app({'SERVING': True})",
     ], env)
 
 

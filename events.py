@@ -73,6 +73,8 @@ class Changes:
 
 
 class Hub:
+    SHUTDOWN = "shutdown"  # queue item telling every connection to close: the process is stopping
+
     def __init__(self):
         self._subscribers = defaultdict(set)
         self._lock = threading.Lock()
@@ -118,6 +120,15 @@ class Hub:
                 # the publisher never waits for it.
                 subscriber.overflowed = True
                 self._drop(subscriber)
+
+    def shutdown(self):
+        with self._lock:
+            subscribers = [s for group in self._subscribers.values() for s in group]
+        for subscriber in subscribers:
+            try:
+                subscriber.queue.put_nowait((self.SHUTDOWN, None))
+            except queue.Full:
+                subscriber.overflowed = True
 
     def ephemeral(self, account_id, session_id, data):
         self.publish(account_id, session_id, (None, frame("ephemeral", data)))

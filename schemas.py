@@ -245,6 +245,55 @@ class EventMessageSchema(AgentMessageSchema):
     metadata = JsonText(allow_none=True, dump_only=True)
 
 
+# --- websocket frames (each client event loads like its HTTP twin, plus the session id) ----------
+
+class FrameSchema(Schema):
+    event = fields.String(required=True)
+    data = fields.Raw(load_default=None, allow_none=True)
+    ack = StrictInt(load_default=None, allow_none=True)
+
+
+class AuthSchema(Schema):
+    token = fields.String(required=True)
+    client_type = fields.String(data_key="clientType", load_default="user-scoped",
+                                validate=validate.OneOf(["user-scoped", "session-scoped"]))
+    session_id = fields.String(data_key="sessionId", load_default=None, allow_none=True)
+    since = StrictInt(load_default=None, allow_none=True, validate=validate.Range(min=0))
+
+    @validates_schema
+    def scoped_needs_session(self, data, **kwargs):
+        if data["client_type"] == "session-scoped" and not data["session_id"]:
+            raise ValidationError("A session-scoped connection needs a sessionId.", "sessionId")
+
+
+class SidMixin(Schema):
+    sid = fields.String(required=True)
+
+
+class MessageFrameSchema(SidMixin, NewMessageSchema):
+    pass
+
+
+class MetadataFrameSchema(SidMixin, MetadataUpdateSchema):
+    pass
+
+
+class AgentStateFrameSchema(SidMixin, AgentStateUpdateSchema):
+    pass
+
+
+class AliveFrameSchema(SidMixin, AliveSchema):
+    pass
+
+
+class EndFrameSchema(SidMixin, EndSchema):
+    pass
+
+
+class PingSchema(Schema):
+    pass
+
+
 # --- response envelopes (what the views dump and the OpenAPI document shows) ----------------------
 
 class SessionEnvelope(Schema):
@@ -323,3 +372,6 @@ message_schema = MessageSchema()
 messages_schema = MessageSchema(many=True)
 event_session_schema = EventSessionSchema()
 event_message_schema = EventMessageSchema()
+frame_schema = FrameSchema()
+auth_schema = AuthSchema()
+appended_message_schema = AppendedMessageSchema()

@@ -1,0 +1,278 @@
+"""The real-time endpoint `GET /v1/updates`: auth frame, replay since a seq, `ready`, then live updates,
+ephemerals and client events (DESIGN.md §5).
+
+Only a connection's own handler sends on its socket. A reader thread turns incoming frames into
+items on the same bounded queue the hub fills, so one loop serialises updates and acks in order.
+No database connection is held while the socket is idle: each step takes one from the pool.
+"""
+import json
+import queue
+import threading
+
+from flask import Blueprint, current_app, request
+from flask_sock import Sock
+from marshmallow import ValidationError
+from simple_websocket import ConnectionClosed
+
+import domain
+import schemas
+from events import Busy, frame, hub
+from models import Account, db
+from routes import account_for_token
+
+bp = Blueprint("updates", __name__)
+sock = Sock()
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+
+# Items the reader thread and the hub put on a connection's queue besides (seq or None, frame).
+INCOMING = "incoming"
+CLOSED = "closed"
+
+
+class SafeSocket:
+    """The accepted socket, with `send` made whole and exclusive.
+
+    simple-websocket 1.1.0 writes frames with `socket.send`, which may write only part of a large
+    frame, and its reader thread (pongs, pings) sends concurrently with the handler; both corrupt
+    the stream (miguelgrinberg/simple-websocket#45). The timeout bounds how long a peer that stops
+    reading can hold its handler.
+    """
+
+    def __init__(self, raw, send_timeout):
+        self._raw = raw
+        self._lock = threading.Lock()
+        raw.settimeout(send_timeout)
+
+    def send(self, data):
+        with self._lock:
+            self._raw.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+@bp.before_request
+def prepare_socket():
+    environ = request.environ
+    # permessage-deflate costs about 6x the memory per socket and 3x the CPU per delivery here;
+    # frames are small JSON on a local network, so the server never negotiates it.
+    environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        if key in environ:
+            environ[key] = SafeSocket(environ[key], current_app.config["WS_SEND_TIMEOUT_SECONDS"])
+
+
+class ClientError(Exception):
+    def __init__(self, error, message, errors=None):
+        super().__init__(message)
+        self.data = {"error": error, "message": message}
+        if errors:
+            self.data["errors"] = errors
+
+
+def _decode(raw, schema):
+    if not isinstance(raw, str):
+        raise ClientError("invalid_frame", "Frames must be JSON text, not binary.")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ClientError("invalid_json", "The frame is not valid JSON.") from None
+    try:
+        return schema.load(parsed)
+    except ValidationError as e:
+        errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        raise ClientError("invalid_request", "The frame did not validate.", errors) from None
+
+
+class Connection:
+    """One websocket: authenticate, subscribe, replay, then serve until either side leaves."""
+
+    def __init__(self, ws, config):
+        self.ws = ws
+        self.config = config
+        self.account_id = None
+        self.last_seq = 0
+        self.subscriber = None
+
+    def send(self, text):
+        self.ws.send(text)
+
+    def refuse(self, message):
+        self.send(frame("error", {"error": "unauthorized", "message": message}))
+        self.ws.close(CLOSE_UNAUTHORIZED, message)
+
+    def run(self):
+        raw = self.ws.receive(timeout=self.config["WS_AUTH_TIMEOUT_SECONDS"])
+        if raw is None:
+            return self.refuse("No auth frame within the time limit.")
+        try:
+            envelope = _decode(raw, schemas.frame_schema)
+            if envelope["event"] != "auth" or not isinstance(envelope["data"], dict):
+                raise ClientError("unauthorized", "The first frame must be {event: 'auth', data: {...}}.")
+            auth = schemas.auth_schema.load(envelope["data"])
+        except (ClientError, ValidationError) as e:
+            return self.refuse(e.data["message"] if isinstance(e, ClientError) else "Invalid auth frame.")
+        with db.connection_context():
+            self.account_id = account_for_token(auth["token"])
+            if self.account_id is not None and auth["session_id"] is not None:
+                try:
+                    domain.find_session(self.account_id, auth["session_id"])
+                except domain.SessionNotFound:
+                    return self.refuse("Session not found.")
+        if self.account_id is None:
+            return self.refuse("Invalid token.")
+        scope = auth["session_id"] if auth["client_type"] == "session-scoped" else None
+        with hub.subscribe(self.account_id, scope) as self.subscriber:
+            try:
+                self.catch_up(auth["since"], scope)
+                threading.Thread(target=self.read, daemon=True).start()
+                self.serve()
+            finally:
+                self.release_reader()
+
+    def release_reader(self):
+        """Let the reader thread finish: close the socket, wake its receive(), unblock its put()."""
+        if self.ws.connected:
+            try:
+                self.ws.close()
+            except (ConnectionClosed, OSError):
+                pass
+        self.ws.connected = False
+        self.ws.event.set()
+        try:
+            while True:
+                self.subscriber.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def catch_up(self, since, scope):
+        """Replay what the client missed; live items already queued are deduplicated by seq."""
+        with db.connection_context():
+            if since is None:
+                latest = Account.get_by_id(self.account_id).seq
+                replayed = []
+            else:
+                replayed, latest = hub.replay(self.account_id, since)
+        if replayed is None:
+            self.send(frame("resync", {"seq": latest}))
+        else:
+            for seq, session_id, text in replayed:
+                if scope is None or session_id == scope:
+                    self.send(text)
+        self.last_seq = latest
+        self.send(frame("ready", {"seq": latest}))
+
+    def read(self):
+        try:
+            while True:
+                raw = self.ws.receive()
+                if raw is None:
+                    continue
+                self.subscriber.queue.put((INCOMING, raw))
+        except ConnectionClosed:
+            pass
+        self.subscriber.queue.put((CLOSED, None))
+
+    def serve(self):
+        while True:
+            kind, payload = self.subscriber.queue.get()
+            if self.subscriber.overflowed:
+                self.ws.close(CLOSE_TRY_AGAIN_LATER, "Too slow: reconnect with since.")
+                return
+            if kind == CLOSED:
+                return
+            if kind == INCOMING:
+                self.handle(payload)
+            elif kind is None:
+                self.send(payload)
+            elif kind == hub.SHUTDOWN:
+                self.ws.close(CLOSE_GOING_AWAY, "Server shutting down.")
+                return
+            elif kind > self.last_seq:
+                self.last_seq = kind
+                self.send(payload)
+
+    def handle(self, raw):
+        ack = None
+        try:
+            envelope = _decode(raw, schemas.frame_schema)
+            ack = envelope["ack"]
+            handler = self.HANDLERS.get(envelope["event"])
+            if handler is None:
+                raise ClientError("unknown_event", f"Unknown event {envelope['event']!r}.")
+            schema, method = handler
+            data = envelope["data"] if envelope["data"] is not None else {}
+            try:
+                body = schema.load(data)
+            except ValidationError as e:
+                errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+                raise ClientError("invalid_request", "The event did not validate.", errors) from None
+            with db.connection_context():
+                result = method(self, body)
+        except ClientError as e:
+            return self.reply("error", e.data, ack)
+        except domain.SessionNotFound:
+            return self.reply("error", {"error": "session_not_found", "message": "Session not found."}, ack)
+        except Busy:
+            return self.reply("error", {"error": "database_busy", "message": "Database busy; retry."}, ack)
+        if ack is not None:
+            self.reply("ack", result, ack)
+
+    def reply(self, event, data, ack):
+        message = {"event": event, "data": data}
+        if ack is not None:
+            message["ack"] = ack
+        self.send(json.dumps(message, separators=(",", ":")))
+
+    def _session(self, body):
+        return domain.find_session(self.account_id, body["sid"])
+
+    def on_message(self, body):
+        rows = domain.append_messages(self._session(body), [body], origin=self.subscriber)
+        return schemas.appended_message_schema.dump(rows[0])
+
+    def on_metadata(self, body):
+        ok, version, value = domain.compare_and_set(
+            self._session(body), "metadata", body["metadata"], body["expected_version"], origin=self.subscriber)
+        return schemas.metadata_result.dump(
+            {"result": "success" if ok else "version-mismatch", "version": version, "metadata": value})
+
+    def on_state(self, body):
+        ok, version, value = domain.compare_and_set(
+            self._session(body), "agent_state", body["agent_state"], body["expected_version"],
+            origin=self.subscriber)
+        return schemas.agent_state_result.dump(
+            {"result": "success" if ok else "version-mismatch", "version": version, "agent_state": value})
+
+    def on_alive(self, body):
+        domain.presence.alive(self._session(body), body["time"], body["thinking"])
+        return {}
+
+    def on_end(self, body):
+        domain.presence.end(self._session(body), body["time"])
+        return {}
+
+    def on_ping(self, body):
+        return {}
+
+    HANDLERS = {
+        "message": (schemas.MessageFrameSchema(), on_message),
+        "update-metadata": (schemas.MetadataFrameSchema(), on_metadata),
+        "update-state": (schemas.AgentStateFrameSchema(), on_state),
+        "session-alive": (schemas.AliveFrameSchema(), on_alive),
+        "session-end": (schemas.EndFrameSchema(), on_end),
+        "ping": (schemas.PingSchema(), on_ping),
+    }
+
+
+@sock.route("/v1/updates", bp=bp)
+def updates(ws):
+    """Real-time updates for one account (websocket)."""
+    try:
+        Connection(ws, current_app.config).run()
+    except OSError:
+        pass  # the peer vanished or stopped reading past the send timeout
