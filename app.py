@@ -35,6 +35,7 @@ DEFAULTS = {
     "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
+    "WORKER_CLASS": "gevent",  # or gthread: kept selectable so bench/ can compare the two
 }
 
 log = logging.getLogger("switchboard")
@@ -60,7 +61,7 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, agent_sessions, build_spec, meta, updates
+    from routes import ApiError, agent_sessions, api_sessions, build_spec, meta, ui, updates
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -117,7 +118,9 @@ def create_app(config=None):
     # blueprints
     app.register_blueprint(meta.bp)
     app.register_blueprint(agent_sessions.bp)
+    app.register_blueprint(api_sessions.bp)
     app.register_blueprint(updates.bp)
+    app.register_blueprint(ui.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
 
     # real time
@@ -138,12 +141,21 @@ def create_app(config=None):
 
 
 def _close_sockets_on_shutdown(hub):
-    """Chain gunicorn's worker signal handlers so every websocket gets a close frame (1001) first."""
+    """Chain gunicorn's worker signal handlers so every websocket gets a close frame (1001) first.
+
+    Ctrl-C in a terminal reaches the worker twice (SIGINT from the terminal, then SIGQUIT from the
+    master): a second quick exit would raise SystemExit during interpreter shutdown, a traceback.
+    """
+    quitting = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         previous = signal.getsignal(signum)
 
         def handler(number, frame, previous=previous):
             hub.shutdown()
+            if number != signal.SIGTERM:
+                if quitting.is_set():
+                    return
+                quitting.set()
             if callable(previous):
                 previous(number, frame)
         signal.signal(signum, handler)
@@ -169,7 +181,10 @@ def _maintain(config):
 def _open_db(settings):
     import models
     models.init_db(settings["DB"])
-    models.migrate()
+    try:
+        models.migrate()
+    except models.SchemaTooNew as e:
+        raise SystemExit(f"{settings['DB']}: {e}") from None
     return models
 
 
@@ -186,6 +201,9 @@ def create_token(models, name="default", account="default"):
 def cmd_serve(args, settings):
     host = args.host or settings["HOST"]
     port = args.port or settings["PORT"]
+    worker = {"gevent": [], "gthread": ["--threads", "16"]}.get(settings["WORKER_CLASS"])
+    if worker is None:
+        raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
     db_path = os.path.abspath(settings["DB"])
     models = _open_db({**settings, "DB": db_path})
     with models.db.connection_context():
@@ -199,7 +217,7 @@ def cmd_serve(args, settings):
     # A fresh interpreter: gevent must patch the standard library before anything creates a lock.
     os.execve(sys.executable, [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "gevent", "--workers", "1",
+        "--worker-class", settings["WORKER_CLASS"], *worker, "--workers", "1",
         "--worker-connections", "10000",
         "--bind", f"{host}:{port}",
         "--pythonpath", here,

@@ -9,7 +9,7 @@ import threading
 from peewee import fn
 
 from events import hub
-from models import Message, Session, new_id, now_ms
+from models import Message, Session, db, new_id, now_ms
 from schemas import event_message_schema, event_session_schema
 
 
@@ -17,12 +17,22 @@ class SessionNotFound(LookupError):
     pass
 
 
+# Every request on a session runs this lookup and every append the statements below. They are
+# written out once: Peewee renders a query in Python on each execution, and for these that took
+# longer than SQLite takes to run them (bench/append.py).
+_FIND_SESSION = 'SELECT * FROM "session" WHERE "id" = ? AND "account_id" = ?'
+_MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
+                    "updated_at")
+_INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
+                                                                  ", ".join("?" * len(_MESSAGE_COLUMNS)))
+_KNOWN_MESSAGES = 'SELECT {} FROM "message" WHERE "session_id" = ? AND "local_id" IN ({{}})'.format(
+    ", ".join(_MESSAGE_COLUMNS))
+_TAKE_SEQS = 'UPDATE "session" SET "seq" = "seq" + ?, "updated_at" = ? WHERE "id" = ? RETURNING "seq"'
+
+
 def find_session(account_id, session_id):
     """The caller's session; another account's session is exactly as missing as an absent one."""
-    session = (Session
-               .select()
-               .where((Session.id == session_id) & (Session.account == account_id))
-               .first())
+    session = next(iter(Session.raw(_FIND_SESSION, session_id, account_id)), None)
     if session is None:
         raise SessionNotFound(session_id)
     return session
@@ -55,16 +65,16 @@ def append_messages(session, messages, origin=None):
     """Append messages ({content, local_id, role?, metadata?}) with the next seqs.
 
     A local_id the session already has (or that repeats within the batch) returns the existing row
-    and consumes no seq and no update. Returns the distinct rows in seq order.
+    and consumes no seq and no update. Returns the distinct rows, dicts of the message table's
+    columns, in seq order.
     """
+    local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
     with hub.write(session.account_id, origin) as changes:
-        local_ids = {m["local_id"] for m in messages if m.get("local_id") is not None}
         known = {}
         if local_ids:
-            known = {row.local_id: row for row in (Message
-                                                   .select()
-                                                   .where((Message.session == session.id)
-                                                          & Message.local_id.in_(list(local_ids))))}
+            rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
+                                  (session.id, *local_ids))
+            known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
         fresh = []
         for m in messages:
             local_id = m.get("local_id")
@@ -76,25 +86,19 @@ def append_messages(session, messages, origin=None):
         created = []
         if fresh:
             now = now_ms()
-            last = (Session
-                    .update(seq=Session.seq + len(fresh), updated_at=now)
-                    .where(Session.id == session.id)
-                    .returning(Session.seq)
-                    .execute())
+            last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session.id)).fetchall()
             if not last:
                 raise SessionNotFound(session.id)
-            first_seq = last[0].seq - len(fresh) + 1
-            created = [Message(id=new_id(), session=session.id, seq=first_seq + i,
-                               local_id=m.get("local_id"), role=m.get("role"), content=m["content"],
-                               metadata=m.get("metadata"), created_at=m.get("created_at") or now,
-                               updated_at=now)
-                       for i, m in enumerate(fresh)]
-            Message.insert_many([row.__data__ for row in created]).execute()
+            first_seq = last[0][0] - len(fresh) + 1
+            created = [dict(zip(_MESSAGE_COLUMNS, (
+                new_id(), session.id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
+                m.get("metadata"), m.get("created_at") or now, now))) for i, m in enumerate(fresh)]
+            db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
             for row in created:
                 changes.add(session.id, {"t": "new-message", "sid": session.id,
                                          "message": event_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
-    return sorted(existing + created, key=lambda row: row.seq)
+    return sorted(existing + created, key=lambda row: row["seq"])
 
 
 _CAS_EVENT_KEYS = {"metadata": "metadata", "agent_state": "agentState"}
@@ -163,6 +167,38 @@ def delete_all_sessions(account_id, origin=None):
     for sid in ids:
         presence.forget(sid)
     return len(ids)
+
+
+_IMPORTED_COLUMNS = (Message.id, Message.session, Message.seq, Message.local_id, Message.role,
+                     Message.content, Message.metadata, Message.created_at, Message.updated_at)
+
+
+def import_session(account_id, document, origin=None):
+    """Create a session from a loaded export document: fresh ids, seqs 1..N, one transaction.
+
+    The session is inactive (no agent is behind a copy) and has no tag (an agent's create-or-load
+    must keep reaching its own session). It emits one `new-session`, not a `new-message` per message:
+    a 50,000-message import would flood every watcher; the session's seq says how many to fetch.
+    """
+    now = now_ms()
+    imported, messages = document["session"], document["messages"]
+    with hub.write(account_id, origin) as changes:
+        session = Session.create(
+            account=account_id, title=imported["title"], system_prompt=imported["system_prompt"],
+            metadata=imported["metadata"], agent_state=imported["agent_state"], seq=len(messages),
+            active=False, created_at=now if imported["created_at"] is None else imported["created_at"],
+            updated_at=now,
+        )
+        if messages:
+            rows = [(new_id(), session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
+                     now if m["created_at"] is None else m["created_at"], now)
+                    for seq, m in enumerate(messages, start=1)]
+            # The rows are already database values: sqlite3's executemany writes them ~3.5x faster
+            # than insert_many, which renders and converts every value of every chunk in Python.
+            sql, _ = Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()
+            db.cursor().executemany(sql, rows)
+        changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
+    return session
 
 
 class Presence:

@@ -5,6 +5,7 @@ older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
 import hashlib
 import secrets
+import threading
 import time
 
 from peewee import (
@@ -27,6 +28,8 @@ PRAGMAS = {
 }
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_last_id = 0
+_last_id_lock = threading.Lock()
 
 
 def now_ms():
@@ -34,9 +37,18 @@ def now_ms():
 
 
 def new_id():
-    """26 URL-safe characters: 48 bits of milliseconds then 80 random bits, so ids sort by creation."""
+    """26 URL-safe characters: 48 bits of milliseconds then 80 random bits, so ids sort by creation.
+
+    Random bits alone would order ids made within one millisecond by chance: an id that would not
+    sort after the previous one is the previous one plus a random step instead.
+    """
+    global _last_id
     n = (now_ms() << 80) | secrets.randbits(80)
-    return "".join(_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5))
+    with _last_id_lock:
+        if n <= _last_id:
+            n = _last_id + 1 + secrets.randbits(40)
+        _last_id = n
+    return "".join([_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5)])
 
 
 def hash_secret(secret):

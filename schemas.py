@@ -6,9 +6,9 @@ use the model's snake_case names whatever the wire spelling; nothing here touche
 import base64
 import binascii
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
 
 class Limits:
@@ -21,6 +21,9 @@ class Limits:
 limits = Limits()
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def iso(ms):
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -29,7 +32,9 @@ def parse_iso(text):
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    # Integer arithmetic: int(timestamp() * 1000) is a float product and loses a millisecond in
+    # about 1 of 160 values, which would shift an imported message's created_at.
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _max_bytes(limit_name, what):
@@ -46,7 +51,19 @@ def _max_chars(limit_name):
     return check
 
 
-class StrictInt(fields.Integer):
+# Every integer the API accepts fits JavaScript's safe range (and so SQLite's INTEGER).
+MAX_INT = 2 ** 53 - 1
+
+
+class Int(fields.Integer):
+    """An integer within 0..MAX_INT unless a narrower validate= says otherwise."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.insert(0, validate.Range(0, MAX_INT))
+
+
+class StrictInt(Int):
     """JSON bodies must carry real integers: no "5", no 5.0, no true."""
 
     def __init__(self, **kwargs):
@@ -59,8 +76,12 @@ class StrictInt(fields.Integer):
 
 
 class StrictBool(fields.Boolean):
-    truthy = {True}
-    falsy = {False}
+    """JSON true or false only (a truthy set alone would let 1 and 0 in: 1 == True)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class Millis(fields.Integer):
@@ -90,9 +111,14 @@ class Base64Bytes(fields.Field):
         if not isinstance(value, str):
             raise ValidationError("Not a valid base64 string.")
         try:
-            return base64.b64decode(value, validate=True)
+            return base64.b64decode(value, validate=True) or None  # "" is no key, as in the seed
         except (binascii.Error, ValueError):
             raise ValidationError("Not a valid base64 string.") from None
+
+
+# One encoder for every value: json.dumps with options builds a new encoder on each call, which costs
+# about as much as encoding a short message (a 50,000-message import loads 100,000 values).
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class JsonText(fields.Raw):
@@ -106,7 +132,12 @@ class JsonText(fields.Raw):
         return None if value is None else json.loads(value)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        # NaN and Infinity parse (Python's json accepts them) but are not JSON: stored, they would make
+        # every later read answer invalid JSON. Nesting deeper than the interpreter's stack is refused too.
+        try:
+            text = _compact_json(value)
+        except (ValueError, RecursionError):
+            raise ValidationError("Not a JSON value (NaN, Infinity or nested too deeply).") from None
         if len(text.encode()) > getattr(limits, self.limit_name):
             raise ValidationError(f"Larger than {getattr(limits, self.limit_name)} bytes serialized.")
         return text
@@ -189,19 +220,19 @@ class EndSchema(Schema):
 
 
 class ActiveSessionsQuery(Schema):
-    limit = fields.Integer(load_default=150, validate=validate.Range(1, 500))
+    limit = Int(load_default=150, validate=validate.Range(1, 500))
 
 
 class SessionsPageQuery(Schema):
     cursor = fields.String()
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    changed_since = fields.Integer(data_key="changedSince", validate=validate.Range(min=1))
+    limit = Int(load_default=50, validate=validate.Range(1, 200))
+    changed_since = Int(data_key="changedSince", validate=validate.Range(min=1))
 
 
 class MessagesPageQuery(Schema):
-    after_seq = fields.Integer(validate=validate.Range(min=0))
-    before_seq = fields.Integer(validate=validate.Range(min=1))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    after_seq = Int()
+    before_seq = Int(validate=validate.Range(min=1))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
 
     @validates_schema
     def one_direction(self, data, **kwargs):
@@ -229,6 +260,208 @@ class MessageSchema(Schema):
     content = JsonText(dump_only=True)
     metadata = JsonText(allow_none=True, dump_only=True)
     created_at = Iso(dump_only=True)
+
+
+# --- management contract: request bodies, the export document and its import -------------------
+
+ROLES = ("user", "assistant", "system", "tool")
+MAX_TITLE_CHARS = 120
+MAX_SYSTEM_PROMPT_CHARS = 8000
+MAX_TEXT_CHARS = 50_000
+EXPORT_VERSION = 1
+
+
+def _blank_to_none(text):
+    return text if text and text.strip() else None
+
+
+class Title(fields.String):
+    """A session title: trimmed, then 1..120 characters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(1, MAX_TITLE_CHARS), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class MessageContent(JsonText):
+    """Text of 1..50,000 characters in a message with a role (a person's or a chat model's), any JSON
+    value in a message without one (an agent's, which its own contract bounds only by size), so that
+    every message this server stores can be exported and imported back."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and data.get("role") is not None and not 1 <= len(value) <= MAX_TEXT_CHARS:
+            raise ValidationError(f"Text must be 1 to {MAX_TEXT_CHARS} characters.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class JsonObject(JsonText):
+    """A JSON object (message metadata), stored as its JSON text."""
+
+    def __init__(self, **kwargs):
+        super().__init__(limit_name="metadata_bytes", **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("Not a JSON object.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class FirstErrorList(fields.List):
+    """A list of nested objects loaded in one tight loop that stops at the first bad item.
+
+    An export can hold 100,000 messages, and marshmallow's per-object and per-field machinery
+    (Schema.load, Field.deserialize) costs more than writing them to SQLite. The loop calls each
+    field's own conversion and validators, so the rules stay declared once, on the nested schema;
+    that schema must therefore have no hooks. Unknown keys are rejected here.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise self.make_error("invalid")
+        declared = [(field.data_key or name, field.attribute or name, field)
+                    for name, field in self.inner.schema.load_fields.items()]
+        keys = {key for key, _, _ in declared}
+        loaded = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ValidationError({index: {"_schema": ["Invalid input type."]}})
+            errors = {key: ["Unknown field."] for key in item.keys() - keys}
+            row = {}
+            for key, attribute, field in declared:
+                raw = item.get(key, missing)
+                try:
+                    if raw is missing or raw is None:  # required, load_default and allow_none
+                        row[attribute] = field.deserialize(raw, key, item)
+                    else:
+                        row[attribute] = field._deserialize(raw, key, item)
+                        for validator in field.validators:
+                            validator(row[attribute])
+                except ValidationError as e:
+                    errors[key] = e.messages
+            if errors:
+                raise ValidationError({index: errors})
+            loaded.append(row)
+        return loaded
+
+
+class ManagedSessionCreateSchema(Schema):
+    title = Title(allow_none=True, load_default=None)
+
+
+class SessionRenameSchema(Schema):
+    title = Title(required=True)
+
+
+class SystemPromptUpdateSchema(Schema):
+    system_prompt = fields.String(allow_none=True, load_default=None,
+                                  validate=validate.Length(max=MAX_SYSTEM_PROMPT_CHARS))
+
+    @post_load
+    def change(self, data, **kwargs):
+        """The update_session arguments: none for null or absent (no change), None for a blank prompt (clear)."""
+        if data["system_prompt"] is None:
+            return {}
+        return {"system_prompt": _blank_to_none(data["system_prompt"])}
+
+
+class ChatMessageSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    content = MessageContent(required=True)
+    metadata = JsonObject(allow_none=True, load_default=None)
+
+
+class ImportedMessageSchema(ChatMessageSchema):
+    """A message of an export document. `seq` is accepted and ignored: the array's order is the order."""
+    seq = StrictInt()
+    role = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(ROLES))
+    local_id = fields.String(allow_none=True, load_default=None, validate=_max_chars("key_chars"))
+    created_at = Iso(allow_none=True, load_default=None)
+
+
+class ImportedSessionSchema(Schema):
+    """The session of an export document. Its id, tag and updated_at are accepted and ignored: the
+    import is a new session (fresh id, updated now), a copy that an agent's tag must not reach."""
+    id = fields.String()
+    title = Title(allow_none=True, load_default=None)
+    system_prompt = fields.String(allow_none=True, load_default=None,
+                                  validate=validate.Length(max=MAX_SYSTEM_PROMPT_CHARS))
+    tag = fields.String(allow_none=True)
+    metadata = fields.String(load_default="", validate=_max_bytes("metadata_bytes", "metadata"))
+    agent_state = fields.String(allow_none=True, load_default=None, validate=_max_bytes("metadata_bytes", "agent_state"))
+    created_at = Iso(allow_none=True, load_default=None)
+    updated_at = Iso(allow_none=True)
+
+    @post_load
+    def restored(self, data, **kwargs):
+        return {"title": data["title"], "system_prompt": _blank_to_none(data["system_prompt"]),
+                "metadata": data["metadata"], "agent_state": data["agent_state"], "created_at": data["created_at"]}
+
+
+class ImportDocumentSchema(Schema):
+    version = StrictInt(required=True)
+    exported_at = Iso(allow_none=True)
+    session = fields.Nested(ImportedSessionSchema, required=True)
+    messages = FirstErrorList(fields.Nested(ImportedMessageSchema), required=True)
+
+    @pre_load
+    def supported_version(self, data, **kwargs):
+        # Checked before anything else: another version's document may differ in every other field.
+        if isinstance(data, dict) and data.get("version") != EXPORT_VERSION:
+            raise ValidationError(f"Only export version {EXPORT_VERSION} is supported.", "version")
+        return data
+
+    @validates_schema
+    def distinct_local_ids(self, data, **kwargs):
+        first = {}
+        for index, message in enumerate(data["messages"]):
+            local_id = message["local_id"]
+            if local_id is not None:
+                if local_id in first:
+                    raise ValidationError(
+                        {index: {"local_id": [f"Repeats the local_id of message {first[local_id]}."]}}, "messages")
+                first[local_id] = index
+
+
+class ExportedSessionSchema(SessionSchema):
+    metadata = fields.String(dump_only=True)
+    agent_state = fields.String(allow_none=True, dump_only=True)
+
+    class Meta:
+        exclude = ("active", "last_active_at")
+
+
+class ExportedMessageSchema(MessageSchema):
+    local_id = fields.String(allow_none=True, dump_only=True)
+
+    class Meta:
+        exclude = ("id",)
+
+
+class ExportDocumentSchema(Schema):
+    """Version 1. Left out on purpose: tokens, the update log, versions and keys (operational data)."""
+    version = fields.Integer(dump_only=True)
+    exported_at = Iso(dump_only=True)
+    session = fields.Nested(ExportedSessionSchema, dump_only=True)
+    messages = fields.List(fields.Nested(ExportedMessageSchema), dump_only=True)
+
+
+class SessionItems(Schema):
+    items = fields.List(fields.Nested(SessionSchema), dump_only=True)
+
+
+class SessionDetail(SessionSchema):
+    messages = fields.List(fields.Nested(MessageSchema), dump_only=True)
+
+
+class Deleted(Schema):
+    deleted = fields.Integer(dump_only=True)
+
+
+class ImportResult(Schema):
+    session = fields.Nested(SessionSchema, dump_only=True)
+    imported_messages = fields.Integer(dump_only=True)
 
 
 # --- real-time update bodies ---------------------------------------------------------------------
@@ -372,6 +605,16 @@ message_schema = MessageSchema()
 messages_schema = MessageSchema(many=True)
 event_session_schema = EventSessionSchema()
 event_message_schema = EventMessageSchema()
+session_items = SessionItems()
+deleted = Deleted()
+import_result = ImportResult()
+managed_session_create_schema = ManagedSessionCreateSchema()
+session_rename_schema = SessionRenameSchema()
+system_prompt_update_schema = SystemPromptUpdateSchema()
+chat_message_schema = ChatMessageSchema()
+import_document_schema = ImportDocumentSchema()
+export_document_schema = ExportDocumentSchema()
+exported_messages_schema = ExportedMessageSchema(many=True)
 frame_schema = FrameSchema()
 auth_schema = AuthSchema()
 appended_message_schema = AppendedMessageSchema()

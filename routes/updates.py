@@ -7,6 +7,7 @@ No database connection is held while the socket is idle: each step takes one fro
 """
 import json
 import queue
+import socket
 import threading
 
 from flask import Blueprint, current_app, request
@@ -64,6 +65,15 @@ def prepare_socket():
     for key in ("gunicorn.socket", "werkzeug.socket"):
         if key in environ:
             environ[key] = SafeSocket(environ[key], current_app.config["WS_SEND_TIMEOUT_SECONDS"])
+
+
+def hang_up(ws):
+    """End a connection whose peer cannot keep up: what was sent is delivered, then FIN, with no
+    close handshake to wait for, so the socket and the reader thread selecting on it are freed now."""
+    try:
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class ClientError(Exception):
@@ -182,7 +192,7 @@ class Connection:
             kind, payload = self.subscriber.queue.get()
             if self.subscriber.overflowed:
                 self.ws.close(CLOSE_TRY_AGAIN_LATER, "Too slow: reconnect with since.")
-                return
+                return hang_up(self.ws)
             if kind == CLOSED:
                 return
             if kind == INCOMING:
@@ -275,4 +285,4 @@ def updates(ws):
     try:
         Connection(ws, current_app.config).run()
     except OSError:
-        pass  # the peer vanished or stopped reading past the send timeout
+        hang_up(ws)  # the peer vanished or stopped reading past the send timeout

@@ -1,5 +1,6 @@
 """Shared fixtures: an app on a temporary database file, its test client, tokens for two accounts,
 and a real server started the way a user starts it (`python app.py serve`)."""
+import json
 import os
 import re
 import signal
@@ -56,9 +57,9 @@ def free_port():
 class LiveServer:
     """`python app.py serve` on a free port and a database file of its own."""
 
-    def __init__(self, db_path, env=None):
+    def __init__(self, db_path, env=None, port=None):
         self.db_path = str(db_path)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/updates"
         self.extra_env = env or {}
@@ -72,18 +73,17 @@ class LiveServer:
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log_file,
+            cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
         )
-        line = self.proc.stdout.readline().decode()
-        match = re.search(r"#token=(\S+)", line)
-        if match:
-            self.token = match.group(1)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    match = re.search(r"#token=(\S+)", self.log())
+                    if match:
+                        self.token = match.group(1)
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             if self.proc.poll() is not None:
                 break
@@ -109,8 +109,6 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
         self.log_file.close()
         return self.proc.returncode
 
@@ -130,10 +128,68 @@ def make_server(tmp_path):
     """Factory for servers with custom environment (limits, timeouts); all are stopped at the end."""
     servers = []
 
-    def make(env=None, db_path=None):
-        server = LiveServer(db_path or tmp_path / "live.db", env).start()
+    def make(env=None, db_path=None, port=None):
+        server = LiveServer(db_path or tmp_path / "live.db", env, port).start()
         servers.append(server)
         return server
     yield make
     for server in servers:
         server.stop()
+
+
+class WS:
+    """A websocket test client (simple_websocket) speaking JSON frames; every receive has a timeout."""
+
+    def __init__(self, url):
+        from simple_websocket import Client
+        self.client = Client.connect(url)
+
+    def send(self, event, data=None, ack=None):
+        message = {"event": event, "data": data}
+        if ack is not None:
+            message["ack"] = ack
+        self.client.send(json.dumps(message))
+
+    def recv(self, timeout=5):
+        raw = self.client.receive(timeout=timeout)
+        if raw is None:
+            raise TimeoutError(f"no frame within {timeout}s")
+        return json.loads(raw)
+
+    def expect(self, event, timeout=5):
+        message = self.recv(timeout)
+        assert message["event"] == event, message
+        return message
+
+    def silent(self, timeout=0.5):
+        """Assert nothing arrives within `timeout`."""
+        raw = self.client.receive(timeout=timeout)
+        assert raw is None, raw
+
+    def close(self):
+        try:
+            self.client.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def ws_connect():
+    """connect(server, token=..., since=..., client_type=..., session_id=...) -> WS, after `ready`."""
+    sockets = []
+
+    def connect(server, token=None, since=None, client_type="user-scoped", session_id=None, ready=True):
+        ws = WS(server.ws_url)
+        sockets.append(ws)
+        data = {"token": token or server.token, "clientType": client_type}
+        if since is not None:
+            data["since"] = since
+        if session_id is not None:
+            data["sessionId"] = session_id
+        ws.send("auth", data)
+        if ready:
+            ws.ready = ws.expect("ready")["data"]["seq"]
+        return ws
+    yield connect
+    for ws in sockets:
+        ws.close()

@@ -1,0 +1,178 @@
+"""The management contract: the browser's session routes (snake_case JSON, ISO 8601 UTC timestamps).
+
+Views look up the caller's session, call one domain operation and dump, as the agent contract's do.
+A session's messages and its export are streamed a page at a time, so no response holds them all.
+"""
+import json
+
+from flask import Blueprint, Response, g
+from marshmallow import ValidationError
+
+import domain
+import schemas
+from models import Message, Session, db, now_ms
+from routes import ApiError, authenticate, endpoint
+
+bp = Blueprint("api_sessions", __name__)
+bp.before_request(authenticate)
+
+PAGE_ROWS = 1000
+PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
+
+
+@bp.errorhandler(domain.SessionNotFound)
+def session_not_found(e):
+    return ApiError(404, "session_not_found", "No session with this id.").response()
+
+
+@bp.errorhandler(ValidationError)
+def invalid(e):
+    """400 whose message names the first bad field, and in an import the first bad message."""
+    errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+    path, first = [], errors
+    while isinstance(first, dict):
+        key, first = next(iter(first.items()))
+        path.append(str(key))
+    if path[0] == "messages" and len(path) > 2:
+        message = f"message {path[1]}: {'.'.join(path[2:])}: {first[0]}"
+    else:
+        message = f"{'.'.join(path)}: {first[0]}"
+    return ApiError(400, "invalid_request", message, errors).response()
+
+
+@bp.get("/api/sessions")
+@endpoint(responses={200: schemas.SessionItems})
+def index():
+    """Every session of the caller, most recently updated first."""
+    rows = (Session
+            .select()
+            .where(Session.account == g.account_id)
+            .order_by(Session.updated_at.desc(), Session.id.desc()))
+    return schemas.session_items.dump({"items": rows})
+
+
+@bp.post("/api/sessions")
+@endpoint(body=schemas.managed_session_create_schema, responses={201: schemas.SessionSchema})
+def create(body):
+    """Create a session, with a title or without."""
+    session, _ = domain.create_session(g.account_id, title=body["title"])
+    return schemas.session_schema.dump(session), 201
+
+
+@bp.get("/api/sessions/<session_id>")
+@endpoint(responses={200: schemas.SessionDetail}, errors=(401, 404))
+def show(session_id):
+    """The session and all its messages in seq order (streamed)."""
+    session = domain.find_session(g.account_id, session_id)
+    return _streamed(schemas.session_schema.dump(session), session, schemas.messages_schema)
+
+
+@bp.patch("/api/sessions/<session_id>")
+@endpoint(body=schemas.session_rename_schema, responses={200: schemas.SessionSchema}, errors=(401, 404))
+def update(session_id, body):
+    """Rename the session."""
+    session = domain.update_session(domain.find_session(g.account_id, session_id), title=body["title"])
+    return schemas.session_schema.dump(session)
+
+
+@bp.patch("/api/sessions/<session_id>/system-prompt")
+@endpoint(body=schemas.system_prompt_update_schema, responses={200: schemas.SessionSchema}, errors=(401, 404))
+def update_system_prompt(session_id, body):
+    """Set the session's system prompt; a blank one clears it, null leaves it as it is."""
+    session = domain.find_session(g.account_id, session_id)
+    if body:
+        session = domain.update_session(session, **body)
+    return schemas.session_schema.dump(session)
+
+
+@bp.post("/api/sessions/<session_id>/messages")
+@endpoint(body=schemas.chat_message_schema, responses={201: schemas.MessageSchema}, errors=(401, 404))
+def append(session_id, body):
+    """Add a message to the session (how a person in the browser talks to the agent)."""
+    [message] = domain.append_messages(domain.find_session(g.account_id, session_id), [body])
+    return schemas.message_schema.dump(message), 201
+
+
+@bp.delete("/api/sessions/<session_id>")
+@endpoint(responses={204: None}, errors=(401, 404))
+def delete(session_id):
+    """Delete the session and everything in it."""
+    domain.delete_session(domain.find_session(g.account_id, session_id))
+    return "", 204
+
+
+@bp.delete("/api/sessions")
+@endpoint(responses={200: schemas.Deleted})
+def delete_all():
+    """Delete every session of the caller, in one transaction."""
+    return schemas.deleted.dump({"deleted": domain.delete_all_sessions(g.account_id)})
+
+
+@bp.get("/api/sessions/<session_id>/export")
+@endpoint(responses={200: schemas.ExportDocumentSchema}, errors=(401, 404))
+def export(session_id):
+    """The session as an export document (version 1), streamed as a download."""
+    session = domain.find_session(g.account_id, session_id)
+    head = schemas.export_document_schema.dump(
+        {"version": schemas.EXPORT_VERSION, "exported_at": now_ms(), "session": session})
+    response = _streamed(head, session, schemas.exported_messages_schema)
+    response.headers["Content-Disposition"] = f'attachment; filename="session-{session.id}.json"'
+    return response
+
+
+@bp.post("/api/sessions/import")
+@endpoint(body=schemas.import_document_schema, responses={201: schemas.ImportResult})
+def import_document(body):
+    """Create a new session from an export document, all its messages in one transaction."""
+    session = domain.import_session(g.account_id, body)
+    return schemas.import_result.dump({"session": session, "imported_messages": len(body["messages"])}), 201
+
+
+def _streamed(head, session, messages_schema):
+    """The JSON object `head` with a "messages" array of the session's messages, written page by page."""
+    def chunks():
+        yield _json(head)[:-1] + ',"messages":['
+        separator = ""
+        for page in _message_pages(session.id, session.seq):
+            yield separator + _json(messages_schema.dump(page))[1:-1]
+            separator = ","
+        yield "]}"
+    return Response(chunks(), mimetype="application/json")
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _message_pages(session_id, last_seq):
+    """The session's messages with seq up to `last_seq`, in pages of PAGE_ROWS rows or PAGE_BYTES.
+
+    Each page is read on a pooled connection held only while reading it: a streamed body is sent
+    after the request's own connection was released, and a slow client must not keep a read
+    transaction open. Stopping at the seq the request saw makes the document the session as it was
+    then, however many messages arrive while it is sent.
+    """
+    after = 0
+    while after < last_seq:
+        query = (Message
+                 .select(Message.id, Message.seq, Message.role, Message.content, Message.metadata,
+                         Message.local_id, Message.created_at)
+                 .where((Message.session == session_id) & (Message.seq > after) & (Message.seq <= last_seq))
+                 .order_by(Message.seq)
+                 .limit(PAGE_ROWS))
+        page, size = [], 0
+        with db.connection_context():
+            cursor = db.execute(query)
+            try:
+                names = [column[0] for column in cursor.description]
+                for values in cursor:
+                    page.append(dict(zip(names, values)))
+                    size += len(page[-1]["content"]) + len(page[-1]["metadata"] or "")
+                    if size >= PAGE_BYTES:
+                        break
+            finally:
+                cursor.close()  # ends the statement, and with it the read transaction, even after a break
+        if not page:
+            return
+        yield page
+        after = page[-1]["seq"]

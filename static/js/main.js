@@ -1,0 +1,400 @@
+// The page: token handling, the two screens (token, workspace), and the wiring between the
+// websocket, the session list and the open session. Every action goes through the management API;
+// the websocket then tells every open page, this one included, what changed.
+
+import { ApiError, configure, describeErrors, json, request } from "./api.js";
+import { Live } from "./live.js";
+import { normalize } from "./messages.js";
+import { SessionList, fromApi, fromEvent, label } from "./sessions.js";
+import { SessionView } from "./view.js";
+
+const TOKEN_KEY = "switchboard.token";
+const PROMPT_LIMIT = 8000;
+const $ = (id) => document.getElementById(id);
+
+let live = null;
+let pending = null; // updates held back while the session list is being fetched
+let fetches = 0; // list fetches in flight: updates wait until the last one has landed
+let listed = false; // the list has been fetched at least once since the token was given
+
+const sessions = new SessionList($("session-list"), $("sessions-empty"), $("session-count"), openSession);
+const view = new SessionView({
+  scroller: $("message-scroller"),
+  log: $("message-log"),
+  list: $("message-list"),
+  older: $("older-button"),
+  start: $("history-start"),
+  title: $("session-title"),
+  subtitle: $("session-subtitle"),
+}, sessions);
+
+// --- token and screens ------------------------------------------------------------------------
+
+function storedToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null; // storage disabled: the person pastes the token each visit
+  }
+}
+
+function storeToken(token) {
+  try {
+    if (token === null) localStorage.removeItem(TOKEN_KEY);
+    else localStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage disabled: the token lives for this page only
+  }
+  currentToken = token;
+}
+
+let currentToken = null;
+configure({ token: () => currentToken, unauthorized: () => rejectToken() });
+
+function showScreen(name) {
+  document.body.dataset.screen = name;
+  $("token-screen").hidden = name !== "token";
+  $("workspace").hidden = name === "token";
+  $("account-actions").hidden = name === "token";
+}
+
+function showTokenScreen(problem) {
+  live?.stop();
+  live = null;
+  view.close();
+  sessions.replaceAll([]);
+  setConnection("offline", "Not connected");
+  $("token-problem").textContent = problem || "";
+  $("token-problem").hidden = !problem;
+  showScreen("token");
+  $("token-input").value = "";
+  $("token-input").focus();
+}
+
+function rejectToken() {
+  if (currentToken === null) return;
+  storeToken(null);
+  showTokenScreen("The server did not accept the saved token: it may have been revoked or mistyped. " +
+    "Paste a valid token to continue.");
+}
+
+function start(token) {
+  storeToken(token);
+  listed = false;
+  showScreen("list");
+  live = new Live(token, {
+    update: (data) => (pending ? pending.push(data) : applyUpdate(data)),
+    ephemeral: applyEphemeral,
+    ready: ({ refetch }) => refetch && refetchAll(),
+    status: (state, retryIn) => {
+      setConnection(state, state === "connected" ? "Connected"
+        : state === "connecting" ? "Connecting…"
+          : retryIn ? `Reconnecting (next try in ${retryIn} s)…` : "Reconnecting…");
+      // The websocket may be blocked (a proxy) while HTTP works: show the list rather than nothing.
+      if (state === "reconnecting" && !listed && !pending) refetchAll();
+    },
+    unauthorized: rejectToken,
+  });
+  live.start();
+}
+
+function setConnection(state, text) {
+  const element = $("connection");
+  element.dataset.state = state;
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function announce(text) {
+  $("announcer").textContent = text;
+}
+
+// --- keeping up with the server ------------------------------------------------------------------
+
+// After the first `ready` or a `resync`: the list (and the open session) from scratch. Updates that
+// arrive meanwhile wait, then apply on top of the fetched state (they are all idempotent).
+async function refetchAll() {
+  fetches += 1;
+  pending = pending || [];
+  try {
+    const { items } = await json("GET", "/api/sessions");
+    sessions.replaceAll(items.map(fromApi));
+    listed = true;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) announce(`Could not load sessions: ${error.message}`);
+  } finally {
+    fetches -= 1;
+    if (fetches === 0) {
+      const held = pending;
+      pending = null;
+      held.forEach(applyUpdate);
+    }
+  }
+  if (view.id !== null) {
+    if (sessions.get(view.id)) {
+      view.showHeader();
+      await view.reload();
+    } else {
+      closeSession("The open session no longer exists.");
+    }
+  }
+}
+
+function applyUpdate({ body, createdAt }) {
+  switch (body.t) {
+    case "new-session":
+      sessions.upsert(fromEvent(body));
+      break;
+    case "update-session": {
+      const changes = {};
+      if ("title" in body) changes.title = body.title;
+      if ("systemPrompt" in body) changes.systemPrompt = body.systemPrompt;
+      if ("active" in body) {
+        changes.active = body.active;
+        if (!body.active) changes.thinking = false;
+      } else {
+        changes.updatedAt = createdAt; // every other change bumps the session's updated_at
+      }
+      sessions.patch(body.id, changes);
+      if (view.id === body.id) view.showHeader();
+      break;
+    }
+    case "delete-session":
+      sessions.remove(body.sid);
+      if (view.id === body.sid) closeSession("The open session was deleted.");
+      break;
+    case "new-message":
+      sessions.patch(body.sid, { updatedAt: body.message.updatedAt });
+      if (view.id === body.sid) view.add(normalize(body.message));
+      break;
+  }
+}
+
+function applyEphemeral(data) {
+  if (data.type !== "activity") return;
+  sessions.patch(data.id, { active: data.active, thinking: data.active && Boolean(data.thinking) });
+  if (view.id === data.id) view.showHeader();
+}
+
+// --- opening and closing a session ------------------------------------------------------------
+
+function openSession(id) {
+  sessions.setCurrent(id);
+  showScreen("session");
+  $("session-view").hidden = false;
+  $("no-session").hidden = true;
+  $("send-error").hidden = true;
+  view.open(id);
+  $("session-title").focus();
+}
+
+function closeSession(message) {
+  const id = view.id;
+  view.close();
+  sessions.setCurrent(null);
+  $("session-view").hidden = true;
+  $("no-session").hidden = false;
+  showScreen("list");
+  if (message) announce(message);
+  if (id && sessions.get(id)) sessions.focus(id);
+  else $("sessions-heading").focus();
+}
+
+// --- dialogs ------------------------------------------------------------------------------------
+
+// A dialog's form runs `action`; on success the dialog closes (then runs what the action returned, so
+// focus can move after the dialog has put it back), on failure its problem line says why.
+function dialog(id, action) {
+  const element = $(id);
+  const form = element.querySelector("form");
+  const problem = form.querySelector(".problem");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      const then = await action();
+      element.close();
+      then?.();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return element.close();
+      problem.textContent = [error.message, ...describeErrors(error.errors)].join(" ");
+      problem.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  for (const button of form.querySelectorAll("[data-close]")) button.addEventListener("click", () => element.close());
+  return (prepare) => {
+    if (problem) problem.hidden = true;
+    prepare?.();
+    element.showModal();
+  };
+}
+
+class Refused extends Error {}
+
+const sessionPath = () => `/api/sessions/${encodeURIComponent(view.id)}`;
+
+const openRename = dialog("rename-dialog", async () => {
+  const updated = await json("PATCH", sessionPath(), { title: $("rename-input").value });
+  sessions.upsert(fromApi(updated));
+  view.showHeader();
+  announce(`Renamed to ${updated.title}.`);
+});
+
+const openPrompt = dialog("prompt-dialog", async () => {
+  const updated = await json("PATCH", `${sessionPath()}/system-prompt`, { system_prompt: $("prompt-input").value });
+  sessions.upsert(fromApi(updated));
+  view.showHeader();
+  announce(updated.system_prompt ? "System prompt saved." : "System prompt cleared.");
+});
+
+const openDelete = dialog("delete-dialog", async () => {
+  const id = view.id;
+  await json("DELETE", sessionPath());
+  sessions.remove(id);
+  return () => closeSession("Session deleted.");
+});
+
+const openDeleteAll = dialog("delete-all-dialog", async () => {
+  if ($("delete-all-input").value.trim() !== "delete") {
+    $("delete-all-input").focus();
+    throw new Refused("Nothing was deleted: type the word delete to confirm.");
+  }
+  const { deleted } = await json("DELETE", "/api/sessions");
+  sessions.replaceAll([]);
+  return () => closeSession(`Deleted ${deleted} session${deleted === 1 ? "" : "s"}.`);
+});
+
+const showImportProblem = dialog("import-dialog", async () => {});
+
+function updateCounter() {
+  const length = $("prompt-input").value.length;
+  const counter = $("prompt-counter");
+  counter.textContent = `${length.toLocaleString()} / ${PROMPT_LIMIT.toLocaleString()} characters`;
+  counter.classList.toggle("at-limit", length >= PROMPT_LIMIT);
+}
+
+// --- actions ------------------------------------------------------------------------------------
+
+async function send(event) {
+  event.preventDefault();
+  const input = $("send-input");
+  const content = input.value;
+  if (!content.trim() || view.id === null) return;
+  const button = $("send-button");
+  button.disabled = true;
+  $("send-error").hidden = true;
+  try {
+    const message = await json("POST", `${sessionPath()}/messages`, { role: "user", content });
+    view.add(normalize(message), true);
+    input.value = "";
+  } catch (error) {
+    $("send-error").textContent = `Not sent: ${error.message}`;
+    $("send-error").hidden = false;
+  } finally {
+    button.disabled = false;
+    input.focus();
+  }
+}
+
+async function exportSession() {
+  const id = view.id;
+  const button = $("export-button");
+  button.disabled = true;
+  try {
+    const response = await request("GET", `${sessionPath()}/export`);
+    const blob = await response.blob();
+    const named = /filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = named ? named[1] : `switchboard-session-${id}.json`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    announce("Export downloaded.");
+  } catch (error) {
+    announce(`Export failed: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function importFile() {
+  const input = $("import-file");
+  const file = input.files[0];
+  input.value = ""; // the same file can be picked again after a fix
+  if (!file) return;
+  let problem;
+  try {
+    const text = await file.text();
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      throw new Refused(`${file.name} is not a JSON file (${error.message}).`);
+    }
+    const result = await json("POST", "/api/sessions/import", text);
+    sessions.upsert(fromApi(result.session));
+    openSession(result.session.id);
+    announce(`Imported ${label(sessions.get(result.session.id))} with ${result.imported_messages} messages.`);
+    return;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return;
+    problem = error;
+  }
+  showImportProblem(() => {
+    $("import-message").textContent = `${file.name} was not imported: ${problem.message}`;
+    const list = $("import-errors");
+    list.replaceChildren(...describeErrors(problem.errors).map((line) => {
+      const item = document.createElement("li");
+      item.textContent = line;
+      return item;
+    }));
+  });
+}
+
+// --- wiring -----------------------------------------------------------------------------------
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (token) start(token);
+});
+$("forget-token-button").addEventListener("click", () => {
+  storeToken(null);
+  showTokenScreen();
+});
+$("back-button").addEventListener("click", () => closeSession());
+$("send-form").addEventListener("submit", send);
+$("send-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.altKey && !event.metaKey && !event.isComposing) {
+    event.preventDefault();
+    $("send-form").requestSubmit();
+  }
+});
+$("rename-button").addEventListener("click", () => openRename(() => {
+  $("rename-input").value = sessions.get(view.id).title || "";
+}));
+$("prompt-button").addEventListener("click", () => openPrompt(() => {
+  $("prompt-input").value = sessions.get(view.id).systemPrompt || "";
+  updateCounter();
+}));
+$("prompt-input").addEventListener("input", updateCounter);
+$("delete-button").addEventListener("click", () => openDelete(() => {
+  $("delete-description").textContent = `“${label(sessions.get(view.id))}” and all its messages will be deleted.`;
+}));
+$("delete-all-button").addEventListener("click", () => openDeleteAll(() => {
+  $("delete-all-input").value = "";
+}));
+$("export-button").addEventListener("click", exportSession);
+$("import-button").addEventListener("click", () => $("import-file").click());
+$("import-file").addEventListener("change", importFile);
+
+// The first-run link carries the token in the fragment (never sent to the server); keep it, then
+// take it out of the address bar and the history.
+const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromLink) history.replaceState(null, "", location.pathname + location.search);
+const token = fromLink || storedToken();
+if (token) start(token);
+else showTokenScreen();

@@ -1,0 +1,143 @@
+// The open session: its header and its messages in seq order. The newest page loads first (v3
+// before_seq, reversed for display) so even a huge session opens at once; older pages load when the
+// top of the history scrolls into view. Messages are keyed by id: a page, a live update and the
+// answer to our own POST may all carry the same message, and it is shown once.
+
+import { json } from "./api.js";
+import { dateTime } from "./format.js";
+import { normalize, renderMessage } from "./messages.js";
+import { activity, label } from "./sessions.js";
+
+const PAGE = 50;
+const NEWEST = Number.MAX_SAFE_INTEGER; // before_seq for the newest page: every seq is below it
+const STICK_TO_BOTTOM_PX = 80;
+
+export class SessionView {
+  constructor(elements, sessions) {
+    this.el = elements;
+    this.sessions = sessions; // the SessionList: the one place a session's fields are kept
+    this.id = null;
+    this.generation = 0; // bumped on every (re)load: answers for an older generation are dropped
+    this.observer = new IntersectionObserver(
+      (entries) => entries.some((e) => e.isIntersecting) && this.loadOlder(),
+      { root: elements.scroller, rootMargin: "200px 0px 0px 0px" },
+    );
+    this.observer.observe(elements.older);
+    elements.older.addEventListener("click", () => this.loadOlder());
+  }
+
+  open(id) {
+    this.id = id;
+    this.showHeader();
+    return this.reload();
+  }
+
+  close() {
+    this.id = null;
+    this.clear();
+  }
+
+  clear() {
+    this.generation += 1;
+    this.ids = new Set();
+    this.oldest = NEWEST;
+    this.hasMore = true;
+    this.loading = false;
+    this.el.list.replaceChildren();
+    this.el.older.hidden = true;
+    this.el.start.hidden = true;
+  }
+
+  // The first page, again from scratch (opening, or after a resync).
+  reload() {
+    this.clear();
+    return this.loadPage(true);
+  }
+
+  loadOlder() {
+    if (this.id !== null && this.hasMore && !this.loading) this.loadPage(false);
+  }
+
+  async loadPage(first) {
+    const generation = this.generation;
+    const id = this.id;
+    this.loading = true;
+    // A page is not news: screen readers hear live messages, not fifty loaded at once.
+    this.el.log.setAttribute("aria-busy", "true");
+    this.el.older.disabled = true;
+    this.el.older.textContent = "Loading older messages…";
+    try {
+      const page = await json("GET", `/v3/sessions/${encodeURIComponent(id)}/messages?before_seq=${this.oldest}&limit=${PAGE}`);
+      if (generation !== this.generation) return;
+      const scroller = this.el.scroller;
+      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+      for (const m of page.messages) {
+        this.oldest = Math.min(this.oldest, m.seq);
+        this.insert(normalize(m));
+      }
+      this.hasMore = page.hasMore;
+      // Keep what the person was reading where it was; the first page starts at the newest message.
+      scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
+    } catch (error) {
+      if (generation === this.generation) {
+        this.el.start.textContent = `Could not load messages: ${error.message}`;
+        this.el.start.hidden = false;
+      }
+      return;
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.el.log.setAttribute("aria-busy", "false");
+        this.el.older.disabled = false;
+        this.el.older.textContent = "Load older messages";
+      }
+    }
+    this.el.older.hidden = !this.hasMore;
+    this.el.start.hidden = this.hasMore;
+    this.el.start.textContent = this.ids.size ? "Start of the session" : "No messages yet";
+    // A short page may not fill the view: the observer only fires on a change, so look again.
+    if (this.hasMore) requestAnimationFrame(() => this.topVisible() && this.loadOlder());
+  }
+
+  topVisible() {
+    const scroller = this.el.scroller.getBoundingClientRect();
+    return this.el.older.getBoundingClientRect().bottom >= scroller.top - 200;
+  }
+
+  // A message that arrived live (an update, or the answer to our own send, which is always revealed).
+  add(message, reveal = false) {
+    const scroller = this.el.scroller;
+    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
+    if (!this.insert(message)) return;
+    if (!this.hasMore) this.el.start.textContent = "Start of the session";
+    if (atBottom || reveal) scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  insert(message) {
+    if (this.ids.has(message.id)) return false;
+    this.ids.add(message.id);
+    const item = renderMessage(message);
+    // Pages arrive newest first (each one goes to the top); live messages go to the bottom.
+    const first = this.el.list.firstElementChild;
+    if (first && Number(first.dataset.seq) > message.seq) {
+      first.before(item);
+      return true;
+    }
+    let after = this.el.list.lastElementChild;
+    while (after && Number(after.dataset.seq) > message.seq) after = after.previousElementSibling;
+    if (after) after.after(item);
+    else this.el.list.prepend(item);
+    return true;
+  }
+
+  showHeader() {
+    const s = this.sessions.get(this.id);
+    this.el.title.textContent = label(s);
+    const parts = [];
+    if (s.title && s.tag) parts.push(`tag ${s.tag}`);
+    parts.push(`started ${dateTime(s.createdAt)}`, activity(s));
+    if (s.systemPrompt) parts.push("has a system prompt");
+    this.el.subtitle.textContent = parts.join(" · ");
+    this.el.subtitle.dataset.activity = activity(s);
+  }
+}

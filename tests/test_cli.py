@@ -1,0 +1,197 @@
+"""The operator contract (DESIGN §2), run the way an operator runs it: `python app.py ...` in a
+subprocess, the server checked over real HTTP, the database file checked directly."""
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+import models
+from conftest import ROOT, free_port
+
+URL = re.compile(r"^Switchboard is ready\. Open (http://([\d.]+):(\d+)/#token=(\S+))$", re.M)
+
+
+def cli(db, *args, env=None, check=True):
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "SWITCHBOARD_DB": str(db), **(env or {})})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+class Served:
+    """`python app.py [args]` in its own process group (so a signal can reach it the way a terminal's
+    Ctrl-C does), with stdout and stderr in files."""
+
+    def __init__(self, tmp_path, args, env, url):
+        self.out, self.err = tmp_path / f"out.{time.monotonic_ns()}", tmp_path / f"err.{time.monotonic_ns()}"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT,
+                                         env={**os.environ, **env}, stdout=out, stderr=err, start_new_session=True)
+        self.url = url
+        deadline = time.monotonic() + 20
+        while not self.answers():
+            assert self.proc.poll() is None, self.err.read_text()
+            assert time.monotonic() < deadline, self.err.read_text()
+            time.sleep(0.05)
+
+    def answers(self, url=None):
+        try:
+            return requests.get((url or self.url) + "/health", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stdout(self):
+        return self.out.read_text()
+
+    def stop(self, sig=signal.SIGTERM, group=False):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(*args, env={}, url=...) -> a running Served; all are stopped at the end."""
+    started = []
+
+    def start(*args, env=None, url):
+        started.append(Served(tmp_path, args, env or {}, url))
+        return started[-1]
+    yield start
+    for served in started:
+        served.stop()
+
+
+def sessions(url, token):
+    return requests.get(url + "/v1/sessions", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+
+def tokens_in(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT account.name, token.name FROM token JOIN account ON account.id = "
+                            "token.account_id ORDER BY token.id").fetchall()
+
+
+def test_create_token_prints_the_token_alone_on_the_last_line_and_it_works(tmp_path, serve):
+    db = tmp_path / "sb.db"
+    out = cli(db, "create-token", "--name", "laptop", "--account", "acme").stdout
+    token = out.splitlines()[-1]
+    assert re.fullmatch(r"sb_[A-Za-z0-9_-]{40,}", token)
+    assert tokens_in(db) == [("acme", "laptop")]
+    port = free_port()
+    server = serve("serve", "--port", str(port), env={"SWITCHBOARD_DB": str(db)}, url=f"http://127.0.0.1:{port}")
+    assert sessions(server.url, token).status_code == 200
+    r = requests.post(server.url + "/v1/sessions", json={"tag": "t", "metadata": ""},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.status_code == 200
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT account.name FROM session JOIN account ON account.id = session.account_id"
+                            ).fetchall() == [("acme",)]
+    assert "#token=" not in server.stdout()  # a token exists: no first-run token
+
+
+def test_list_and_revoke_tokens(tmp_path, serve):
+    db = tmp_path / "sb.db"
+    keep = cli(db, "create-token", "--name", "keep").stdout.splitlines()[-1]
+    revoke = cli(db, "create-token", "--name", "lost-laptop", "--account", "acme").stdout.splitlines()[-1]
+    listing = cli(db, "list-tokens").stdout
+    lines = listing.splitlines()
+    assert re.match(r"\s*ID\s+ACCOUNT\s+NAME\s+CREATED\s+LAST USED", lines[0])
+    assert re.match(r"\s*1\s+default\s+keep\s+\d{4}-\d\d-\d\dT[\d:.]+Z\s+never$", lines[1])
+    assert re.match(r"\s*2\s+acme\s+lost-laptop\s+", lines[2])
+    assert keep not in listing and revoke not in listing
+    port = free_port()
+    server = serve("serve", "--port", str(port), env={"SWITCHBOARD_DB": str(db)}, url=f"http://127.0.0.1:{port}")
+    assert sessions(server.url, revoke).status_code == 200
+    assert re.search(r"\s2\s+acme\s+lost-laptop\s+\S+Z\s+\d{4}-", cli(db, "list-tokens").stdout)  # last used
+    assert "revoked token 2" in cli(db, "revoke-token", "2").stdout
+    r = sessions(server.url, revoke)
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    assert sessions(server.url, keep).status_code == 200
+    missing = cli(db, "revoke-token", "2", check=False)
+    assert missing.returncode != 0 and "no token with id 2" in missing.stderr
+    assert tokens_in(db) == [("default", "keep")]
+
+
+def test_first_start_prints_a_url_with_a_token_and_later_starts_make_none(tmp_path, serve):
+    db = tmp_path / "fresh" / "sb.db"
+    db.parent.mkdir()
+    port = free_port()
+    first = serve("serve", "--port", str(port), env={"SWITCHBOARD_DB": str(db)}, url=f"http://127.0.0.1:{port}")
+    [(url, host, printed_port, token)] = URL.findall(first.stdout())
+    assert (host, printed_port) == ("127.0.0.1", str(port))
+    assert sessions(first.url, token).status_code == 200
+    assert first.stop() == 0
+    second = serve("serve", "--port", str(port), env={"SWITCHBOARD_DB": str(db)}, url=f"http://127.0.0.1:{port}")
+    assert URL.findall(second.stdout()) == []
+    assert tokens_in(db) == [("default", "first-run")]
+    assert sessions(second.url, token).status_code == 200
+
+
+def test_environment_sets_db_host_and_port_and_flags_win(tmp_path, serve):
+    db = tmp_path / "env.db"
+    env_port, flag_port = free_port(), free_port()
+    env = {"SWITCHBOARD_DB": str(db), "SWITCHBOARD_HOST": "127.0.0.2", "SWITCHBOARD_PORT": str(env_port)}
+    by_env = serve(env=env, url=f"http://127.0.0.2:{env_port}")  # plain `python app.py` serves
+    [(_, host, port, _)] = URL.findall(by_env.stdout())
+    assert (host, port) == ("127.0.0.2", str(env_port))
+    assert db.exists() and tokens_in(db) == [("default", "first-run")]
+    assert not by_env.answers(f"http://127.0.0.1:{env_port}")
+    assert by_env.stop() == 0
+    by_flags = serve("serve", "--host", "127.0.0.1", "--port", str(flag_port), env=env,
+                     url=f"http://127.0.0.1:{flag_port}")
+    assert not by_flags.answers(f"http://127.0.0.2:{env_port}")
+    assert tokens_in(db) == [("default", "first-run")]  # the same file: SWITCHBOARD_DB again
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGINT, False),
+                                        (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["ctrl-c", "sigint", "sigterm", "sigterm-group"])
+def test_signals_shut_down_cleanly(tmp_path, serve, sig, group):
+    port = free_port()
+    server = serve("serve", "--port", str(port), env={"SWITCHBOARD_DB": str(tmp_path / "sb.db")},
+                   url=f"http://127.0.0.1:{port}")
+    [(_, _, _, token)] = URL.findall(server.stdout())
+    http = requests.Session()  # an idle keep-alive connection stays open across the signal
+    assert http.get(server.url + "/v1/sessions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert server.stop(sig, group) == 0
+    log = server.err.read_text()
+    assert "Traceback" not in log and "Error" not in log, log
+    assert "Shutting down: Master" in log
+    assert not server.answers()
+
+
+def test_health_answers_without_a_token(live_server):
+    r = requests.get(live_server.url + "/health", timeout=5)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_a_database_from_a_newer_version_is_refused_with_a_clear_message(tmp_path):
+    db = tmp_path / "future.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {models.SCHEMA_VERSION + 1}")
+    for args in (["serve", "--port", str(free_port())], ["create-token"], ["list-tokens"]):
+        result = cli(db, *args, check=False)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert f"database schema version {models.SCHEMA_VERSION + 1} is newer than this server's" in result.stderr
+        assert str(db) in result.stderr and result.stdout == ""
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+def test_an_unknown_worker_class_is_refused(tmp_path):
+    result = cli(tmp_path / "sb.db", "serve", env={"SWITCHBOARD_WORKER_CLASS": "sync"}, check=False)
+    assert result.returncode == 1 and "use gevent or gthread" in result.stderr

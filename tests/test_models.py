@@ -1,0 +1,162 @@
+"""The SQLite file itself: pragmas on every pooled connection, cascades, migrations and the schema
+version, time-ordered ids, and tokens kept only as hashes."""
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from peewee import IntegrityError
+
+import domain
+import models
+from app import create_app, create_token
+from events import hub
+
+
+def test_every_pooled_connection_has_the_pragmas(app):
+    """Threads holding connections at once get distinct pooled connections; each is configured."""
+    barrier = threading.Barrier(4)
+    seen = []
+
+    def check():
+        with models.db.connection_context():
+            barrier.wait()  # all four hold a connection now
+            seen.append((id(models.db.connection()),
+                         models.db.execute_sql("PRAGMA journal_mode").fetchone()[0],
+                         models.db.execute_sql("PRAGMA foreign_keys").fetchone()[0],
+                         models.db.execute_sql("PRAGMA synchronous").fetchone()[0],
+                         models.db.execute_sql("PRAGMA busy_timeout").fetchone()[0]))
+            barrier.wait()
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len({conn for conn, *_ in seen}) == 4
+    assert {tuple(pragmas) for _, *pragmas in seen} == {("wal", 1, 1, models.PRAGMAS["busy_timeout"])}
+
+
+def test_connections_return_to_the_pool_and_the_wal_stays(app, client):
+    """Closing the last connection would checkpoint and delete the WAL on every request."""
+    client.get("/health")
+    client.get("/health")
+    assert models.db._in_use == {} and len(models.db._connections) == 1
+    assert Path(app.config["DB"] + "-wal").exists()
+
+
+def _seed(account="alice"):
+    with models.db.connection_context():
+        create_token(models, account=account)
+        account_id = models.Account.get(name=account).id
+        session, _ = domain.create_session(account_id, tag="t", metadata="m")
+        domain.append_messages(session, [{"content": '"a"', "local_id": "x"}, {"content": '"b"'}])
+        return account_id, session
+
+
+def _count(path, table, where="1"):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchone()[0]
+
+
+def test_deleting_an_account_cascades_to_everything_it_owns(app):
+    alice, _ = _seed("alice")
+    bob, _ = _seed("bob")
+    with models.db.connection_context(), hub.write(None):
+        models.Account.delete().where(models.Account.id == alice).execute()
+    path = app.config["DB"]
+    for table in ("token", "session", "update"):
+        assert _count(path, table, f"account_id = {alice}") == 0
+        assert _count(path, table, f"account_id = {bob}") > 0
+    assert _count(path, "message") == 2  # bob's
+
+
+def test_deleting_a_session_row_cascades_to_its_messages(app):
+    _, session = _seed()
+    assert _count(app.config["DB"], "message") == 2
+    with models.db.connection_context(), hub.write(None):
+        models.Session.delete().where(models.Session.id == session.id).execute()
+    assert _count(app.config["DB"], "message") == 0
+
+
+def test_foreign_keys_are_enforced(app):
+    with models.db.connection_context(), pytest.raises(IntegrityError):
+        with hub.write(None):
+            models.Message.insert(id=models.new_id(), session="missing", seq=1, content="1",
+                                  created_at=1, updated_at=1).execute()
+
+
+def _schema(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+def test_the_migrations_build_exactly_the_models_schema(tmp_path):
+    models.init_db(str(tmp_path / "migrated.db"))
+    models.migrate()
+    models.db.close_all()
+    models.init_db(str(tmp_path / "modelled.db"))
+    with models.db.connection_context():
+        models.db.create_tables(models.MODELS)
+    models.db.close_all()
+    assert _schema(tmp_path / "migrated.db") == _schema(tmp_path / "modelled.db")
+    assert len(_schema(tmp_path / "migrated.db")) > len(models.MODELS)
+
+
+def test_a_version_0_file_is_migrated_and_a_second_start_keeps_the_data(tmp_path):
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()  # an empty file: user_version 0, no tables
+    create_app({"DB": str(path)})
+    _seed()
+    models.db.close_all()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == models.SCHEMA_VERSION
+    create_app({"DB": str(path)})  # already current: nothing to do, nothing lost
+    models.db.close_all()
+    assert _count(path, "message") == 2 and _count(path, "session") == 1
+
+
+def test_a_newer_schema_refuses_to_start_and_is_left_alone(tmp_path):
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {models.SCHEMA_VERSION + 1}")
+    with pytest.raises(models.SchemaTooNew, match="newer than this server"):
+        create_app({"DB": str(path)})
+    models.db.close_all()
+    assert _schema(path) == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == models.SCHEMA_VERSION + 1
+
+
+def test_session_ids_sort_in_creation_order(app):
+    """Many sessions within the same milliseconds: sorting the ids still gives creation order."""
+    with models.db.connection_context():
+        create_token(models, account="alice")
+        account_id = models.Account.get(name="alice").id
+        ids = [domain.create_session(account_id, tag=f"t{i}")[0].id for i in range(300)]
+    assert sorted(ids) == ids
+    assert all(len(i) == 26 and i.isalnum() and i == i.lower() for i in ids)
+
+
+def test_new_ids_are_unique_and_ordered_across_threads():
+    made = []
+
+    def make():
+        made.append([models.new_id() for _ in range(2000)])
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(sum(made, []))) == 8000
+    assert all(sorted(ids) == ids for ids in made)
+
+
+def test_tokens_are_stored_only_as_sha256_hashes(app):
+    with models.db.connection_context():
+        secret = create_token(models, account="alice")
+    models.db.close_all()  # checkpoint: every byte written is in the main file (and the WAL, if any)
+    stored = b"".join(p.read_bytes() for p in Path(app.config["DB"]).parent.glob("test.db*"))
+    assert secret.encode() not in stored
+    assert models.hash_secret(secret).encode() in stored
+    with sqlite3.connect(app.config["DB"]) as conn:
+        assert conn.execute("SELECT secret_hash FROM token").fetchall() == [(models.hash_secret(secret),)]

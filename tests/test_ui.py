@@ -1,0 +1,78 @@
+"""The UI as files and headers (no browser): the page and its assets are served without a token, the
+Content-Security-Policy allows only this origin, and nothing in the UI loads from another host or
+writes untrusted data as HTML. The browser itself is exercised in test_ui_browser.py."""
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "static"
+UI_SOURCES = [ROOT / "templates" / "index.html", *STATIC.rglob("*.js"), *STATIC.rglob("*.css")]
+
+
+def directives(policy):
+    return {name: rest.split() for name, _, rest in (part.strip().partition(" ") for part in policy.split(";"))}
+
+
+def test_page_is_served_without_a_token_with_a_self_only_policy(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    policy = directives(response.headers["Content-Security-Policy"])
+    assert policy["default-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'", "ws://localhost", "wss://localhost"]
+    assert policy["object-src"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "script-src" not in policy and "style-src" not in policy  # both fall back to default-src 'self'
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_websocket_source_follows_the_host_and_port_asked_for(client):
+    policy = directives(client.get("/", headers={"Host": "example.test:8123"}).headers["Content-Security-Policy"])
+    assert policy["connect-src"] == ["'self'", "ws://example.test:8123", "wss://example.test:8123"]
+
+
+@pytest.mark.parametrize("host", ["evil.test; script-src *", "a b", "x'y"])
+def test_a_strange_host_header_cannot_add_to_the_policy(client, host):
+    policy = directives(client.get("/", headers={"Host": host}).headers["Content-Security-Policy"])
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["default-src"] == ["'self'"]
+    assert "script-src" not in policy
+
+
+def test_every_asset_the_page_references_is_served_with_its_type(client):
+    html = client.get("/").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    assert {a.rsplit(".", 1)[-1] for a in assets} == {"svg", "css", "js"}
+    modules = [p.relative_to(ROOT).as_posix() for p in STATIC.rglob("*.js")]
+    for path in assets + ["/" + m for m in modules]:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        expected = {"js": "javascript", "css": "text/css", "svg": "image/svg+xml"}[path.rsplit(".", 1)[-1]]
+        assert expected in response.mimetype, (path, response.mimetype)
+        response.close()
+
+
+def test_every_module_import_resolves_to_a_file():
+    for module in STATIC.rglob("*.js"):
+        for target in re.findall(r'from "(\./[^"]+)"', module.read_text()):
+            assert (module.parent / target).is_file(), (module, target)
+
+
+def test_nothing_is_loaded_from_another_host_and_no_inline_code():
+    remote = r"""["'(]\s*(https?:)?//"""  # a quoted or url()-wrapped absolute or protocol-relative URL
+    for path in UI_SOURCES:
+        text = path.read_text()
+        assert not re.search(remote, text), path
+        assert "@import" not in text, path
+    html = (ROOT / "templates" / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # every script is a file (CSP forbids inline)
+    assert not re.search(r"\sstyle=|\son[a-z]+=", html)  # no inline styles or handlers either
+
+
+def test_untrusted_data_never_reaches_the_page_as_html():
+    for path in STATIC.rglob("*.js"):
+        text = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in text, (path, sink)

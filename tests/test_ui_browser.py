@@ -1,0 +1,639 @@
+"""The browser UI in a real headless Chromium (Playwright, sync API) against the real server started
+as a user starts it. Each test does what a person would do and checks what they would see, plus the
+server's side of it over HTTP. Every test also fails on a JavaScript error, a console error, an
+unexpected HTTP error answer or a request to another host; a failing test leaves a screenshot in
+test-artifacts/.
+
+Without /usr/bin/chromium these tests skip with a loud reason, unless SWITCHBOARD_REQUIRE_BROWSER=1
+(set by .ci/run), which turns the skip into a failure.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+TOKEN_KEY = "switchboard.token"
+
+expect.set_options(timeout=10_000)
+
+
+def require_chromium(path=CHROMIUM, environ=os.environ):
+    """Skip loudly without Chromium, or fail when the environment says the browser tests must run."""
+    if Path(path).exists():
+        return
+    reason = f"BROWSER TESTS NOT RUN: {path} is missing (apt-get install chromium). Nothing in the UI was tested."
+    if environ.get("SWITCHBOARD_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " SWITCHBOARD_REQUIRE_BROWSER=1 does not allow skipping them.")
+    pytest.skip(reason)
+
+
+def test_a_missing_chromium_is_a_loud_skip_locally_and_a_failure_in_ci(tmp_path):
+    missing = str(tmp_path / "no-chromium")
+    with pytest.raises(pytest.skip.Exception, match="BROWSER TESTS NOT RUN"):
+        require_chromium(missing, {})
+    with pytest.raises(pytest.fail.Exception, match="does not allow skipping"):
+        require_chromium(missing, {"SWITCHBOARD_REQUIRE_BROWSER": "1"})
+    assert (ROOT / ".ci" / "run").read_text().count("export SWITCHBOARD_REQUIRE_BROWSER=1") == 1
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Person:
+    """A browser tab on the server, plus the server-side checks a test makes (HTTP with the token)."""
+
+    def __init__(self, browser, server, viewport):
+        self.server = server
+        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.problems = []
+        self.allowed = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        self.page.on("request", self._check_host)
+        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(
+            f"HTTP {r.status} {r.request.method} {r.url}"))
+        self.frames = []  # (direction, parsed frame) of every websocket, in order
+        self.page.on("websocket", self._watch_socket)
+
+    def _watch_socket(self, socket):
+        socket.on("framesent", lambda payload: self.frames.append(("sent", json.loads(payload))))
+        socket.on("framereceived", lambda payload: self.frames.append(("received", json.loads(payload))))
+
+    def received(self, *events):
+        return [frame for direction, frame in self.frames if direction == "received" and frame["event"] in events]
+
+    def auths_and_highest_seq_seen(self):
+        """(the `since` of each auth frame, the highest seq received before it) for every connection."""
+        highest, pairs = None, []
+        for direction, frame in self.frames:
+            if direction == "sent" and frame["event"] == "auth":
+                pairs.append((frame["data"].get("since"), highest))
+            elif direction == "received" and frame["event"] in ("update", "ready", "resync"):
+                highest = max(highest or 0, frame["data"]["seq"])
+        return pairs
+
+    def _check_host(self, request):
+        if not request.url.startswith((self.server.url + "/", "blob:", "data:")):
+            self.problems.append(f"request to another host: {request.url}")
+
+    def allow(self, pattern):
+        """An error this test provokes on purpose (a regex over the problem text)."""
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self):
+        return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
+
+    def open(self, token=None):
+        """The first-run link, as `serve` prints it."""
+        self.page.goto(f"{self.server.url}/#token={token or self.server.token}")
+        expect(self.page.locator("#connection")).to_have_text("Connected")
+        return self.page
+
+    def session_button(self, text):
+        return self.page.locator(".session-item", has_text=text)
+
+    def open_session(self, text):
+        self.session_button(text).click()
+        expect(self.page.locator("#session-title")).to_have_text(text)
+
+    def messages(self):
+        return self.page.locator("#message-list > li")
+
+    def dialog(self, name):
+        return self.page.get_by_role("dialog", name=name)
+
+    # the server's side, over HTTP
+    def api(self, method, path, **kwargs):
+        return requests.request(method, self.server.url + path, headers=self.server.headers, timeout=10, **kwargs)
+
+    def agent_session(self, tag):
+        response = self.api("POST", "/v1/sessions", json={"tag": tag, "metadata": "{}"})
+        assert response.status_code == 200, response.text
+        return response.json()["session"]["id"]
+
+    def agent_says(self, sid, *contents):
+        response = self.api("POST", f"/v3/sessions/{sid}/messages",
+                            json={"messages": [{"content": c} for c in contents]})
+        assert response.status_code == 200, response.text
+        return response.json()["messages"]
+
+    def sessions(self):
+        return self.api("GET", "/api/sessions").json()["items"]
+
+
+@pytest.fixture
+def viewport():
+    return {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def server_env():
+    return None
+
+
+@pytest.fixture
+def server(make_server, server_env):
+    return make_server(env=server_env)
+
+
+@pytest.fixture
+def person(browser, server, viewport, request):
+    person = Person(browser, server, viewport)
+    failures = request.session.testsfailed
+    yield person
+    try:
+        # The call phase's report is logged before teardown: a bigger count means this test failed.
+        if request.session.testsfailed > failures:
+            ARTIFACTS.mkdir(exist_ok=True)
+            name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+            person.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    finally:
+        person.context.close()
+    assert person.unexpected() == [], "the page reported problems"
+
+
+# --- the token ----------------------------------------------------------------------------------
+
+def test_first_run_link_keeps_the_token_and_removes_it_from_the_address_bar(person):
+    page = person.open()
+    assert page.url == person.server.url + "/"
+    assert "token" not in page.evaluate("location.href + history.state")
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") == person.server.token
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    expect(page.locator("#token-screen")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+
+
+def test_without_a_token_the_page_explains_how_to_get_one_and_takes_a_pasted_one(person):
+    page = person.page
+    page.goto(person.server.url + "/")
+    screen = page.locator("#token-screen")
+    expect(screen).to_be_visible()
+    expect(screen).to_contain_text("python app.py create-token")
+    expect(page.locator("#workspace")).to_be_hidden()
+    token = person.server.new_token()
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    expect(screen).to_be_hidden()
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") == token
+
+
+def _token_id(server, secret_count):
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "list-tokens"], cwd=ROOT, check=True,
+                         env={**os.environ, "SWITCHBOARD_DB": server.db_path}, capture_output=True, text=True)
+    ids = [int(line.split()[0]) for line in out.stdout.splitlines()[1:]]
+    assert len(ids) == secret_count
+    return max(ids)
+
+
+def _revoke(server, token_id):
+    subprocess.run([sys.executable, str(ROOT / "app.py"), "revoke-token", str(token_id)], cwd=ROOT, check=True,
+                   env={**os.environ, "SWITCHBOARD_DB": server.db_path}, capture_output=True)
+
+
+def test_a_revoked_token_sends_the_person_back_to_the_token_screen(person):
+    person.allow(r"\b401\b")  # the answer to the revoked token, and the console line it causes
+    person.agent_session("nightly")
+    token = person.server.new_token()
+    page = person.open(token)
+    expect(person.session_button("nightly")).to_be_visible()
+    _revoke(person.server, _token_id(person.server, 2))
+
+    person.session_button("nightly").click()  # its first request is answered 401
+    problem = page.locator("#token-problem")
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("revoked")
+    expect(page.locator("#workspace")).to_be_hidden()
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") is None
+
+    # A revoked token kept from an earlier visit: the websocket refuses it (close 4401).
+    page.evaluate(f"localStorage.setItem('{TOKEN_KEY}', {json.dumps(token)})")
+    page.reload()
+    expect(problem).to_contain_text("revoked")
+    expect(page.locator("#token-screen")).to_be_visible()
+
+
+# --- watching sessions -------------------------------------------------------------------------
+
+def test_a_session_an_agent_creates_appears_live_with_its_activity(person):
+    page = person.open()
+    expect(page.locator("#sessions-empty")).to_be_visible()
+    sid = person.agent_session("build-bot")
+    item = person.session_button("build-bot")
+    expect(item).to_be_visible()
+    expect(item).to_have_attribute("data-activity", "active")
+
+    person.api("POST", f"/v1/sessions/{sid}/alive", json={"thinking": True})
+    expect(item).to_have_attribute("data-activity", "thinking")
+    expect(item).to_contain_text("thinking")
+    person.api("POST", f"/v1/sessions/{sid}/end", json={})
+    expect(item).to_have_attribute("data-activity", "idle")
+
+    # Most recent first; an untitled session without a tag shows when it started.
+    untitled = person.api("POST", "/api/sessions", json={})
+    assert untitled.status_code == 201, untitled.text
+    expect(page.locator(".session-item").first).to_contain_text("Session started")
+    person.agent_says(sid, "back to work")
+    expect(page.locator(".session-item").first).to_contain_text("build-bot")
+    expect(page.locator(".session-item")).to_have_count(2)
+
+
+def test_agent_messages_stream_in_live_in_order_and_readable(person):
+    page = person.open()
+    sid = person.agent_session("writer")
+    person.agent_says(sid, "first", {"tool": "pytest", "result": {"passed": 12, "failed": 0}})
+    person.open_session("writer")
+    expect(person.messages()).to_have_count(2)
+
+    long_line = "x" * 3000
+    person.agent_says(sid, "third\nwith a second line", long_line, "<b>not bold</b>")
+    expect(person.messages()).to_have_count(5)
+    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == [1, 2, 3, 4, 5]
+    expect(person.messages().nth(0).locator(".content")).to_have_text("first")
+    pretty = person.messages().nth(1).locator("pre.content.json")
+    expect(pretty).to_contain_text('"passed": 12')
+    assert "\n" in pretty.text_content()
+    expect(person.messages().nth(4).locator(".content")).to_have_text("<b>not bold</b>")  # text, not markup
+    assert person.messages().nth(4).locator("b").count() == 0
+
+    long_message = person.messages().nth(3)
+    toggle = long_message.locator("button.expand")
+    expect(toggle).to_have_text(re.compile(r"^Show all \(1 lines, 3,000 characters\)$"))
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    collapsed = long_message.locator(".content").bounding_box()["height"]
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(toggle).to_have_text("Show less")
+    assert long_message.locator(".content").bounding_box()["height"] > collapsed
+
+
+def test_older_messages_load_as_the_person_scrolls_up(person):
+    page = person.open()
+    sid = person.agent_session("chatty")
+    for start in range(1, 131, 65):
+        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    person.open_session("chatty")
+    expect(person.messages()).to_have_count(50)
+    expect(person.messages().last).to_contain_text("message 130")
+    for expected in (100, 130):
+        page.locator("#message-scroller").evaluate("s => s.scrollTop = 0")
+        expect(person.messages()).to_have_count(expected)
+    expect(page.locator("#history-start")).to_have_text("Start of the session")
+    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 131))
+
+
+def test_switching_sessions_quickly_never_mixes_their_messages(person):
+    page = person.open()
+    slow = person.agent_session("slow")
+    person.agent_says(slow, "from slow")
+    fast = person.agent_session("fast")
+    person.agent_says(fast, "from fast")
+    held = []
+    page.route(f"**/v3/sessions/{slow}/messages*", lambda route: held.append(route))
+    person.session_button("slow").click()
+    for _ in range(250):  # until the request is held at the route
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1
+    person.open_session("fast")
+    expect(person.messages()).to_have_count(1)
+    held[0].continue_()  # the answer for the session no longer open arrives late
+    page.unroute(f"**/v3/sessions/{slow}/messages*")
+    page.wait_for_load_state("networkidle")
+    expect(person.messages()).to_have_count(1)
+    expect(person.messages().first).to_contain_text("from fast")
+
+
+# --- talking to the agent ----------------------------------------------------------------------
+
+def test_the_persons_message_reaches_the_agents_websocket_and_shows_once(person, ws_connect):
+    page = person.open()
+    sid = person.agent_session("helper")
+    agent = ws_connect(person.server, client_type="session-scoped", session_id=sid)
+    person.open_session("helper")
+
+    box = page.get_by_label("Message to the agent")
+    box.fill("Please run the tests")
+    box.press("Enter")
+    update = agent.expect("update")["data"]["body"]
+    assert update["t"] == "new-message"
+    assert update["message"]["content"] == "Please run the tests"
+    assert update["message"]["role"] == "user"
+    expect(box).to_have_value("")
+
+    # The reply comes after the person's message in seq order, so once it is shown, the update
+    # echoing the person's message has been handled too.
+    person.agent_says(sid, "Running them now")
+    expect(person.messages().last).to_contain_text("Running them now")
+    expect(person.messages()).to_have_count(2)
+    mine = person.messages().first
+    expect(mine).to_have_class(re.compile(r"\brole-user\b"))
+    expect(mine.locator(".role")).to_have_text("User")
+    assert [m["content"] for m in person.api("GET", f"/api/sessions/{sid}").json()["messages"]] == [
+        "Please run the tests", "Running them now"]
+
+
+def test_keyboard_alone_reaches_everything_in_order(person):
+    page = person.open()
+    person.agent_session("keys")
+    expect(person.session_button("keys")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("aria-live", "polite")
+
+    def tab_order(count):
+        names = []
+        for _ in range(count):
+            page.keyboard.press("Tab")
+            names.append(page.evaluate(
+                "(e => e.id || e.querySelector('.session-name').textContent)(document.activeElement)"))
+        return names
+
+    page.locator("body").focus()
+    assert tab_order(4) == ["import-button", "delete-all-button", "forget-token-button", "keys"]
+    page.keyboard.press("Enter")
+    expect(page.locator("#session-title")).to_be_focused()
+    assert tab_order(6) == ["rename-button", "prompt-button", "export-button", "delete-button",
+                            "send-input", "send-button"]
+    page.locator("#send-input").focus()
+    page.keyboard.type("typed, not clicked")
+    page.keyboard.press("Enter")
+    expect(person.messages()).to_have_count(1)
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#delete-button")).to_be_focused()
+    page.keyboard.press("Enter")
+    dialog = person.dialog("Delete session?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert len(person.sessions()) == 1
+
+
+# --- managing sessions -------------------------------------------------------------------------
+
+def test_rename_and_system_prompt_round_trip(person):
+    page = person.open()
+    sid = person.agent_session("deploy-42")
+    person.open_session("deploy-42")
+
+    page.get_by_role("button", name="Rename…", exact=True).click()
+    dialog = person.dialog("Rename session")
+    dialog.get_by_label("Title").fill("Release checklist")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#session-title")).to_have_text("Release checklist")
+    expect(person.session_button("Release checklist")).to_contain_text("deploy-42")
+    assert person.api("GET", f"/api/sessions/{sid}").json()["title"] == "Release checklist"
+
+    person.api("PATCH", f"/api/sessions/{sid}", json={"title": "Renamed elsewhere"})
+    expect(page.locator("#session-title")).to_have_text("Renamed elsewhere")
+
+    page.get_by_role("button", name="System prompt…", exact=True).click()
+    dialog = person.dialog("System prompt")
+    counter = dialog.locator("#prompt-counter")
+    expect(counter).to_have_text("0 / 8,000 characters")
+    editor = dialog.get_by_label(re.compile("Instructions"))
+    editor.fill("Answer in French.")
+    expect(counter).to_have_text("17 / 8,000 characters")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    assert person.api("GET", f"/api/sessions/{sid}").json()["system_prompt"] == "Answer in French."
+
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    person.open_session("Renamed elsewhere")
+    page.get_by_role("button", name="System prompt…", exact=True).click()
+    expect(editor).to_have_value("Answer in French.")
+    editor.fill("y" * 9000)  # the editor stops at the limit, and says so
+    expect(counter).to_have_text("8,000 / 8,000 characters")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    assert person.api("GET", f"/api/sessions/{sid}").json()["system_prompt"] == "y" * 8000
+
+    page.get_by_role("button", name="System prompt…", exact=True).click()
+    editor.fill("")
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(dialog).to_be_hidden()
+    assert person.api("GET", f"/api/sessions/{sid}").json()["system_prompt"] is None
+
+
+def test_deleting_a_session_asks_first_and_others_vanish_live(person):
+    page = person.open()
+    keep, gone, remote = (person.agent_session(t) for t in ("keep", "gone", "remote"))
+    person.open_session("gone")
+
+    page.get_by_role("button", name="Delete…", exact=True).click()
+    dialog = person.dialog("Delete session?")
+    expect(dialog).to_contain_text("gone")
+    dialog.get_by_role("button", name="Cancel", exact=True).click()
+    expect(dialog).to_be_hidden()
+    assert person.api("GET", f"/api/sessions/{gone}").status_code == 200
+
+    page.get_by_role("button", name="Delete…", exact=True).click()
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(person.session_button("gone")).to_have_count(0)
+    expect(page.locator("#session-view")).to_be_hidden()
+    expect(page.locator("#sessions-heading")).to_be_focused()
+    assert person.api("GET", f"/api/sessions/{gone}").status_code == 404
+
+    person.api("DELETE", f"/v1/sessions/{remote}")  # an agent deletes one: it vanishes here too
+    expect(person.session_button("remote")).to_have_count(0)
+    expect(page.locator(".session-item")).to_have_count(1)
+    assert [s["id"] for s in person.sessions()] == [keep]
+
+
+def test_delete_all_needs_the_word_delete(person):
+    page = person.open()
+    for tag in ("a", "b", "c"):
+        person.agent_session(tag)
+    expect(page.locator(".session-item")).to_have_count(3)
+
+    page.get_by_role("button", name="Delete all…", exact=True).click()
+    dialog = person.dialog("Delete every session?")
+    dialog.get_by_label("Type delete to confirm").fill("remove")
+    dialog.get_by_role("button", name="Delete all sessions", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("Nothing was deleted")
+    expect(dialog).to_be_visible()
+    assert len(person.sessions()) == 3
+    expect(page.locator(".session-item")).to_have_count(3)
+
+    dialog.get_by_label("Type delete to confirm").fill("delete")
+    dialog.get_by_role("button", name="Delete all sessions", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".session-item")).to_have_count(0)
+    expect(page.locator("#sessions-empty")).to_be_visible()
+    assert person.sessions() == []
+
+
+def test_export_then_import_recreates_the_session(person, tmp_path):
+    page = person.open()
+    sid = person.agent_session("export-me")
+    person.api("PATCH", f"/api/sessions/{sid}", json={"title": "Trip notes"})
+    person.agent_says(sid, "Grüße aus Köln 🚆", {"steps": [1, 2, 3]})
+    person.open_session("Trip notes")
+    page.get_by_label("Message to the agent").fill("Thanks!")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(person.messages()).to_have_count(3)
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export", exact=True).click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    document = json.loads(path.read_text())
+    assert document["version"] == 1
+    assert document["session"]["title"] == "Trip notes"
+    assert [m["content"] for m in document["messages"]] == ["Grüße aus Köln 🚆", {"steps": [1, 2, 3]}, "Thanks!"]
+
+    page.locator("#import-file").set_input_files(str(path))
+    expect(page.locator(".session-item", has_text="Trip notes")).to_have_count(2)
+    expect(page.locator("#session-title")).to_have_text("Trip notes")
+    expect(person.messages()).to_have_count(3)
+    expect(person.messages().nth(0).locator(".content")).to_have_text("Grüße aus Köln 🚆")
+    expect(person.messages().nth(1).locator(".content")).to_contain_text('"steps"')
+    expect(person.messages().nth(2).locator(".content")).to_have_text("Thanks!")
+    copy = next(s for s in person.sessions() if s["id"] != sid)
+    again = person.api("GET", f"/api/sessions/{copy['id']}/export").json()
+    strip = lambda doc: [{k: m[k] for k in ("seq", "role", "content", "metadata", "created_at")} for m in doc["messages"]]
+    assert strip(again) == strip(document)
+
+
+def test_import_errors_are_shown_plainly_and_nothing_is_created(person, tmp_path):
+    person.allow(r"\b400\b")  # the server refusing the bad document, and the console line it causes
+    page = person.open()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 1, "session": {"title": "Broken"}, "messages": [
+        {"role": "user", "content": "fine"}, {"role": "robot", "content": "not a role"}]}))
+    page.locator("#import-file").set_input_files(str(bad))
+    dialog = person.dialog("Import failed")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("bad.json was not imported")
+    expect(dialog).to_contain_text("message 1")
+    expect(dialog.locator("#import-errors")).to_contain_text("role")
+    dialog.get_by_role("button", name="Close", exact=True).click()
+
+    not_json = tmp_path / "notes.txt"
+    not_json.write_text("this is not JSON")
+    page.locator("#import-file").set_input_files(str(not_json))
+    expect(dialog).to_contain_text("notes.txt is not a JSON file")
+    dialog.get_by_role("button", name="Close", exact=True).click()
+    assert person.sessions() == []
+    expect(page.locator(".session-item")).to_have_count(0)
+
+
+# --- staying connected --------------------------------------------------------------------------
+
+def test_after_a_server_restart_the_page_catches_up_without_reloading(person):
+    person.allow(r"WebSocket connection to .* failed")  # Chromium logs each refused retry while it is down
+    page = person.open()
+    sid = person.agent_session("survivor")
+    person.agent_says(sid, "before 1", "before 2")
+    person.open_session("survivor")
+    expect(person.messages()).to_have_count(2)
+    page.evaluate("window.sameDocument = true")
+
+    person.server.stop()
+    expect(page.locator("#connection")).to_contain_text("Reconnecting")
+    person.server.start()  # the same database file and port
+    person.agent_says(sid, "after 1", "after 2", "after 3")
+    person.agent_session("born-while-away")
+
+    expect(page.locator("#connection")).to_have_text("Connected", timeout=30_000)
+    expect(person.messages()).to_have_count(5)
+    expect(person.session_button("born-while-away")).to_be_visible()
+    assert person.messages().evaluate_all("items => items.map(i => i.querySelector('.content').textContent)") == [
+        "before 1", "before 2", "after 1", "after 2", "after 3"]
+    assert page.evaluate("window.sameDocument") is True
+    auths = person.auths_and_highest_seq_seen()
+    assert len(auths) >= 2 and auths[0] == (None, None)
+    assert all(since == seen for since, seen in auths[1:])  # every reconnect asks for what it has not seen
+    assert len(person.received("resync")) == 0
+    person.agent_says(sid, "live again")
+    expect(person.messages()).to_have_count(6)
+
+
+@pytest.mark.parametrize("server_env", [{"SWITCHBOARD_UPDATE_RETENTION_DAYS": "0.00001",  # about 0.9 s
+                                         "SWITCHBOARD_MAINTENANCE_INTERVAL_SECONDS": "0.2"}])
+def test_when_the_update_log_no_longer_reaches_back_the_page_refetches(person, ws_connect):
+    person.allow(r"WebSocket connection to .* failed")  # Chromium logs each retry while offline
+    page = person.open()
+    sid = person.agent_session("long-trip")
+    doomed = person.agent_session("doomed")
+    person.agent_says(sid, "seen 1", "seen 2")
+    person.open_session("long-trip")
+    expect(person.messages()).to_have_count(2)
+    page.evaluate("window.sameDocument = true")
+
+    # Offline emulation keeps an open websocket open: a restart closes it, and the page stays away.
+    person.context.set_offline(True)
+    person.server.stop()
+    expect(page.locator("#connection")).to_contain_text("Reconnecting")
+    person.server.start()
+    person.agent_says(sid, "missed 1", "missed 2")
+    person.api("DELETE", f"/api/sessions/{doomed}")
+    person.agent_session("newcomer")
+    seen = max(f["data"]["seq"] for f in person.received("update", "ready"))
+    for _ in range(100):  # until the log has pruned everything the page missed
+        probe = ws_connect(person.server, since=seen, ready=False)
+        if probe.recv()["event"] == "resync":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the update log was never pruned")
+
+    person.context.set_offline(False)
+    expect(page.locator("#connection")).to_have_text("Connected", timeout=30_000)
+    expect(person.session_button("newcomer")).to_be_visible()
+    expect(person.session_button("doomed")).to_have_count(0)
+    expect(person.messages()).to_have_count(4)
+    assert [f["event"] for f in person.received("resync", "ready")][-2:] == ["resync", "ready"]
+    assert person.messages().evaluate_all("items => items.map(i => i.querySelector('.content').textContent)") == [
+        "seen 1", "seen 2", "missed 1", "missed 2"]
+    assert page.evaluate("window.sameDocument") is True
+    person.agent_says(sid, "live again")
+    expect(person.messages()).to_have_count(5)
+
+
+# --- small screens ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+def test_phone_width_shows_one_pane_at_a_time_without_sideways_scrolling(person):
+    page = person.open()
+    sid = person.agent_session("a-tag-that-is-rather-long-for-a-phone-screen-" + "z" * 80)
+    person.agent_says(sid, "w" * 500, {"deeply": {"nested": ["json", "value", "x" * 300]}})
+    no_overflow = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    assert page.evaluate(no_overflow)
+
+    page.locator(".session-item").first.click()
+    expect(person.messages()).to_have_count(2)
+    expect(page.locator(".session-list-pane")).to_be_hidden()
+    expect(page.get_by_label("Message to the agent")).to_be_visible()
+    assert page.evaluate(no_overflow)
+    page.get_by_role("button", name="Rename…", exact=True).click()
+    assert page.evaluate(no_overflow)
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="← Sessions", exact=True).click()
+    expect(page.locator(".session-list-pane")).to_be_visible()
+    expect(page.locator("#session-view")).to_be_hidden()
+    expect(page.locator(".session-item").first).to_be_focused()
