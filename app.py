@@ -32,6 +32,7 @@ DEFAULTS = {
     "WS_PING_INTERVAL_SECONDS": 25.0,
     "WS_SEND_TIMEOUT_SECONDS": 30.0,
     "WS_QUEUE_SIZE": 1024,
+    "WS_TOKEN_CHECK_SECONDS": 2.0,
     "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
@@ -137,6 +138,8 @@ def create_app(config=None):
     if app.config.get("SERVING"):
         _close_sockets_on_shutdown(events.hub)
         threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
+        threading.Thread(target=updates.watch_tokens, args=(app.config["WS_TOKEN_CHECK_SECONDS"],),
+                         daemon=True, name="token-watch").start()
     return app
 
 

@@ -31,9 +31,10 @@ def update_frame(update_id, seq, body, created_at):
 class Subscriber:
     """One connection's view of the hub: what it wants, and the queue its handler drains."""
 
-    def __init__(self, account_id, session_id, maxsize):
+    def __init__(self, account_id, session_id, maxsize, token_id=None):
         self.account_id = account_id
         self.session_id = session_id
+        self.token_id = token_id
         self.queue = queue.Queue(maxsize)
         self.overflowed = False
 
@@ -73,7 +74,7 @@ class Changes:
 
 
 class Hub:
-    SHUTDOWN = "shutdown"  # queue item telling every connection to close: the process is stopping
+    CLOSE = "close"  # queue item (CLOSE, (code, reason)): the connection must end
 
     def __init__(self):
         self._subscribers = defaultdict(set)
@@ -89,8 +90,8 @@ class Hub:
         self.busy_wait = busy_wait
 
     @contextmanager
-    def subscribe(self, account_id, session_id=None):
-        subscriber = Subscriber(account_id, session_id, self.queue_size)
+    def subscribe(self, account_id, session_id=None, token_id=None):
+        subscriber = Subscriber(account_id, session_id, self.queue_size, token_id)
         with self._lock:
             self._subscribers[account_id].add(subscriber)
         try:
@@ -121,14 +122,19 @@ class Hub:
                 subscriber.overflowed = True
                 self._drop(subscriber)
 
-    def shutdown(self):
+    def subscribers(self):
         with self._lock:
-            subscribers = [s for group in self._subscribers.values() for s in group]
-        for subscriber in subscribers:
-            try:
-                subscriber.queue.put_nowait((self.SHUTDOWN, None))
-            except queue.Full:
-                subscriber.overflowed = True
+            return [s for group in self._subscribers.values() for s in group]
+
+    def close(self, subscriber, code, reason):
+        try:
+            subscriber.queue.put_nowait((self.CLOSE, (code, reason)))
+        except queue.Full:
+            subscriber.overflowed = True  # closes it just the same
+
+    def shutdown(self):
+        for subscriber in self.subscribers():
+            self.close(subscriber, 1001, "Server shutting down.")
 
     def ephemeral(self, account_id, session_id, data):
         self.publish(account_id, session_id, (None, frame("ephemeral", data)))

@@ -24,7 +24,7 @@ PRAGMAS = {
     "synchronous": "normal",
     # A write that waits on another process's lock retries cooperatively in events.write(), so the
     # driver-level wait stays short: under gevent it blocks every connection while it waits.
-    "busy_timeout": 50,
+    "busy_timeout": 10,
 }
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -167,7 +167,7 @@ class SchemaTooNew(RuntimeError):
 
 def init_db(path, max_connections=64):
     database = PooledSqliteDatabase(
-        path, pragmas=PRAGMAS, timeout=0.05, max_connections=max_connections,
+        path, pragmas=PRAGMAS, timeout=0.01, max_connections=max_connections,
         stale_timeout=None, check_same_thread=False,
     )
     db.initialize(database)

@@ -6,6 +6,7 @@ calls one domain operation and dumps.
 """
 import hmac
 import threading
+from collections import namedtuple
 from functools import wraps
 
 from apispec import APISpec
@@ -43,8 +44,11 @@ _last_used_lock = threading.Lock()
 LAST_USED_INTERVAL_MS = 60_000
 
 
-def account_for_token(secret):
-    """The account id a token secret belongs to, or None."""
+Credential = namedtuple("Credential", "token_id account_id")
+
+
+def token_for_secret(secret):
+    """The Credential (token_id, account_id) a secret belongs to, or None."""
     if not secret:
         return None
     digest = hash_secret(secret)
@@ -62,18 +66,18 @@ def account_for_token(secret):
     if due:
         with hub.write(None):
             Token.update(last_used_at=now).where(Token.id == token_id).execute()
-    return account_id
+    return Credential(token_id, account_id)
 
 
 def authenticate():
     """before_request hook for every authenticated blueprint: sets g.account_id."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    account_id = account_for_token(secret.strip()) if scheme.lower() == "bearer" else None
-    if account_id is None:
+    token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
         raise ApiError(401, "unauthorized", "A valid 'Authorization: Bearer <token>' header is required.",
                        headers={"WWW-Authenticate": "Bearer"})
-    g.account_id = account_id
+    g.account_id = token.account_id
 
 
 # --- input --------------------------------------------------------------------------------------

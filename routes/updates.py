@@ -6,9 +6,11 @@ items on the same bounded queue the hub fills, so one loop serialises updates an
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
 import json
+import logging
 import queue
 import socket
 import threading
+import time
 
 from flask import Blueprint, current_app, request
 from flask_sock import Sock
@@ -19,12 +21,13 @@ import domain
 import schemas
 from events import Busy, frame, hub
 from models import Account, db
-from routes import account_for_token
+from models import Token
+from routes import token_for_secret
 
 bp = Blueprint("updates", __name__)
+log = logging.getLogger("switchboard")
 sock = Sock()
 
-CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 
@@ -127,7 +130,8 @@ class Connection:
         except (ClientError, ValidationError) as e:
             return self.refuse(e.data["message"] if isinstance(e, ClientError) else "Invalid auth frame.")
         with db.connection_context():
-            self.account_id = account_for_token(auth["token"])
+            token = token_for_secret(auth["token"])
+            self.account_id = token and token.account_id
             if self.account_id is not None and auth["session_id"] is not None:
                 try:
                     domain.find_session(self.account_id, auth["session_id"])
@@ -136,7 +140,7 @@ class Connection:
         if self.account_id is None:
             return self.refuse("Invalid token.")
         scope = auth["session_id"] if auth["client_type"] == "session-scoped" else None
-        with hub.subscribe(self.account_id, scope) as self.subscriber:
+        with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
             try:
                 self.catch_up(auth["since"], scope)
                 threading.Thread(target=self.read, daemon=True).start()
@@ -199,8 +203,11 @@ class Connection:
                 self.handle(payload)
             elif kind is None:
                 self.send(payload)
-            elif kind == hub.SHUTDOWN:
-                self.ws.close(CLOSE_GOING_AWAY, "Server shutting down.")
+            elif kind == hub.CLOSE:
+                code, reason = payload
+                if code == CLOSE_UNAUTHORIZED:
+                    return self.refuse(reason)
+                self.ws.close(code, reason)
                 return
             elif kind > self.last_seq:
                 self.last_seq = kind
@@ -277,6 +284,24 @@ class Connection:
         "session-end": (schemas.EndFrameSchema(), on_end),
         "ping": (schemas.PingSchema(), on_ping),
     }
+
+
+def watch_tokens(interval):
+    """Close every open connection whose token has been revoked (by any process, e.g. the CLI)."""
+    while True:
+        time.sleep(interval)
+        open_connections = hub.subscribers()
+        if not open_connections:
+            continue
+        try:
+            with db.connection_context():
+                valid = {token_id for (token_id,) in Token.select(Token.id).tuples()}
+        except Exception:
+            log.exception("token check failed; retrying next interval")
+            continue
+        for subscriber in open_connections:
+            if subscriber.token_id not in valid:
+                hub.close(subscriber, CLOSE_UNAUTHORIZED, "Token revoked.")
 
 
 @sock.route("/v1/updates", bp=bp)

@@ -5,6 +5,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +15,7 @@ import requests
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from conftest import WS
+from conftest import ROOT, WS
 
 
 def create(server, tag, headers=None):
@@ -450,3 +452,22 @@ def test_sigterm_sends_close_frames_and_exits_cleanly(live_server, ws_connect):
             ws.recv(timeout=5)
         assert ws.client.close_reason == 1001
     assert "Traceback" not in live_server.log()
+
+
+def test_revoking_a_token_closes_its_open_sockets_at_once(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_TOKEN_CHECK_SECONDS": "0.2"})
+    doomed_token = server.new_token("default")
+    doomed = ws_connect(server, token=doomed_token)
+    keeper = ws_connect(server)
+    with sqlite3.connect(server.db_path) as db:
+        token_id = db.execute("SELECT MAX(id) FROM token").fetchone()[0]
+    subprocess.run([sys.executable, "app.py", "revoke-token", str(token_id)], cwd=ROOT, check=True,
+                   env={**os.environ, "SWITCHBOARD_DB": server.db_path}, capture_output=True)
+    assert doomed.expect("error", timeout=5)["data"] == {"error": "unauthorized", "message": "Token revoked."}
+    with pytest.raises(Exception):
+        doomed.recv(timeout=5)
+    assert doomed.client.close_reason == 4401
+    r = requests.get(server.url + "/v1/sessions", headers={"Authorization": f"Bearer {doomed_token}"})
+    assert r.status_code == 401
+    keeper.send("ping", ack=1)
+    assert keeper.expect("ack")["ack"] == 1
