@@ -7,6 +7,7 @@ contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one g
 import argparse
 import logging
 import os
+import resource
 import secrets
 import signal
 import sys
@@ -215,6 +216,12 @@ def cmd_serve(args, settings):
         secret = create_token(models, name="first-run")
         print(f"Switchboard is ready. Open http://{host}:{port}/#token={secret}", flush=True)
     models.db.close_all()
+    # Every websocket is a file descriptor; the common soft limit of 1024 would cap connections there.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+    except (ValueError, OSError):
+        log.warning("could not raise the open-file limit above %s", soft)
     env = {**os.environ, "SWITCHBOARD_DB": db_path}
     here = os.path.dirname(os.path.abspath(__file__))
     # A fresh interpreter: gevent must patch the standard library before anything creates a lock.

@@ -120,6 +120,20 @@ class Base64Bytes(fields.Field):
 # about as much as encoding a short message (a 50,000-message import loads 100,000 values).
 _compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
+# Stored content is later wrapped in event frames and export documents a few levels deep; a cap well
+# under the interpreter's recursion limit keeps every one of those encodable.
+MAX_JSON_DEPTH = 100
+
+
+def _too_deep(value):
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [child for v in level if isinstance(v, (dict, list))
+                 for child in (v.values() if isinstance(v, dict) else v)]
+        if not level:
+            return False
+    return True
+
 
 class JsonText(fields.Raw):
     """Any JSON value on the wire, its compact JSON text in the database (stored verbatim)."""
@@ -134,6 +148,8 @@ class JsonText(fields.Raw):
     def _deserialize(self, value, attr, data, **kwargs):
         # NaN and Infinity parse (Python's json accepts them) but are not JSON: stored, they would make
         # every later read answer invalid JSON. Nesting deeper than the interpreter's stack is refused too.
+        if _too_deep(value):
+            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         try:
             text = _compact_json(value)
         except (ValueError, RecursionError):

@@ -92,8 +92,8 @@ def _decode(raw, schema):
         raise ClientError("invalid_frame", "Frames must be JSON text, not binary.")
     try:
         parsed = json.loads(raw)
-    except ValueError:
-        raise ClientError("invalid_json", "The frame is not valid JSON.") from None
+    except (ValueError, RecursionError):
+        raise ClientError("invalid_json", "The frame is not valid JSON (or nested too deeply).") from None
     try:
         return schema.load(parsed)
     except ValidationError as e:
