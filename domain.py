@@ -10,7 +10,7 @@ from peewee import fn
 
 from events import hub
 from models import Message, Session, db, new_id, now_ms
-from schemas import event_message_schema, event_session_schema
+from schemas import agent_message_schema, event_session_schema
 
 
 class SessionNotFound(LookupError):
@@ -96,7 +96,7 @@ def append_messages(session, messages, origin=None):
             db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
             for row in created:
                 changes.add(session.id, {"t": "new-message", "sid": session.id,
-                                         "message": event_message_schema.dump(row)})
+                                         "message": agent_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])
 

@@ -181,12 +181,16 @@ class AgentSessionV1Schema(AgentSessionSchema):
 
 
 class AgentMessageSchema(Schema):
+    """M, plus role and metadata (null for agent messages): one message shape for every agent route and
+    every event, so a browser can render history and live messages alike."""
     id = fields.String(dump_only=True)
     seq = fields.Integer(dump_only=True)
     content = JsonText(dump_only=True)
     localId = fields.String(attribute="local_id", allow_none=True, dump_only=True)
     createdAt = Millis(attribute="created_at", dump_only=True)
     updatedAt = Millis(attribute="updated_at", dump_only=True)
+    role = fields.String(allow_none=True, dump_only=True)
+    metadata = JsonText(allow_none=True, dump_only=True)
 
 
 class SessionCreateSchema(Schema):
@@ -488,12 +492,6 @@ class EventSessionSchema(AgentSessionSchema):
     title = fields.String(allow_none=True, dump_only=True)
 
 
-class EventMessageSchema(AgentMessageSchema):
-    """M plus what a browser needs to render it: role and metadata."""
-    role = fields.String(allow_none=True, dump_only=True)
-    metadata = JsonText(allow_none=True, dump_only=True)
-
-
 # --- websocket frames (each client event loads like its HTTP twin, plus the session id) ----------
 
 class FrameSchema(Schema):
@@ -620,7 +618,7 @@ sessions_schema = SessionSchema(many=True)
 message_schema = MessageSchema()
 messages_schema = MessageSchema(many=True)
 event_session_schema = EventSessionSchema()
-event_message_schema = EventMessageSchema()
+agent_message_schema = AgentMessageSchema()
 session_items = SessionItems()
 deleted = Deleted()
 import_result = ImportResult()

@@ -212,26 +212,37 @@ def _revoke(server, token_id):
                    env={**os.environ, "SWITCHBOARD_DB": server.db_path}, capture_output=True)
 
 
-def test_a_revoked_token_sends_the_person_back_to_the_token_screen(person):
-    person.allow(r"\b401\b")  # the answer to the revoked token, and the console line it causes
-    person.agent_session("nightly")
+def test_revoking_the_token_sends_the_open_page_back_to_the_token_screen(person):
     token = person.server.new_token()
     page = person.open(token)
-    expect(person.session_button("nightly")).to_be_visible()
     _revoke(person.server, _token_id(person.server, 2))
-
-    person.session_button("nightly").click()  # its first request is answered 401
+    # The server closes the revoked token's websocket (4401): no click needed.
     problem = page.locator("#token-problem")
-    expect(problem).to_be_visible()
     expect(problem).to_contain_text("revoked")
+    expect(page.locator("#token-screen")).to_be_visible()
     expect(page.locator("#workspace")).to_be_hidden()
+    expect(page.get_by_label("API token")).to_be_focused()
     assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") is None
 
-    # A revoked token kept from an earlier visit: the websocket refuses it (close 4401).
+    # A revoked token kept from an earlier visit: refused at the websocket's auth frame.
     page.evaluate(f"localStorage.setItem('{TOKEN_KEY}', {json.dumps(token)})")
     page.reload()
     expect(problem).to_contain_text("revoked")
     expect(page.locator("#token-screen")).to_be_visible()
+
+
+@pytest.mark.parametrize("server_env", [{"SWITCHBOARD_WS_TOKEN_CHECK_SECONDS": "3600"}])
+def test_an_http_401_also_sends_the_person_back_to_the_token_screen(person):
+    person.allow(r"\b401\b")  # the answer to the revoked token, and the console line it causes
+    person.agent_session("nightly")
+    page = person.open(person.server.new_token())
+    expect(person.session_button("nightly")).to_be_visible()
+    _revoke(person.server, _token_id(person.server, 2))  # the websocket is not told for an hour
+
+    person.session_button("nightly").click()  # its first request is answered 401
+    expect(page.locator("#token-problem")).to_contain_text("revoked")
+    expect(page.locator("#workspace")).to_be_hidden()
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") is None
 
 
 # --- watching sessions -------------------------------------------------------------------------
@@ -288,14 +299,33 @@ def test_agent_messages_stream_in_live_in_order_and_readable(person):
     assert long_message.locator(".content").bounding_box()["height"] > collapsed
 
 
+def test_roles_are_labelled_and_look_different(person):
+    page = person.open()
+    sid = person.agent_session("roles")
+    person.open_session("roles")
+    for role in ("system", "user", "assistant", "tool"):
+        response = person.api("POST", f"/api/sessions/{sid}/messages", json={"role": role, "content": f"a {role} line"})
+        assert response.status_code == 201, response.text
+    person.agent_says(sid, "an agent line")
+    expect(person.messages()).to_have_count(5)
+    assert person.messages().locator(".role").all_text_contents() == ["System", "User", "Assistant", "Tool", "Agent"]
+    looks = person.messages().evaluate_all(
+        "items => items.map(i => { const s = getComputedStyle(i); return s.backgroundColor + s.borderLeftColor; })")
+    assert len(set(looks[:4])) == 4  # each role its own colours (the label says it too, for colour blindness)
+
+
 def test_older_messages_load_as_the_person_scrolls_up(person):
     page = person.open()
     sid = person.agent_session("chatty")
     for start in range(1, 131, 65):
         person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    asked = []
+    page.on("request", lambda r: "/messages" in r.url and asked.append(r.url.split("?", 1)[1]))
     person.open_session("chatty")
     expect(person.messages()).to_have_count(50)
     expect(person.messages().last).to_contain_text("message 130")
+    # However long the session, opening it asks for one page: the newest 50.
+    assert asked == [f"before_seq={2**53 - 1}&limit=50"]
     for expected in (100, 130):
         page.locator("#message-scroller").evaluate("s => s.scrollTop = 0")
         expect(person.messages()).to_have_count(expected)

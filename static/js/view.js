@@ -42,7 +42,7 @@ export class SessionView {
     this.ids = new Set();
     this.oldest = NEWEST;
     this.hasMore = true;
-    this.loading = false;
+    this.setLoading(false);
     this.el.list.replaceChildren();
     this.el.older.hidden = true;
     this.el.start.hidden = true;
@@ -60,43 +60,42 @@ export class SessionView {
 
   async loadPage(first) {
     const generation = this.generation;
-    const id = this.id;
-    this.loading = true;
-    // A page is not news: screen readers hear live messages, not fifty loaded at once.
-    this.el.log.setAttribute("aria-busy", "true");
-    this.el.older.disabled = true;
-    this.el.older.textContent = "Loading older messages…";
+    this.setLoading(true);
+    let page;
     try {
-      const page = await json("GET", `/v3/sessions/${encodeURIComponent(id)}/messages?before_seq=${this.oldest}&limit=${PAGE}`);
-      if (generation !== this.generation) return;
-      const scroller = this.el.scroller;
-      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-      for (const m of page.messages) {
-        this.oldest = Math.min(this.oldest, m.seq);
-        this.insert(normalize(m));
-      }
-      this.hasMore = page.hasMore;
-      // Keep what the person was reading where it was; the first page starts at the newest message.
-      scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
+      page = await json("GET", `/v3/sessions/${encodeURIComponent(this.id)}/messages?before_seq=${this.oldest}&limit=${PAGE}`);
     } catch (error) {
       if (generation === this.generation) {
+        this.setLoading(false);
         this.el.start.textContent = `Could not load messages: ${error.message}`;
         this.el.start.hidden = false;
       }
       return;
-    } finally {
-      if (generation === this.generation) {
-        this.loading = false;
-        this.el.log.setAttribute("aria-busy", "false");
-        this.el.older.disabled = false;
-        this.el.older.textContent = "Load older messages";
-      }
     }
+    if (generation !== this.generation) return;
+    this.setLoading(false);
+    const scroller = this.el.scroller;
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    for (const m of page.messages) {
+      this.oldest = Math.min(this.oldest, m.seq);
+      this.insert(normalize(m));
+    }
+    this.hasMore = page.hasMore;
     this.el.older.hidden = !this.hasMore;
     this.el.start.hidden = this.hasMore;
     this.el.start.textContent = this.ids.size ? "Start of the session" : "No messages yet";
+    // Keep what the person was reading where it was; the first page starts at the newest message.
+    scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
     // A short page may not fill the view: the observer only fires on a change, so look again.
     if (this.hasMore) requestAnimationFrame(() => this.topVisible() && this.loadOlder());
+  }
+
+  setLoading(loading) {
+    this.loading = loading;
+    // A page is not news: screen readers hear live messages, not fifty loaded at once.
+    this.el.log.setAttribute("aria-busy", String(loading));
+    this.el.older.disabled = loading;
+    this.el.older.textContent = loading ? "Loading older messages…" : "Load older messages";
   }
 
   topVisible() {
