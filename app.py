@@ -16,6 +16,7 @@ import time
 
 from flask import Flask, jsonify, request
 from marshmallow import ValidationError
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 DEFAULTS = {
@@ -87,6 +88,9 @@ def create_app(config=None):
         time.sleep(0)
         # A websocket lives for hours: it takes a connection per step instead (routes/updates.py).
         if request.blueprint != updates.bp.name:
+            # The body first: a slow upload must not hold one of the pool's connections while it
+            # trickles in (werkzeug refuses one over MAX_CONTENT_LENGTH here, before reading it).
+            request.get_data()
             models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -105,6 +109,7 @@ def create_app(config=None):
         return ApiError(400, "invalid_request", "The request did not validate.", errors).response()
 
     @app.errorhandler(events.Busy)
+    @app.errorhandler(MaxConnectionsExceeded)
     def busy(e):
         return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
                         headers={"Retry-After": "1"}).response()

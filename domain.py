@@ -20,7 +20,9 @@ class SessionNotFound(LookupError):
 # Every request on a session runs this lookup and every append the statements below. They are
 # written out once: Peewee renders a query in Python on each execution, and for these that took
 # longer than SQLite takes to run them (bench/append.py).
-_FIND_SESSION = 'SELECT * FROM "session" WHERE "id" = ? AND "account_id" = ?'
+_SESSION_FIELDS = Session._meta.sorted_fields
+_FIND_SESSION = 'SELECT {} FROM "session" WHERE "id" = ? AND "account_id" = ?'.format(
+    ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
 _MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
                     "updated_at")
 _INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
@@ -32,10 +34,11 @@ _TAKE_SEQS = 'UPDATE "session" SET "seq" = "seq" + ?, "updated_at" = ? WHERE "id
 
 def find_session(account_id, session_id):
     """The caller's session; another account's session is exactly as missing as an absent one."""
-    session = next(iter(Session.raw(_FIND_SESSION, session_id, account_id)), None)
-    if session is None:
+    row = db.execute_sql(_FIND_SESSION, (session_id, account_id)).fetchone()
+    if row is None:
         raise SessionNotFound(session_id)
-    return session
+    # Built from the row directly: Peewee's result wrapper costs four times the query here.
+    return Session(__no_default__=True, **{f.name: value for f, value in zip(_SESSION_FIELDS, row)})
 
 
 def _reload(session):

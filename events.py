@@ -24,8 +24,10 @@ def frame(event, data):
     return json.dumps({"event": event, "data": data}, separators=(",", ":"))
 
 
-def update_frame(update_id, seq, body, created_at):
-    return frame("update", {"id": update_id, "seq": seq, "body": body, "createdAt": created_at})
+def update_frame(update_id, seq, body_text, created_at):
+    """The `update` frame around a body already encoded (as stored in the log): encoded once, sent as is."""
+    return (f'{{"event":"update","data":{{"id":{json.dumps(update_id)},"seq":{int(seq)},'
+            f'"body":{body_text},"createdAt":{int(created_at)}}}}}')
 
 
 class Subscriber:
@@ -40,6 +42,12 @@ class Subscriber:
 
     def wants(self, session_id, origin):
         return origin is not self and (self.session_id is None or self.session_id == session_id)
+
+
+# Run by every write: written out, as Peewee's rendering of them cost more than running them.
+_TAKE_SEQS = 'UPDATE "account" SET "seq" = "seq" + ? WHERE "id" = ? RETURNING "seq"'
+_INSERT_UPDATES = ('INSERT INTO "update" ("id", "account_id", "seq", "session_id", "body", "created_at") '
+                   'VALUES (?, ?, ?, ?, ?, ?)')
 
 
 class Changes:
@@ -58,19 +66,15 @@ class Changes:
         if not self.bodies:
             return
         count = len(self.bodies)
-        last = (Account
-                .update(seq=Account.seq + count)
-                .where(Account.id == self.account_id)
-                .returning(Account.seq)
-                .execute())[0].seq
+        [(last,)] = db.execute_sql(_TAKE_SEQS, (count, self.account_id)).fetchall()
         created_at = now_ms()
         rows = []
         for seq, (session_id, body) in enumerate(self.bodies, start=last - count + 1):
             update_id = new_id()
-            rows.append({"id": update_id, "account": self.account_id, "seq": seq,
-                         "session_id": session_id, "body": json.dumps(body, separators=(",", ":")), "created_at": created_at})
-            self.published.append((seq, session_id, update_frame(update_id, seq, body, created_at)))
-        Update.insert_many(rows).execute()
+            body_text = json.dumps(body, separators=(",", ":"))
+            rows.append((update_id, self.account_id, seq, session_id, body_text, created_at))
+            self.published.append((seq, session_id, update_frame(update_id, seq, body_text, created_at)))
+        db.cursor().executemany(_INSERT_UPDATES, rows)
 
 
 class Hub:
@@ -192,7 +196,7 @@ class Hub:
                 .where((Update.account == account_id) & (Update.seq > since))
                 .order_by(Update.seq)
                 .tuples())
-        return [(seq, session_id, update_frame(uid, seq, json.loads(body), created_at))
+        return [(seq, session_id, update_frame(uid, seq, body, created_at))
                 for uid, seq, session_id, body, created_at in rows], latest
 
     def prune(self, older_than_ms):

@@ -167,7 +167,9 @@ class SchemaTooNew(RuntimeError):
 
 def init_db(path, max_connections=64):
     database = PooledSqliteDatabase(
-        path, pragmas=PRAGMAS, timeout=0.01, max_connections=max_connections,
+        # timeout: how long a request waits for a free pooled connection (then 503); SQLite's own
+        # lock wait is the busy_timeout pragma.
+        path, pragmas=PRAGMAS, timeout=10, max_connections=max_connections,
         stale_timeout=None, check_same_thread=False,
     )
     db.initialize(database)
