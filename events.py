@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from peewee import OperationalError
 
-from models import Account, Update, db, new_id, now_ms
+from models import Account, Update, db, id_floor, new_id, now_ms
 
 
 class Busy(Exception):
@@ -200,8 +200,9 @@ class Hub:
                 for uid, seq, session_id, body, created_at in rows], latest
 
     def prune(self, older_than_ms):
+        # Update ids begin with their creation time, so the primary key finds what is old.
         with self.write(None):
-            return Update.delete().where(Update.created_at < older_than_ms).execute()
+            return Update.delete().where(Update.id < id_floor(older_than_ms)).execute()
 
 
 hub = Hub()

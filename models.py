@@ -48,6 +48,15 @@ def new_id():
         if n <= _last_id:
             n = _last_id + 1 + secrets.randbits(40)
         _last_id = n
+    return _encode(n)
+
+
+def id_floor(ms):
+    """The smallest id new_id() could make at `ms`: every id made earlier sorts below it."""
+    return _encode(ms << 80)
+
+
+def _encode(n):
     return "".join([_CROCKFORD[(n >> shift) & 31] for shift in range(125, -1, -5)])
 
 
@@ -79,7 +88,7 @@ class Token(BaseModel):
 
 class Session(BaseModel):
     id = CharField(primary_key=True, default=new_id)
-    account = ForeignKeyField(Account, on_delete="CASCADE", backref="sessions")
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="sessions", index=False)
     tag = CharField(null=True)
     title = CharField(null=True)
     system_prompt = TextField(null=True)
@@ -97,6 +106,7 @@ class Session(BaseModel):
     class Meta:
         indexes = (
             (("account", "tag"), True),
+            (("account", "id"), False),
             (("account", "updated_at"), False),
             (("account", "active", "last_active_at"), False),
         )
@@ -104,7 +114,7 @@ class Session(BaseModel):
 
 class Message(BaseModel):
     id = CharField(primary_key=True, default=new_id)
-    session = ForeignKeyField(Session, on_delete="CASCADE", backref="messages")
+    session = ForeignKeyField(Session, on_delete="CASCADE", backref="messages", index=False)
     seq = BigIntegerField()
     local_id = CharField(null=True)
     role = CharField(null=True, constraints=[Check("role IN ('user', 'assistant', 'system', 'tool')")])
@@ -123,7 +133,7 @@ class Message(BaseModel):
 class Update(BaseModel):
     """The durable per-account event log a reconnecting websocket replays from."""
     id = CharField(primary_key=True, default=new_id)
-    account = ForeignKeyField(Account, on_delete="CASCADE", backref="updates")
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="updates", index=False)
     seq = BigIntegerField()
     session_id = CharField(null=True)  # no foreign key: a delete-session update outlives its session
     body = TextField()  # JSON
@@ -156,6 +166,14 @@ MIGRATIONS = [
         'CREATE TABLE IF NOT EXISTS "update" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "seq" INTEGER NOT NULL, "session_id" VARCHAR(255), "body" TEXT NOT NULL, "created_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
         'CREATE INDEX IF NOT EXISTS "update_account_id" ON "update" ("account_id")',
         'CREATE UNIQUE INDEX IF NOT EXISTS "update_account_id_seq" ON "update" ("account_id", "seq")',
+    ],
+    # 2: the v2 cursor pages by (account, id); the dropped indexes were maintained by every write
+    # and each duplicates the leading column of a composite index on its table.
+    [
+        'CREATE INDEX IF NOT EXISTS "session_account_id_id" ON "session" ("account_id", "id")',
+        'DROP INDEX IF EXISTS "session_account_id"',
+        'DROP INDEX IF EXISTS "message_session_id"',
+        'DROP INDEX IF EXISTS "update_account_id"',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

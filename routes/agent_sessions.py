@@ -39,7 +39,7 @@ def index():
 def active(args):
     """Active sessions alive within 15 minutes, newest activity first."""
     rows = (_sessions()
-            .where(Session.active & (Session.last_active_at > now_ms() - ACTIVE_WINDOW_MS))
+            .where((Session.active == True) & (Session.last_active_at > now_ms() - ACTIVE_WINDOW_MS))  # noqa: E712 (= 1 uses the index)
             .order_by(Session.last_active_at.desc())
             .limit(args["limit"]))
     return schemas.session_list.dump({"sessions": rows})

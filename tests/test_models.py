@@ -160,3 +160,48 @@ def test_tokens_are_stored_only_as_sha256_hashes(app):
     assert models.hash_secret(secret).encode() in stored
     with sqlite3.connect(app.config["DB"]) as conn:
         assert conn.execute("SELECT secret_hash FROM token").fetchall() == [(models.hash_secret(secret),)]
+
+
+HOT_QUERIES = {
+    "v1 list": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC LIMIT 150',
+    "v2 page": 'SELECT * FROM session WHERE account_id = 1 AND id < "x" ORDER BY id DESC LIMIT 51',
+    "v2 active": ('SELECT * FROM session WHERE account_id = 1 AND active = 1 AND last_active_at > 5 '
+                  'ORDER BY last_active_at DESC LIMIT 150'),
+    "tag lookup": 'SELECT * FROM session WHERE account_id = 1 AND tag = "t"',
+    "messages before": 'SELECT * FROM message WHERE session_id = "s" AND seq < 9 ORDER BY seq DESC LIMIT 101',
+    "messages after": 'SELECT * FROM message WHERE session_id = "s" AND seq > 9 ORDER BY seq LIMIT 101',
+    "localId lookup": 'SELECT * FROM message WHERE session_id = "s" AND local_id IN ("a", "b")',
+    "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
+    "prune": 'DELETE FROM "update" WHERE id < "x"',
+    "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
+}
+
+
+@pytest.mark.parametrize("name", HOT_QUERIES)
+def test_hot_queries_search_an_index_and_never_sort(tmp_path, name):
+    models.init_db(str(tmp_path / "plan.db"))
+    models.migrate()
+    with sqlite3.connect(tmp_path / "plan.db") as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + HOT_QUERIES[name])]
+    models.db.close_all()
+    assert all(step.startswith("SEARCH") and "INDEX" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_a_version_1_database_with_data_is_migrated_in_place(tmp_path):
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as db:
+        for statement in models.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'old', 0, 0)")
+        db.execute("INSERT INTO session VALUES ('s1', 1, 't', NULL, NULL, '', 0, NULL, 0, NULL, 0, 1, 0, 0, 0)")
+    models.init_db(str(path))
+    assert models.migrate() == 1
+    with sqlite3.connect(path) as db:
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert db.execute("PRAGMA user_version").fetchone()[0] == models.SCHEMA_VERSION
+        assert db.execute("SELECT id, tag FROM session").fetchall() == [("s1", "t")]
+    models.db.close_all()
+    assert "session_account_id_id" in indexes
+    assert not {"session_account_id", "message_session_id", "update_account_id"} & indexes
