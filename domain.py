@@ -46,8 +46,11 @@ def _reload(session):
 
 
 def create_session(account_id, *, tag=None, title=None, metadata="", agent_state=None,
-                   data_encryption_key=None, origin=None):
-    """Create a session, or load the account's session with this tag. Returns (session, created)."""
+                   data_encryption_key=None, active=True, origin=None):
+    """Create a session, or load the account's session with this tag. Returns (session, created).
+
+    An agent's session starts active (the agent is there); one made from the browser waits for one.
+    """
     with hub.write(account_id, origin) as changes:
         if tag is not None:
             existing = (Session
@@ -58,7 +61,7 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
                 return existing, False
         session = Session.create(
             account=account_id, tag=tag, title=title, metadata=metadata, agent_state=agent_state,
-            data_encryption_key=data_encryption_key,
+            data_encryption_key=data_encryption_key, active=active,
         )
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session, True

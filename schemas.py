@@ -126,6 +126,8 @@ MAX_JSON_DEPTH = 100
 
 
 def _too_deep(value):
+    if not isinstance(value, (dict, list)):
+        return False
     level = [value]
     for _ in range(MAX_JSON_DEPTH + 1):
         level = [child for v in level if isinstance(v, (dict, list))
@@ -347,12 +349,14 @@ class FirstErrorList(fields.List):
         for index, item in enumerate(value):
             if not isinstance(item, dict):
                 raise ValidationError({index: {"_schema": ["Invalid input type."]}})
-            errors = {key: ["Unknown field."] for key in item.keys() - keys}
+            errors = {} if keys.issuperset(item) else {key: ["Unknown field."] for key in item.keys() - keys}
             row = {}
             for key, attribute, field in declared:
                 raw = item.get(key, missing)
                 try:
-                    if raw is missing or raw is None:  # required, load_default and allow_none
+                    if raw is None and field.allow_none:
+                        row[attribute] = None
+                    elif raw is missing or raw is None:  # load_default, or the "required" / "null" error
                         row[attribute] = field.deserialize(raw, key, item)
                     else:
                         row[attribute] = field._deserialize(raw, key, item)
@@ -409,7 +413,8 @@ class ImportedSessionSchema(Schema):
                                   validate=validate.Length(max=MAX_SYSTEM_PROMPT_CHARS))
     tag = fields.String(allow_none=True)
     metadata = fields.String(load_default="", validate=_max_bytes("metadata_bytes", "metadata"))
-    agent_state = fields.String(allow_none=True, load_default=None, validate=_max_bytes("metadata_bytes", "agent_state"))
+    agent_state = fields.String(allow_none=True, load_default=None,
+                                validate=_max_bytes("metadata_bytes", "agent_state"))
     created_at = Iso(allow_none=True, load_default=None)
     updated_at = Iso(allow_none=True)
 

@@ -6,7 +6,6 @@ A session's messages and its export are streamed a page at a time, so no respons
 import json
 
 from flask import Blueprint, Response, g
-from marshmallow import ValidationError
 
 import domain
 import schemas
@@ -25,21 +24,6 @@ def session_not_found(e):
     return ApiError(404, "session_not_found", "No session with this id.").response()
 
 
-@bp.errorhandler(ValidationError)
-def invalid(e):
-    """400 whose message names the first bad field, and in an import the first bad message."""
-    errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
-    path, first = [], errors
-    while isinstance(first, dict):
-        key, first = next(iter(first.items()))
-        path.append(str(key))
-    if path[0] == "messages" and len(path) > 2:
-        message = f"message {path[1]}: {'.'.join(path[2:])}: {first[0]}"
-    else:
-        message = f"{'.'.join(path)}: {first[0]}"
-    return ApiError(400, "invalid_request", message, errors).response()
-
-
 @bp.get("/api/sessions")
 @endpoint(responses={200: schemas.SessionItems})
 def index():
@@ -55,7 +39,7 @@ def index():
 @endpoint(body=schemas.managed_session_create_schema, responses={201: schemas.SessionSchema})
 def create(body):
     """Create a session, with a title or without."""
-    session, _ = domain.create_session(g.account_id, title=body["title"])
+    session, _ = domain.create_session(g.account_id, title=body["title"], active=False)
     return schemas.session_schema.dump(session), 201
 
 
