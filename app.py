@@ -64,7 +64,7 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, agent_sessions, api_sessions, build_spec, meta, ui, updates
+    from routes import ApiError, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -89,8 +89,8 @@ def create_app(config=None):
         # A websocket lives for hours: it takes a connection per step instead (routes/updates.py).
         if request.blueprint != updates.bp.name:
             # The body first: a slow upload must not hold one of the pool's connections while it
-            # trickles in (werkzeug refuses one over MAX_CONTENT_LENGTH here, before reading it).
-            request.get_data()
+            # trickles in (one over MAX_CONTENT_LENGTH is refused here, before it is read whole).
+            read_body()
             models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -105,8 +105,17 @@ def create_app(config=None):
 
     @app.errorhandler(ValidationError)
     def invalid(e):
+        """400 whose message names the first bad field (and in a message list, the first bad message)."""
         errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
-        return ApiError(400, "invalid_request", "The request did not validate.", errors).response()
+        path, first = [], errors
+        while isinstance(first, dict):
+            key, first = next(iter(first.items()))
+            path.append(str(key))
+        if path[0] == "messages" and len(path) > 2:
+            message = f"message {path[1]}: {'.'.join(path[2:])}: {first[0]}"
+        else:
+            message = f"{'.'.join(path)}: {first[0]}"
+        return ApiError(400, "invalid_request", message, errors).response()
 
     @app.errorhandler(events.Busy)
     @app.errorhandler(MaxConnectionsExceeded)

@@ -144,21 +144,30 @@ class Hub:
         self.publish(account_id, session_id, (None, frame("ephemeral", data)))
 
     @contextmanager
-    def write(self, account_id, origin=None):
-        """A write transaction for one account; its updates are published once it has committed."""
+    def write(self, account_id, origin=None, busy_wait=None):
+        """A write transaction for one account; its updates are published once it has committed.
+
+        `busy_wait` (default: the configured one) bounds the whole wait, in this process's queue of
+        writers as well as on another process's lock: behind a lock held elsewhere, queued writers
+        would otherwise spend the budget one after another and the last would wait N times as long.
+        """
         changes = Changes(account_id, origin)
-        with self._write_lock:
-            with self._begin():
+        deadline = time.monotonic() + (self.busy_wait if busy_wait is None else busy_wait)
+        if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Busy()
+        try:
+            with self._begin(deadline):
                 yield changes
                 changes._store()
             for seq, session_id, text in changes.published:
                 self.publish(account_id, session_id, (seq, text), origin)
+        finally:
+            self._write_lock.release()
 
     @contextmanager
-    def _begin(self):
+    def _begin(self, deadline):
         # BEGIN IMMEDIATE is the only statement that can meet another process's write lock (WAL
         # readers never block); waiting here with time.sleep yields to other greenlets.
-        deadline = time.monotonic() + self.busy_wait
         while True:
             transaction = db.atomic("IMMEDIATE")
             try:

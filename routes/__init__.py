@@ -5,6 +5,7 @@ Views stay thin: `endpoint` loads and validates input before the view runs, so a
 calls one domain operation and dumps.
 """
 import hmac
+import json
 import threading
 from collections import namedtuple
 from functools import wraps
@@ -13,10 +14,11 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import g, jsonify, request
 from marshmallow import Schema, fields
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from events import hub
+from events import Busy, hub
 from models import Token, db, hash_secret, now_ms
-from schemas import Base64Bytes, Iso, JsonText, Millis
+from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis
 
 
 class ApiError(Exception):
@@ -64,8 +66,13 @@ def token_for_secret(secret):
         if due:
             _last_used[token_id] = now
     if due:
-        with hub.write(None):
-            Token.update(last_used_at=now).where(Token.id == token_id).execute()
+        # Bookkeeping must never fail or hold up the request (a read, a websocket's auth) it rides
+        # on: while the write lock is taken, this use goes unrecorded and a later one records it.
+        try:
+            with hub.write(None, busy_wait=0):
+                Token.update(last_used_at=now).where(Token.id == token_id).execute()
+        except Busy:
+            pass
     return Credential(token_id, account_id)
 
 
@@ -90,12 +97,32 @@ def load_body(schema):
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
         try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # nesting deeper than the parser's stack: not a server error
+            data = json.loads(read_body())
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser's stack
             data = None
         if data is None:
             raise ApiError(400, "invalid_json", "The body is not valid JSON.")
     return schema.load(data)
+
+
+def read_body():
+    """The body's bytes, read once per request; 413 past MAX_CONTENT_LENGTH without reading further.
+
+    werkzeug refuses a Content-Length over the limit before reading a byte, but cuts a chunked body
+    at the limit without a word, leaving invalid JSON or, worse, a valid prefix that would be stored.
+    """
+    if "body" not in g:
+        if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            g.body = request.get_data()
+        else:
+            limit = request.max_content_length
+            try:
+                g.body = request.environ["wsgi.input"].read(limit + 1)
+            except Exception:  # the server's own parser refused the chunk framing (gunicorn's ParseException)
+                raise BadRequest("The chunked body is malformed.") from None
+            if len(g.body) > limit:
+                raise RequestEntityTooLarge()
+    return g.body
 
 
 def load_query(schema):
@@ -136,6 +163,31 @@ class ErrorSchema(Schema):
     errors = fields.Dict()
 
 
+_JSON_TYPES = ("object", "array", "string", "number", "boolean")
+
+
+def _json_value(converter, field, ret, **kwargs):
+    """A JsonText field that may not be null lists the other JSON types (OpenAPI 3.0 has no null type
+    to leave out). Message content as text has bounds when the message has a role: always in a chat
+    message; in an imported one, which may have none, the bounds are said in words."""
+    if not isinstance(field, JsonText) or "type" in ret or field.allow_none:
+        return {}
+    types = [{"type": name} for name in _JSON_TYPES]
+    if isinstance(field, MessageContent):
+        if not field.parent.fields["role"].allow_none:
+            types[_JSON_TYPES.index("string")].update(minLength=1, maxLength=MAX_TEXT_CHARS)
+        else:
+            return {"anyOf": types, "description": f"Text of 1 to {MAX_TEXT_CHARS} characters if the message "
+                                                   "has a role, else any JSON value."}
+    return {"anyOf": types}
+
+
+def _input_instant(converter, field, ret, **kwargs):
+    if isinstance(field, Iso) and not field.dump_only:
+        return {"description": "An instant of the years 1 to 9999 UTC; without an offset, UTC."}
+    return {}
+
+
 def build_spec(app, title, version):
     plugin = MarshmallowPlugin()
     spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
@@ -143,6 +195,9 @@ def build_spec(app, title, version):
     plugin.map_to_openapi_type(Iso, "string", "date-time")
     plugin.map_to_openapi_type(Base64Bytes, "string", "byte")
     plugin.map_to_openapi_type(Millis, "integer", "int64")
+    plugin.map_to_openapi_type(JsonObject, "object", None)
+    plugin.converter.add_attribute_function(_json_value)
+    plugin.converter.add_attribute_function(_input_instant)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=ErrorSchema)
     paths = {}
@@ -163,7 +218,10 @@ def build_spec(app, title, version):
             if declared["query"] is not None:
                 operation["parameters"].append({"in": "query", "schema": declared["query"]})
             if declared["body"] is not None:
-                operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": declared["body"]}}}
+                # No body at all loads as {} (load_body): it is only refused when a field is required.
+                required = any(f.required for f in declared["body"].load_fields.values())
+                operation["requestBody"] = {"required": required,
+                                            "content": {"application/json": {"schema": declared["body"]}}}
             for status, schema in declared["responses"].items():
                 response = {"description": "OK"}
                 if schema is not None:

@@ -14,7 +14,6 @@ bp.before_request(authenticate)
 
 ACTIVE_WINDOW_MS = 15 * 60 * 1000
 V1_PAGE = 150
-CURSOR_PREFIX = "cursor_v1_"
 
 
 @bp.errorhandler(domain.SessionNotFound)
@@ -52,9 +51,9 @@ def page(args):
     query = _sessions()
     if "cursor" in args:
         cursor = args["cursor"]
-        if not cursor.startswith(CURSOR_PREFIX) or len(cursor) == len(CURSOR_PREFIX):
+        if not cursor.startswith(schemas.CURSOR_PREFIX) or len(cursor) == len(schemas.CURSOR_PREFIX):
             raise ApiError(400, "Invalid cursor format", "cursor must be 'cursor_v1_<session id>'.")
-        query = query.where(Session.id < cursor[len(CURSOR_PREFIX):])
+        query = query.where(Session.id < cursor[len(schemas.CURSOR_PREFIX):])
     if "changed_since" in args:
         query = query.where(Session.updated_at > args["changed_since"])
     rows = list(query.order_by(Session.id.desc()).limit(args["limit"] + 1))
@@ -62,7 +61,7 @@ def page(args):
     rows = rows[:args["limit"]]
     return schemas.session_page.dump({
         "sessions": rows,
-        "nextCursor": CURSOR_PREFIX + rows[-1].id if has_next else None,
+        "nextCursor": schemas.CURSOR_PREFIX + rows[-1].id if has_next else None,
         "hasNext": has_next,
     })
 

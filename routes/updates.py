@@ -28,6 +28,7 @@ bp = Blueprint("updates", __name__)
 log = logging.getLogger("switchboard")
 sock = Sock()
 
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 
@@ -122,6 +123,8 @@ class Connection:
         raw = self.ws.receive(timeout=self.config["WS_AUTH_TIMEOUT_SECONDS"])
         if raw is None:
             return self.refuse("No auth frame within the time limit.")
+        if self.too_big(raw):
+            return self.ws.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
         try:
             envelope = _decode(raw, schemas.frame_schema)
             if envelope["event"] != "auth" or not isinstance(envelope["data"], dict):
@@ -200,6 +203,9 @@ class Connection:
             if kind == CLOSED:
                 return
             if kind == INCOMING:
+                if self.too_big(payload):
+                    self.ws.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
+                    return
                 self.handle(payload)
             elif kind is None:
                 self.send(payload)
@@ -212,6 +218,11 @@ class Connection:
             elif kind > self.last_seq:
                 self.last_seq = kind
                 self.send(payload)
+
+    def too_big(self, raw):
+        """simple-websocket limits text frames in characters; the limit is in bytes (UTF-8)."""
+        limit = self.config["MAX_FRAME_BYTES"]
+        return isinstance(raw, str) and len(raw) * 4 > limit and len(raw.encode()) > limit
 
     def handle(self, raw):
         ack = None

@@ -471,3 +471,12 @@ def test_revoking_a_token_closes_its_open_sockets_at_once(make_server, ws_connec
     assert r.status_code == 401
     keeper.send("ping", ack=1)
     assert keeper.expect("ack")["ack"] == 1
+
+
+def test_the_frame_limit_counts_utf8_bytes_not_characters(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_MAX_FRAME_BYTES": "2000"})
+    ws = ws_connect(server)
+    ws.client.send(json.dumps({"event": "ping", "data": {"pad": "é" * 990}}, ensure_ascii=False))  # ~2,000 bytes
+    with pytest.raises(Exception):
+        ws.recv(timeout=5)
+    assert ws.client.close_reason == 1009
