@@ -78,7 +78,8 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
-    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"])
+    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
+                         background_fanout=bool(app.config.get("SERVING")))
 
     @app.before_request
     def connect():

@@ -37,8 +37,9 @@ def find_session(account_id, session_id):
     row = db.execute_sql(_FIND_SESSION, (session_id, account_id)).fetchone()
     if row is None:
         raise SessionNotFound(session_id)
-    # Built from the row directly: Peewee's result wrapper costs four times the query here.
-    return Session(__no_default__=True, **{f.name: value for f, value in zip(_SESSION_FIELDS, row)})
+    # Built from the row directly: Peewee's result wrapper costs four times the query here. Each value
+    # still goes through its field's converter: SQLite answers 0/1 for `active`, which dumps as a number.
+    return Session(__no_default__=True, **{f.name: f.python_value(value) for f, value in zip(_SESSION_FIELDS, row)})
 
 
 def _reload(session):

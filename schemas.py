@@ -25,13 +25,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def iso(ms):
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Integer arithmetic, as in parse_iso: through the float ms / 1000, some instants after the year 2109
+    # came out a millisecond early, so an export no longer matched what was imported.
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text):
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
+    # Raises OverflowError past the years 1..9999 in UTC (0001-01-01T00:00+01:00 is in year 0): such an
+    # instant would be stored and then fail every dump of it (iso), a 500 on each read of its session.
+    parsed = parsed.astimezone(timezone.utc)
     # Integer arithmetic: int(timestamp() * 1000) is a float product and loses a millisecond in
     # about 1 of 160 values, which would shift an imported message's created_at.
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
@@ -44,11 +49,22 @@ def _max_bytes(limit_name, what):
     return check
 
 
-def _max_chars(limit_name):
-    def check(value):
-        if value is not None and not 1 <= len(value) <= getattr(limits, limit_name):
-            raise ValidationError(f"Length must be between 1 and {getattr(limits, limit_name)}.")
-    return check
+class MaxChars(validate.Validator):
+    """1 to a configurable number of characters, the limit read at each use. apispec documents a
+    validator with min, max and equal as minLength and maxLength, so the document shows the limit too."""
+    min, equal = 1, None
+
+    def __init__(self, limit_name):
+        self.limit_name = limit_name
+
+    @property
+    def max(self):
+        return getattr(limits, self.limit_name)
+
+    def __call__(self, value):
+        if value is not None and not self.min <= len(value) <= self.max:
+            raise ValidationError(f"Length must be between {self.min} and {self.max}.")
+        return value
 
 
 # Every integer the API accepts fits JavaScript's safe range (and so SQLite's INTEGER).
@@ -196,7 +212,7 @@ class AgentMessageSchema(Schema):
 
 
 class SessionCreateSchema(Schema):
-    tag = fields.String(required=True, validate=_max_chars("key_chars"))
+    tag = fields.String(required=True, validate=MaxChars("key_chars"))
     metadata = fields.String(required=True, validate=_max_bytes("metadata_bytes", "metadata"))
     agent_state = fields.String(data_key="agentState", allow_none=True, load_default=None,
                                 validate=_max_bytes("metadata_bytes", "agentState"))
@@ -206,7 +222,7 @@ class SessionCreateSchema(Schema):
 class NewMessageSchema(Schema):
     content = JsonText(required=True)
     local_id = fields.String(data_key="localId", allow_none=True, load_default=None,
-                             validate=_max_chars("key_chars"))
+                             validate=MaxChars("key_chars"))
 
 
 class MessagesAppendSchema(Schema):
@@ -245,15 +261,20 @@ class ActiveSessionsQuery(Schema):
     limit = Int(load_default=150, validate=validate.Range(1, 500))
 
 
+CURSOR_PREFIX = "cursor_v1_"
+
+
 class SessionsPageQuery(Schema):
-    cursor = fields.String()
+    # The view checks it, answering a malformed cursor with the seed's own error; documented here.
+    cursor = fields.String(metadata={"pattern": rf"^{CURSOR_PREFIX}[\s\S]"})
     limit = Int(load_default=50, validate=validate.Range(1, 200))
     changed_since = Int(data_key="changedSince", validate=validate.Range(min=1))
 
 
 class MessagesPageQuery(Schema):
-    after_seq = Int()
-    before_seq = Int(validate=validate.Range(min=1))
+    after_seq = Int(metadata={"description": "Messages after this seq, ascending. Not with before_seq."})
+    before_seq = Int(validate=validate.Range(min=1),
+                     metadata={"description": "Messages before this seq, descending. Not with after_seq."})
     limit = Int(load_default=100, validate=validate.Range(1, 500))
 
     @validates_schema
@@ -298,10 +319,17 @@ def _blank_to_none(text):
 
 
 class Title(fields.String):
-    """A session title: trimmed, then 1..120 characters."""
+    """A session title: trimmed, then 1..120 characters. Said as a pattern, which holds for the text as
+    sent and as trimmed alike, so the OpenAPI document states the rule the server applies."""
+
+    # What str.strip() strips (str.isspace), spelled out: in the ECMA-262 regexes that readers of the
+    # document use, \s lacks \x1c-\x1f and \x85 and has \ufeff.
+    SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    PATTERN = rf"^[{SPACE}]*[^{SPACE}](?:[\s\S]{{0,{MAX_TITLE_CHARS - 2}}}[^{SPACE}])?[{SPACE}]*$"
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(1, MAX_TITLE_CHARS), **kwargs)
+        super().__init__(validate=validate.Regexp(
+            self.PATTERN, error=f"Length must be between 1 and {MAX_TITLE_CHARS} once trimmed."), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).strip()
@@ -400,7 +428,7 @@ class ImportedMessageSchema(ChatMessageSchema):
     """A message of an export document. `seq` is accepted and ignored: the array's order is the order."""
     seq = StrictInt()
     role = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(ROLES))
-    local_id = fields.String(allow_none=True, load_default=None, validate=_max_chars("key_chars"))
+    local_id = fields.String(allow_none=True, load_default=None, validate=MaxChars("key_chars"))
     created_at = Iso(allow_none=True, load_default=None)
 
 
@@ -425,10 +453,11 @@ class ImportedSessionSchema(Schema):
 
 
 class ImportDocumentSchema(Schema):
-    version = StrictInt(required=True)
+    version = StrictInt(required=True, metadata={"enum": [EXPORT_VERSION]})  # checked first: supported_version
     exported_at = Iso(allow_none=True)
     session = fields.Nested(ImportedSessionSchema, required=True)
-    messages = FirstErrorList(fields.Nested(ImportedMessageSchema), required=True)
+    messages = FirstErrorList(fields.Nested(ImportedMessageSchema), required=True,
+                              metadata={"description": "In order. No local_id twice."})
 
     @pre_load
     def supported_version(self, data, **kwargs):

@@ -5,6 +5,7 @@ Only a connection's own handler sends on its socket. A reader thread turns incom
 items on the same bounded queue the hub fills, so one loop serialises updates and acks in order.
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
+import functools
 import json
 import logging
 import queue
@@ -53,11 +54,34 @@ class SafeSocket:
 
     def send(self, data):
         with self._lock:
-            self._raw.sendall(data)
+            # One plain send writes a whole frame in the common case; sendall only for a remainder
+            # (gevent's sendall costs a getsockopt and a loop on every call).
+            sent = self._raw.send(data)
+            if sent < len(data):
+                self._raw.sendall(memoryview(data)[sent:])
         return len(data)
 
     def __getattr__(self, name):
         return getattr(self._raw, name)
+
+
+def frame_bytes(text):
+    """A complete server text frame (unmasked, unfragmented), built without simple-websocket's
+    wsproto round trip: a fan-out sends the same frame to every connection."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
+# An update or ephemeral published to N connections is encoded once, not N times; the cache is
+# small because a frame may be a megabyte.
+shared_frame_bytes = functools.lru_cache(maxsize=16)(frame_bytes)
 
 
 @bp.before_request
@@ -112,8 +136,10 @@ class Connection:
         self.last_seq = 0
         self.subscriber = None
 
-    def send(self, text):
-        self.ws.send(text)
+    def send(self, text, encode=frame_bytes):
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        self.ws.sock.send(encode(text))
 
     def refuse(self, message):
         self.send(frame("error", {"error": "unauthorized", "message": message}))
@@ -208,7 +234,7 @@ class Connection:
                     return
                 self.handle(payload)
             elif kind is None:
-                self.send(payload)
+                self.send(payload, shared_frame_bytes)
             elif kind == hub.CLOSE:
                 code, reason = payload
                 if code == CLOSE_UNAUTHORIZED:
@@ -217,7 +243,7 @@ class Connection:
                 return
             elif kind > self.last_seq:
                 self.last_seq = kind
-                self.send(payload)
+                self.send(payload, shared_frame_bytes)
 
     def too_big(self, raw):
         """simple-websocket limits text frames in characters; the limit is in bytes (UTF-8)."""
