@@ -177,6 +177,46 @@ class JsonText(fields.Raw):
         return text
 
 
+class FirstErrorList(fields.List):
+    """A list of nested objects loaded in one tight loop that stops at the first bad item.
+
+    An export can hold 100,000 messages, and marshmallow's per-object and per-field machinery
+    (Schema.load, Field.deserialize) costs more than writing them to SQLite. The loop calls each
+    field's own conversion and validators, so the rules stay declared once, on the nested schema;
+    that schema must therefore have no hooks. Unknown keys are rejected here.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise self.make_error("invalid")
+        declared = [(field.data_key or name, field.attribute or name, field)
+                    for name, field in self.inner.schema.load_fields.items()]
+        keys = {key for key, _, _ in declared}
+        loaded = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ValidationError({index: {"_schema": ["Invalid input type."]}})
+            errors = {} if keys.issuperset(item) else {key: ["Unknown field."] for key in item.keys() - keys}
+            row = {}
+            for key, attribute, field in declared:
+                raw = item.get(key, missing)
+                try:
+                    if raw is None and field.allow_none:
+                        row[attribute] = None
+                    elif raw is missing or raw is None:  # load_default, or the "required" / "null" error
+                        row[attribute] = field.deserialize(raw, key, item)
+                    else:
+                        row[attribute] = field._deserialize(raw, key, item)
+                        for validator in field.validators:
+                            validator(row[attribute])
+                except ValidationError as e:
+                    errors[key] = e.messages
+            if errors:
+                raise ValidationError({index: errors})
+            loaded.append(row)
+        return loaded
+
+
 # --- agent contract (happy-server shapes) -------------------------------------------------------
 
 class AgentSessionSchema(Schema):
@@ -226,7 +266,7 @@ class NewMessageSchema(Schema):
 
 
 class MessagesAppendSchema(Schema):
-    messages = fields.List(fields.Nested(NewMessageSchema), required=True, validate=validate.Length(1, 100))
+    messages = FirstErrorList(fields.Nested(NewMessageSchema), required=True, validate=validate.Length(1, 100))
 
 
 class AppendedMessageSchema(Schema):
@@ -356,46 +396,6 @@ class JsonObject(JsonText):
         if not isinstance(value, dict):
             raise ValidationError("Not a JSON object.")
         return super()._deserialize(value, attr, data, **kwargs)
-
-
-class FirstErrorList(fields.List):
-    """A list of nested objects loaded in one tight loop that stops at the first bad item.
-
-    An export can hold 100,000 messages, and marshmallow's per-object and per-field machinery
-    (Schema.load, Field.deserialize) costs more than writing them to SQLite. The loop calls each
-    field's own conversion and validators, so the rules stay declared once, on the nested schema;
-    that schema must therefore have no hooks. Unknown keys are rejected here.
-    """
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, list):
-            raise self.make_error("invalid")
-        declared = [(field.data_key or name, field.attribute or name, field)
-                    for name, field in self.inner.schema.load_fields.items()]
-        keys = {key for key, _, _ in declared}
-        loaded = []
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ValidationError({index: {"_schema": ["Invalid input type."]}})
-            errors = {} if keys.issuperset(item) else {key: ["Unknown field."] for key in item.keys() - keys}
-            row = {}
-            for key, attribute, field in declared:
-                raw = item.get(key, missing)
-                try:
-                    if raw is None and field.allow_none:
-                        row[attribute] = None
-                    elif raw is missing or raw is None:  # load_default, or the "required" / "null" error
-                        row[attribute] = field.deserialize(raw, key, item)
-                    else:
-                        row[attribute] = field._deserialize(raw, key, item)
-                        for validator in field.validators:
-                            validator(row[attribute])
-                except ValidationError as e:
-                    errors[key] = e.messages
-            if errors:
-                raise ValidationError({index: errors})
-            loaded.append(row)
-        return loaded
 
 
 class ManagedSessionCreateSchema(Schema):
