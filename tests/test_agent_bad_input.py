@@ -8,6 +8,7 @@ import pytest
 
 import models
 from app import create_app, create_token
+from conftest import JSON, send, snapshot
 
 # Small limits keep the oversized cases small (and the tests fast); the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 8192, "MAX_CONTENT_BYTES": 100, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
@@ -16,12 +17,6 @@ SESSION_PATHS = ["/v1/sessions/{sid}/messages", "/v3/sessions/{sid}/messages", "
                  "/v1/sessions/{sid}"]
 
 
-def snapshot(path):
-    """Every row of every table. Token rows are left out: authenticating a request may (by design)
-    record the token's last use."""
-    with sqlite3.connect(path) as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables if t != "token"}
 
 
 @pytest.fixture
@@ -46,7 +41,6 @@ def deep(n):
 
 
 BIG = "x" * 101  # one byte over the content/metadata limits
-JSON = "application/json"
 V1 = "/v1/sessions"
 V3 = "/v3/sessions/{sid}/messages"
 META = "/v1/sessions/{sid}/metadata"
@@ -172,17 +166,6 @@ CASES = [
     ("GET", "/v4/sessions", None, 404, "not_found", None),
     ("POST", "/v1/sessions/{sid}/messages/extra", {}, 404, "not_found", None),
 ]
-
-
-def send(client, method, path, body, headers):
-    kwargs = {"headers": dict(headers)}
-    if isinstance(body, (dict, list)):
-        kwargs["json"] = body
-    elif isinstance(body, tuple):
-        kwargs["data"], kwargs["headers"]["Content-Type"] = body
-    elif body is not None:
-        kwargs["data"], kwargs["headers"]["Content-Type"] = body, JSON
-    return client.open(path, method=method, **kwargs)
 
 
 @pytest.mark.parametrize("method, path, body, status, error, field", CASES,

@@ -3,24 +3,17 @@ error body, and the database is exactly as it was (compared table by table). Als
 session ids behave exactly like missing ones on every route, and an import with one bad message,
 however late in the document, writes nothing."""
 import json
-import sqlite3
 
 import pytest
 
 import models
 from app import create_app, create_token
+from conftest import JSON, send, snapshot
 
 # Small limits keep the oversized cases small; the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 65536, "MAX_CONTENT_BYTES": 60_000, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
-JSON = "application/json"
 
 
-def snapshot(path):
-    """Every row of every table. Token rows are left out: authenticating a request may (by design)
-    record the token's last use."""
-    with sqlite3.connect(path) as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables if t != "token"}
 
 
 def make_world(tmp_path, config):
@@ -172,17 +165,6 @@ CASES = [
     ("GET", IMPORT, None, 404, "session_not_found", None),
     ("POST", "/api/sessions/{sid}/messages/1", {}, 404, "not_found", None),
 ]
-
-
-def send(client, method, path, body, headers):
-    kwargs = {"headers": dict(headers)}
-    if isinstance(body, (dict, list)):
-        kwargs["json"] = body
-    elif isinstance(body, tuple):
-        kwargs["data"], kwargs["headers"]["Content-Type"] = body
-    elif body is not None:
-        kwargs["data"], kwargs["headers"]["Content-Type"] = body, JSON
-    return client.open(path, method=method, **kwargs)
 
 
 @pytest.mark.parametrize("method, path, body, status, error, field", CASES,

@@ -1,10 +1,10 @@
 """Account isolation, generated from the app's own routes: every route that takes a session id, and
 every websocket event that names one, called by account B with account A's ids, answers like a
 missing session and changes nothing in the database."""
-import sqlite3
 
 import pytest
 import requests
+from conftest import snapshot
 
 # A body that would succeed on the caller's own session, per endpoint: the 404 must come from
 # ownership, not from validation.
@@ -27,11 +27,6 @@ VALID_BODIES = {
 SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user"}
 
 
-def snapshot(path):
-    """Every row of every table but token (whose last_used_at records B's own requests)."""
-    with sqlite3.connect(path) as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") if t != "token"]
-        return {t: sorted(db.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables}
 
 
 def session_routes(app):

@@ -2,7 +2,6 @@
 could be read back: not in the server's log, not in a URL, not in the database file (only its sha256),
 not in `list-tokens`. (Open websockets of a revoked token: test_updates.py.)"""
 import hashlib
-import json
 import os
 import re
 import socket

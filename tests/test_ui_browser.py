@@ -271,7 +271,7 @@ def test_a_session_an_agent_creates_appears_live_with_its_activity(person):
 
 
 def test_agent_messages_stream_in_live_in_order_and_readable(person):
-    page = person.open()
+    person.open()
     sid = person.agent_session("writer")
     person.agent_says(sid, "first", {"tool": "pytest", "result": {"passed": 12, "failed": 0}})
     person.open_session("writer")
@@ -300,7 +300,7 @@ def test_agent_messages_stream_in_live_in_order_and_readable(person):
 
 
 def test_roles_are_labelled_and_look_different(person):
-    page = person.open()
+    person.open()
     sid = person.agent_session("roles")
     person.open_session("roles")
     for role in ("system", "user", "assistant", "tool"):
