@@ -188,6 +188,16 @@ def _input_instant(converter, field, ret, **kwargs):
     return {}
 
 
+def _any_request():
+    """What a request to any operation may meet: the database locked by another process, or every pooled
+    connection in use (503); and, refused by gunicorn in HTML before the app sees it, a request line
+    (method, path and query string) over gunicorn's limit of 4094 bytes (414)."""
+    return {"414": {"description": "Request line too long (answered by the HTTP server, in HTML)",
+                    "content": {"text/html": {"schema": {"type": "string"}}}},
+            "503": {"description": _ERROR_STATUSES[503], "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": "Error"}}}}
+
+
 def build_spec(app, title, version):
     plugin = MarshmallowPlugin()
     spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
@@ -231,6 +241,7 @@ def build_spec(app, title, version):
                 operation["responses"].setdefault(str(status), {
                     "description": _ERROR_STATUSES[status],
                     "content": {"application/json": {"schema": "Error"}}})
+            operation["responses"].update(_any_request())
             if declared["errors"] and 401 in declared["errors"]:
                 operation["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = operation
