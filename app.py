@@ -5,6 +5,7 @@ The command line (`python app.py serve|create-token|list-tokens|revoke-token`) i
 contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one gevent worker.
 """
 import argparse
+import atexit
 import logging
 import os
 import resource
@@ -157,6 +158,8 @@ def create_app(config=None):
     )
     if app.config.get("SERVING"):
         _close_sockets_on_shutdown(events.hub)
+        # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
+        atexit.register(models.db.close_all)
         threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
         threading.Thread(target=updates.watch_tokens, args=(app.config["WS_TOKEN_CHECK_SECONDS"],),
                          daemon=True, name="token-watch").start()

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -195,3 +196,11 @@ def test_a_database_from_a_newer_version_is_refused_with_a_clear_message(tmp_pat
 def test_an_unknown_worker_class_is_refused(tmp_path):
     result = cli(tmp_path / "sb.db", "serve", env={"SWITCHBOARD_WORKER_CLASS": "sync"}, check=False)
     assert result.returncode == 1 and "use gevent or gthread" in result.stderr
+
+
+def test_a_clean_stop_leaves_the_database_as_one_file(live_server):
+    r = requests.post(live_server.url + "/v1/sessions", json={"tag": "t", "metadata": "m"},
+                      headers=live_server.headers)
+    assert r.status_code == 200
+    assert live_server.stop() == 0
+    assert not Path(live_server.db_path + "-wal").exists()
