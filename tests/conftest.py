@@ -41,6 +41,25 @@ def send(client, method, path, body, headers):
     return client.open(path, method=method, **kwargs)
 
 
+def assert_refused(app, client, method, path, body, headers, status, error, field):
+    """The request gets `status` with the JSON error shape (naming `field` when given), and the
+    database is exactly as it was."""
+    before = snapshot(app.config["DB"])
+    r = send(client, method, path, body, headers)
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.mimetype == JSON
+    answer = r.get_json()
+    assert answer["error"] == error and isinstance(answer["message"], str) and answer["message"]
+    if field is not None:
+        assert field in answer["errors"], answer
+        assert answer["message"].startswith(("message ", field)), answer["message"]
+    if status == 405:
+        assert r.headers["Allow"]
+        assert method not in r.headers["Allow"].split(", ")
+    assert snapshot(app.config["DB"]) == before
+    return answer
+
+
 @pytest.fixture
 def app(tmp_path):
     app = create_app({"DB": str(tmp_path / "test.db"), "TESTING": True})

@@ -8,7 +8,7 @@ import pytest
 
 import models
 from app import create_app, create_token
-from conftest import JSON, send, snapshot
+from conftest import assert_refused, send, snapshot
 
 # Small limits keep the oversized cases small (and the tests fast); the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 8192, "MAX_CONTENT_BYTES": 100, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
@@ -172,18 +172,7 @@ CASES = [
                          ids=[f"{c[0]} {c[1]} #{i}" for i, c in enumerate(CASES)])
 def test_bad_input_gets_its_error_and_changes_nothing(world, method, path, body, status, error, field):
     app, client, sid, alice, bob = world
-    before = snapshot(app.config["DB"])
-    r = send(client, method, path.format(sid=sid), body, alice)
-    assert r.status_code == status, r.get_data(as_text=True)
-    assert r.mimetype == JSON
-    answer = r.get_json()
-    assert answer["error"] == error and isinstance(answer["message"], str)
-    if field is not None:
-        assert field in answer["errors"], answer
-    if status == 405:
-        assert r.headers["Allow"]
-        assert method not in r.headers["Allow"].split(", ")
-    assert snapshot(app.config["DB"]) == before
+    assert_refused(app, client, method, path.format(sid=sid), body, alice, status, error, field)
 
 
 def test_a_rejected_batch_stores_none_of_its_messages(world):

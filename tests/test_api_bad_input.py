@@ -8,7 +8,7 @@ import pytest
 
 import models
 from app import create_app, create_token
-from conftest import JSON, send, snapshot
+from conftest import assert_refused, send, snapshot
 
 # Small limits keep the oversized cases small; the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 65536, "MAX_CONTENT_BYTES": 60_000, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
@@ -171,16 +171,7 @@ CASES = [
                          ids=[f"{c[0]} {c[1]} #{i}" for i, c in enumerate(CASES)])
 def test_bad_input_gets_its_error_and_changes_nothing(world, method, path, body, status, error, field):
     app, client, sid, alice, bob = world
-    before = snapshot(app.config["DB"])
-    r = send(client, method, path.format(sid=sid), body, alice)
-    assert r.status_code == status, r.get_data(as_text=True)
-    assert r.mimetype == JSON
-    answer = r.get_json()
-    assert answer["error"] == error and isinstance(answer["message"], str) and answer["message"]
-    if field is not None:
-        assert field in answer["errors"], answer
-        assert answer["message"].startswith(("message ", field)), answer["message"]
-    assert snapshot(app.config["DB"]) == before
+    assert_refused(app, client, method, path.format(sid=sid), body, alice, status, error, field)
 
 
 @pytest.mark.parametrize("messages, index, field", [
