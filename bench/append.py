@@ -13,22 +13,19 @@ import argparse
 import http.client
 import json
 import os
-import re
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import models  # noqa: E402
+from conftest import LiveServer  # noqa: E402
 
 CONCURRENCY = 16
 BATCH = 100
@@ -36,37 +33,24 @@ BATCH = 100
 CONTENT = {"t": "encrypted", "c": "QmVuY2htYXJr" * 24}
 
 
-class Server:
+class Server(LiveServer):
+    """The real server, read the way this bench needs: http.client requests, the worker's CPU time."""
+
     def __init__(self, directory, worker):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {**os.environ, "SWITCHBOARD_DB": os.path.join(directory, f"{worker}.db"),
-               "SWITCHBOARD_WORKER_CLASS": worker}
-        self.db = env["SWITCHBOARD_DB"]
-        self.log = open(os.path.join(directory, f"{worker}.log"), "wb")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
-        self.token = re.search(r"#token=(\S+)", self.proc.stdout.readline().decode()).group(1)
-        self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-        for _ in range(200):
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    [self.worker] = psutil.Process(self.proc.pid).children()
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("the server did not start")
+        super().__init__(os.path.join(directory, f"{worker}.db"), {"SWITCHBOARD_WORKER_CLASS": worker})
+        self.start()
+        self.json_headers = {**self.headers, "Content-Type": "application/json"}
+        self.process = self.worker
 
     def cpu_seconds(self):
         """CPU time the worker process has used: unlike rates, not skewed by other load on the machine."""
-        times = self.worker.cpu_times()
+        times = self.process.cpu_times()
         return times.user + times.system
 
     def request(self, method, path, body=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.request(method, path, body, self.headers)
+            conn.request(method, path, body, self.json_headers)
             response = conn.getresponse()
             return response.status, response.read()
         finally:
@@ -76,12 +60,6 @@ class Server:
         status, body = self.request("POST", "/v1/sessions", json.dumps({"tag": tag, "metadata": ""}))
         assert status == 200, body
         return json.loads(body)["session"]["id"]
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.proc.stdout.close()
-        self.log.close()
 
 
 def load(server, seconds, make_request):
@@ -102,7 +80,7 @@ def load(server, seconds, make_request):
             started = time.perf_counter()
             if started >= deadline:
                 break
-            conn.request(method, path, body, server.headers)
+            conn.request(method, path, body, server.json_headers)
             response = conn.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)

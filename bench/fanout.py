@@ -36,6 +36,10 @@ from wsproto.events import AcceptConnection, Pong, RejectConnection, Request, Te
 from wsproto.extensions import PerMessageDeflate
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from conftest import LiveServer  # noqa: E402
+
 HEALTH_THREADS = 8
 HEALTH_SECONDS = 2.0
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
@@ -230,40 +234,15 @@ async def client_main(port, token):
 
 # --- bench process ---------------------------------------------------------------------------------
 
-class Server:
-    """`python app.py serve` on a free port with a database of its own; the worker is the master's child."""
+class Server(LiveServer):
+    """The real server, read the way this bench needs: a keep-alive client, the worker's RSS and CPU."""
 
     def __init__(self, directory, name):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = open(os.path.join(directory, f"{name}.log"), "wb")
-        env = {**os.environ, "SWITCHBOARD_DB": os.path.join(directory, f"{name}.db")}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
-        self.worker = None
-        lines = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=30).decode()
-        except queue.Empty:
-            raise RuntimeError("the server printed no first-run URL within 30 s") from None
-        match = re.search(r"#token=(\S+)", first)
-        if not match:
-            raise RuntimeError(f"no token in the server's first line: {first!r}")
-        self.token = match.group(1)
-        self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        super().__init__(os.path.join(directory, f"{name}.db"))
+        self.start()
+        self.process = self.worker
+        self.json_headers = {**self.headers, "Content-Type": "application/json"}
         self.http, self.used = None, 0.0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    [self.worker] = psutil.Process(self.proc.pid).children()
-                    return
-            except OSError:
-                self.http = None
-                time.sleep(0.05)
-        raise RuntimeError("the server did not answer /health within 30 s")
 
     def request(self, method, path, body=None):
         """On a keep-alive connection, connected before the clock starts and renewed before gunicorn's
@@ -274,33 +253,23 @@ class Server:
             self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             self.http.connect()
         started = time.perf_counter()
-        self.http.request(method, path, body, self.headers)
+        self.http.request(method, path, body, self.json_headers)
         response = self.http.getresponse()
         data = response.read()
         self.used = time.monotonic()
         return response.status, data, time.perf_counter() - started
 
     def rss(self):
-        return self.worker.memory_info().rss
+        return self.process.memory_info().rss
 
     def cpu(self):
-        times = self.worker.cpu_times()
+        times = self.process.cpu_times()
         return times.user + times.system
 
     def stop(self):
         if self.http is not None:
             self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.worker is not None and self.worker.is_running():
-            self.worker.kill()
-        self.proc.stdout.close()
-        self.log.close()
+        super().stop()
 
 
 class Client:
@@ -425,7 +394,7 @@ def bench_size(directory, count, repeats, events):
         time.sleep(1.0)  # let the last handlers settle into their idle wait
         row["rss_kib"] = (server.rss() - rss_before) / count / 1024
         ours = {c.laddr.port for c in client.process.net_connections("tcp")}
-        row["held"] = sum(1 for c in server.worker.net_connections("tcp")
+        row["held"] = sum(1 for c in server.process.net_connections("tcp")
                           if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port in ours)
 
         latencies, posts = [], []

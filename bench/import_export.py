@@ -11,8 +11,6 @@ Usage: python bench/import_export.py [--messages 50000] [--big 100000] [--rounds
 import argparse
 import json
 import os
-import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,15 +19,15 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import domain  # noqa: E402
 import models  # noqa: E402
 import schemas  # noqa: E402
+from conftest import LiveServer  # noqa: E402
 
 
 def document(count):
@@ -88,37 +86,6 @@ def seed_session(db_path, count):
     return session.id, small.id
 
 
-class Server:
-    def __init__(self, db_path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(db_path + ".log", "wb")
-        env = {**os.environ, "SWITCHBOARD_DB": db_path}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log)
-        self.token = re.search(r"#token=(\S+)", self.proc.stdout.readline().decode()).group(1)
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(self.url + "/health", timeout=5).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.05)
-        self.worker = psutil.Process(self.proc.pid).children()[0]
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(15)
-        self.proc.stdout.close()
-        self.log.close()
-
-
 def export(server, session_id, token, watch=None):
     """(bytes, seconds) of one streamed export; `watch` samples the worker's RSS meanwhile."""
     started = time.perf_counter()
@@ -153,7 +120,7 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         db_path = os.path.join(directory, "bench.db")
         big_id, small_id = seed_session(db_path, args.big)
-        server = Server(db_path)
+        server = LiveServer(db_path).start()
         try:
             seed_token = subprocess.run(
                 [sys.executable, str(ROOT / "app.py"), "create-token", "--account", "seed"],

@@ -136,6 +136,13 @@ class LiveServer:
     def headers(self):
         return {"Authorization": f"Bearer {self.token}"}
 
+    @property
+    def worker(self):
+        """The gunicorn worker (the master's only child): where the app's CPU and memory are spent."""
+        import psutil
+        [worker] = psutil.Process(self.proc.pid).children()
+        return worker
+
     def new_token(self, account="default"):
         out = subprocess.run([sys.executable, str(ROOT / "app.py"), "create-token", "--account", account],
                              cwd=ROOT, env={**os.environ, "SWITCHBOARD_DB": self.db_path},
