@@ -13,7 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -26,6 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import models  # noqa: E402
 from conftest import LiveServer  # noqa: E402
+from raw import raw_database  # noqa: E402
 
 CONCURRENCY = 16
 BATCH = 100
@@ -109,14 +109,7 @@ def messages_body(thread, n, count):
 def raw_executemany(directory, seconds):
     """Messages/s of plain sqlite3 writing the rows a 100-message post writes, 100 per transaction."""
     path = os.path.join(directory, f"raw-{time.monotonic_ns()}.db")
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode=wal", "synchronous=normal", "foreign_keys=1"):
-        conn.execute(f"PRAGMA {pragma}")
-    for statement in models.MIGRATIONS[0]:
-        conn.execute(statement)
-    conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'raw', 0, 0)")
-    conn.execute("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, "
-                 "active, last_active_at, created_at, updated_at) VALUES ('raw', 1, '', 0, 0, 0, 1, 0, 0, 0)")
+    conn = raw_database(path)
     content = json.dumps(CONTENT, separators=(",", ":"))
     spent, written, seq = 0.0, 0, 0
     while spent < seconds:

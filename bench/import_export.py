@@ -11,7 +11,6 @@ Usage: python bench/import_export.py [--messages 50000] [--big 100000] [--rounds
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import domain  # noqa: E402
 import models  # noqa: E402
 import schemas  # noqa: E402
 from conftest import LiveServer  # noqa: E402
+from raw import raw_database  # noqa: E402
 
 
 def document(count):
@@ -51,17 +51,10 @@ def document(count):
 
 def raw_executemany(doc, path):
     """(wall, CPU) seconds for plain sqlite3 to write the rows the import writes, into the same schema."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode=wal", "synchronous=normal", "foreign_keys=1"):
-        conn.execute(f"PRAGMA {pragma}")
-    for statement in models.MIGRATIONS[0]:
-        conn.execute(statement)
-    conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'raw', 0, 0)")
-    conn.execute("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, "
-                 "active, last_active_at, created_at, updated_at) VALUES ('s', 1, '', 0, 0, 0, 0, 0, 0, 0)")
+    conn = raw_database(path)
     loaded = schemas.import_document_schema.load(doc)["messages"]
     now = models.now_ms()
-    rows = [(models.new_id(), "s", seq, m["local_id"], m["role"], m["content"], m["metadata"], m["created_at"], now)
+    rows = [(models.new_id(), "raw", seq, m["local_id"], m["role"], m["content"], m["metadata"], m["created_at"], now)
             for seq, m in enumerate(loaded, start=1)]
     started, cpu = time.perf_counter(), time.process_time()
     conn.execute("BEGIN IMMEDIATE")
