@@ -65,13 +65,13 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
     app.config.update(config or {})
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
-    app.json.sort_keys = False
+    app.json = JsonProvider(app)
 
     # database: one pool of connections kept open for the life of the process
     models.init_db(app.config["DB"])

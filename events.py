@@ -4,7 +4,6 @@ Every durable change goes through `hub.write()`: one IMMEDIATE transaction that 
 account's update seqs and stores the updates, then publication after commit, in seq order. The hub
 knows nothing of Flask or sockets: a subscriber is a bounded queue that is dropped, never waited on.
 """
-import json
 import logging
 import queue
 import threading
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from peewee import OperationalError
 
 from models import Account, Update, db, id_floor, new_id, now_ms
+from schemas import to_json
 
 
 log = logging.getLogger("switchboard")
@@ -25,12 +25,12 @@ class Busy(Exception):
 
 
 def frame(event, data):
-    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
+    return to_json({"event": event, "data": data})
 
 
 def update_frame(update_id, seq, body_text, created_at):
     """The `update` frame around a body already encoded (as stored in the log): encoded once, sent as is."""
-    return (f'{{"event":"update","data":{{"id":{json.dumps(update_id)},"seq":{int(seq)},'
+    return (f'{{"event":"update","data":{{"id":"{update_id}","seq":{int(seq)},'
             f'"body":{body_text},"createdAt":{int(created_at)}}}}}')
 
 
@@ -75,7 +75,7 @@ class Changes:
         rows = []
         for seq, (session_id, body) in enumerate(self.bodies, start=last - count + 1):
             update_id = new_id()
-            body_text = json.dumps(body, separators=(",", ":"))
+            body_text = to_json(body)
             rows.append((update_id, self.account_id, seq, session_id, body_text, created_at))
             self.published.append((seq, session_id, update_frame(update_id, seq, body_text, created_at)))
         db.cursor().executemany(_INSERT_UPDATES, rows)

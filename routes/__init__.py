@@ -13,12 +13,13 @@ from functools import wraps
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from events import Busy, hub
 from models import Token, db, hash_secret, now_ms
-from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis
+from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, to_json
 
 
 class ApiError(Exception):
@@ -37,6 +38,14 @@ class ApiError(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         return jsonify(body), self.status, self.headers
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Flask's JSON answers (views' dicts, jsonify) encoded by to_json, like every frame and log body:
+    a dump carries stored JSON text as fragments that only to_json splices in. Parsing is Flask's own."""
+
+    def dumps(self, obj, **kwargs):
+        return to_json(obj)
 
 
 # --- authentication -----------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 Views look up the caller's session, call one domain operation and dump, as the agent contract's do.
 A session's messages and its export are streamed a page at a time, so no response holds them all.
 """
-import json
 
 from flask import Blueprint, Response, g
 
@@ -115,17 +114,13 @@ def import_document(body):
 def _streamed(head, session, messages_schema):
     """The JSON object `head` with a "messages" array of the session's messages, written page by page."""
     def chunks():
-        yield _json(head)[:-1] + ',"messages":['
+        yield schemas.to_json(head)[:-1] + ',"messages":['
         separator = ""
         for page in _message_pages(session.id, session.seq):
-            yield separator + _json(messages_schema.dump(page))[1:-1]
+            yield separator + schemas.to_json(messages_schema.dump(page))[1:-1]
             separator = ","
         yield "]}"
     return Response(chunks(), mimetype="application/json")
-
-
-def _json(value):
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _message_pages(session_id, last_seq):

@@ -280,7 +280,7 @@ class Connection:
         message = {"event": event, "data": data}
         if ack is not None:
             message["ack"] = ack
-        self.send(json.dumps(message, separators=(",", ":")))
+        self.send(schemas.to_json(message))
 
     def _session(self, body):
         return domain.find_session(self.account_id, body["sid"])
