@@ -27,9 +27,12 @@ _MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "m
                     "updated_at")
 _INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
                                                                   ", ".join("?" * len(_MESSAGE_COLUMNS)))
-_KNOWN_MESSAGES = 'SELECT {} FROM "message" WHERE "session_id" = ? AND "local_id" IN ({{}})'.format(
-    ", ".join(_MESSAGE_COLUMNS))
-_TAKE_SEQS = 'UPDATE "session" SET "seq" = "seq" + ?, "updated_at" = ? WHERE "id" = ? RETURNING "seq"'
+# Both check the session's account too: an append needs no separate lookup of its session.
+_KNOWN_MESSAGES = ('SELECT {} FROM "message" JOIN "session" ON "session"."id" = "message"."session_id" '
+                   'WHERE "message"."session_id" = ? AND "session"."account_id" = ? AND "local_id" IN ({{}})').format(
+    ", ".join(f'"message"."{c}"' for c in _MESSAGE_COLUMNS))
+_TAKE_SEQS = ('UPDATE "session" SET "seq" = "seq" + ?, "updated_at" = ? WHERE "id" = ? AND "account_id" = ? '
+              'RETURNING "seq"')
 
 
 def find_session(account_id, session_id):
@@ -68,19 +71,20 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
     return session, True
 
 
-def append_messages(session, messages, origin=None):
-    """Append messages ({content, local_id, role?, metadata?}) with the next seqs.
+def append_messages(account_id, session_id, messages, origin=None):
+    """Append one or more messages ({content, local_id, role?, metadata?}) to the account's session.
 
     A local_id the session already has (or that repeats within the batch) returns the existing row
     and consumes no seq and no update. Returns the distinct rows, dicts of the message table's
-    columns, in seq order.
+    columns, in seq order. The session is looked up by the writes themselves: for another account's
+    session the seq allocation finds no row (and the known messages none).
     """
     local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
-    with hub.write(session.account_id, origin) as changes:
+    with hub.write(account_id, origin) as changes:
         known = {}
         if local_ids:
             rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
-                                  (session.id, *local_ids))
+                                  (session_id, account_id, *local_ids))
             known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
         fresh = []
         for m in messages:
@@ -93,16 +97,16 @@ def append_messages(session, messages, origin=None):
         created = []
         if fresh:
             now = now_ms()
-            last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session.id)).fetchall()
+            last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
             if not last:
-                raise SessionNotFound(session.id)
+                raise SessionNotFound(session_id)
             first_seq = last[0][0] - len(fresh) + 1
             created = [dict(zip(_MESSAGE_COLUMNS, (
-                new_id(), session.id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
+                new_id(), session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
                 m.get("metadata"), m.get("created_at") or now, now))) for i, m in enumerate(fresh)]
             db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
             for row in created:
-                changes.add(session.id, {"t": "new-message", "sid": session.id,
+                changes.add(session_id, {"t": "new-message", "sid": session_id,
                                          "message": agent_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])

@@ -112,8 +112,8 @@ def messages_page(session_id, args):
 @endpoint(body=schemas.messages_append_schema, responses={200: schemas.AppendedList}, errors=(401, 404))
 def append(session_id, body):
     """Append messages; a localId already stored returns the stored message instead."""
-    session = domain.find_session(g.account_id, session_id)
-    return schemas.appended_list.dump({"messages": domain.append_messages(session, body["messages"])})
+    rows = domain.append_messages(g.account_id, session_id, body["messages"])
+    return schemas.appended_list.dump({"messages": rows})
 
 
 def _compare_and_set(session_id, field, body, result_schema):

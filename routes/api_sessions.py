@@ -72,7 +72,7 @@ def update_system_prompt(session_id, body):
 @endpoint(body=schemas.chat_message_schema, responses={201: schemas.MessageSchema}, errors=(401, 404))
 def append(session_id, body):
     """Add a message to the session (how a person in the browser talks to the agent)."""
-    [message] = domain.append_messages(domain.find_session(g.account_id, session_id), [body])
+    [message] = domain.append_messages(g.account_id, session_id, [body])
     return schemas.message_schema.dump(message), 201
 
 

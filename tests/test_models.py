@@ -8,6 +8,7 @@ import pytest
 from peewee import IntegrityError
 
 import domain
+import events
 import models
 from app import create_app, create_token
 from events import hub
@@ -49,7 +50,7 @@ def _seed(account="alice"):
         create_token(models, account=account)
         account_id = models.Account.get(name=account).id
         session, _ = domain.create_session(account_id, tag="t", metadata="m")
-        domain.append_messages(session, [{"content": '"a"', "local_id": "x"}, {"content": '"b"'}])
+        domain.append_messages(session.account_id, session.id, [{"content": '"a"', "local_id": "x"}, {"content": '"b"'}])
         return account_id, session
 
 
@@ -170,9 +171,9 @@ HOT_QUERIES = {
     "tag lookup": 'SELECT * FROM session WHERE account_id = 1 AND tag = "t"',
     "messages before": 'SELECT * FROM message WHERE session_id = "s" AND seq < 9 ORDER BY seq DESC LIMIT 101',
     "messages after": 'SELECT * FROM message WHERE session_id = "s" AND seq > 9 ORDER BY seq LIMIT 101',
-    "localId lookup": 'SELECT * FROM message WHERE session_id = "s" AND local_id IN ("a", "b")',
+    "localId lookup": (domain._KNOWN_MESSAGES.format("?, ?"), ("s", 1, "a", "b")),
     "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
-    "prune": 'DELETE FROM "update" WHERE id < "x"',
+    "prune": (events._PRUNE, (1, 5)),
     "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
 }
 
@@ -182,9 +183,11 @@ def test_hot_queries_search_an_index_and_never_sort(tmp_path, name):
     models.init_db(str(tmp_path / "plan.db"))
     models.migrate()
     with sqlite3.connect(tmp_path / "plan.db") as db:
-        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + HOT_QUERIES[name])]
+        sql, params = HOT_QUERIES[name] if isinstance(HOT_QUERIES[name], tuple) else (HOT_QUERIES[name], ())
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
     models.db.close_all()
-    assert all(step.startswith("SEARCH") and "INDEX" in step for step in plan), plan
+    searches = [step for step in plan if "SUBQUERY" not in step]
+    assert all(step.startswith("SEARCH") and ("INDEX" in step or "PRIMARY KEY" in step) for step in searches), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
@@ -205,3 +208,38 @@ def test_a_version_1_database_with_data_is_migrated_in_place(tmp_path):
     models.db.close_all()
     assert "session_account_id_id" in indexes
     assert not {"session_account_id", "message_session_id", "update_account_id"} & indexes
+
+
+def test_a_version_2_update_log_is_carried_into_version_3(tmp_path):
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as db:
+        for step in models.MIGRATIONS[:2]:
+            for statement in step:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'old', 2, 0)")
+        db.executemany('INSERT INTO "update" (id, account_id, seq, session_id, body, created_at) VALUES (?, 1, ?, ?, ?, ?)',
+                       [("u1", 1, "s1", '{"t":"a"}', 10), ("u2", 2, None, '{"t":"b"}', 20)])
+    models.init_db(str(path))
+    assert models.migrate() == 2
+    with models.db.connection_context():
+        frames, latest = hub.replay(1, 0)
+    models.db.close_all()
+    assert latest == 2 and [(seq, sid) for seq, sid, _ in frames] == [(1, "s1"), (2, None)]
+    assert '"id":"u2","seq":2,"body":{"t":"b"},"createdAt":20' in frames[1][2]
+    with sqlite3.connect(path) as db:
+        assert "WITHOUT ROWID" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'update'").fetchone()[0]
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE tbl_name = 'update_v2'").fetchone()[0] == 0
+
+
+def test_prune_deletes_each_accounts_updates_before_the_cutoff_and_nothing_else(app):
+    rows = [(1, 1, 100), (1, 2, 200), (1, 3, 300), (2, 1, 100), (2, 2, 150), (3, 1, 400)]
+    with models.db.connection_context():
+        for name in ("a", "b", "c"):
+            models.Account.create(name=name)
+        models.db.cursor().executemany(
+            'INSERT INTO "update" (id, account_id, seq, body, created_at) VALUES (?, ?, ?, \'{}\', ?)',
+            [(models.new_id(), *row) for row in rows])
+        assert hub.prune(250) == 4
+        left = models.db.execute_sql('SELECT account_id, seq FROM "update" ORDER BY account_id, seq').fetchall()
+    assert left == [(1, 3), (3, 1)]
