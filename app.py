@@ -219,7 +219,7 @@ def create_token(models, name="default", account="default"):
     from events import hub
     secret = "sb_" + secrets.token_urlsafe(32)
     with models.db.connection_context(), hub.write(None):
-        owner, _ = models.Account.get_or_create(name=account)
+        owner = models.Account.get_or_none(name=account) or models.Account.create(name=account)
         models.Token.create(account=owner, name=name, secret_hash=models.hash_secret(secret))
     return secret
 
