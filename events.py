@@ -85,6 +85,35 @@ class Changes:
         db.cursor().executemany(_INSERT_UPDATES, rows)
 
 
+class _Group:
+    """One open write transaction and the writers in it (Hub.write)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.members = []  # their Changes, in the order they ran
+        self.done = threading.Event()
+        self.error = None
+
+    @contextmanager
+    def joined(self):
+        """Run on the group's connection, in a savepoint: Peewee (and db.execute_sql) use the current
+        thread's connection, which is swapped for the group's and back."""
+        state = db.obj._state
+        own = state.conn, state.closed
+        state.conn, state.closed = self.connection, False
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("SAVEPOINT write")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK TO write")
+                cursor.execute("RELEASE write")
+                raise
+        finally:
+            state.conn, state.closed = own
+
+
 class Hub:
     CLOSE = "close"  # queue item (CLOSE, (code, reason)): the connection must end
 
@@ -95,6 +124,7 @@ class Hub:
         # subscribers in order. SQLite allows one writer anyway; this queues writers in-process
         # instead of letting them spin on the file lock.
         self._write_lock = threading.Lock()
+        self._group = None  # the write transaction writers join, while one is open
         self._outbox = None
         self.configure()
 
@@ -179,33 +209,68 @@ class Hub:
 
     @contextmanager
     def write(self, account_id, origin=None, busy_wait=None):
-        """A write transaction for one account; its updates are published once it has committed.
+        """A write for one account; its updates are published once it has committed.
+
+        Writes that arrive together share one transaction (group commit): the first to find none open
+        begins one on its connection and runs; the others run on that same connection, each in a
+        savepoint of its own, so one failing undoes only itself. The first then lets every writer
+        that is ready join (one yield), commits them all at once and publishes their updates in seq
+        order; no writer returns before that commit. A commit writes each page once for the whole
+        group, and costs as much as all the statements of a one-message append (bench/append.py).
 
         `busy_wait` (default: the configured one) bounds the whole wait, in this process's queue of
         writers as well as on another process's lock: behind a lock held elsewhere, queued writers
         would otherwise spend the budget one after another and the last would wait N times as long.
-        The transaction is plain SQL on the request's connection, not Peewee's atomic(), whose
-        bookkeeping cost a tenth of a one-message append: nothing inside may open one (get_or_create does).
+        Transactions are plain SQL, not Peewee's atomic(), whose bookkeeping cost a tenth of a
+        one-message append: nothing inside may open one (get_or_create does).
         """
         changes = Changes(account_id, origin)
         deadline = time.monotonic() + (self.busy_wait if busy_wait is None else busy_wait)
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy()
+        leading = False
         try:
-            cursor = db.cursor()
-            self._begin(cursor, deadline)
-            try:
+            group = self._group
+            if group is None:
+                group = _Group(db.connection())
+                self._begin(group.connection.cursor(), deadline)
+                self._group, leading = group, True
+            with group.joined() as cursor:
                 yield changes
                 changes._store()
-                cursor.execute("COMMIT")
-            except BaseException:
-                if cursor.connection.in_transaction:  # some errors end the transaction themselves
-                    cursor.execute("ROLLBACK")
-                raise
-            for seq, session_id, text in changes.published:
-                self.publish(account_id, session_id, (seq, text), origin)
+                cursor.execute("RELEASE write")
+            group.members.append(changes)
+        except BaseException:
+            if leading:  # nobody else can have joined yet: this write held the lock throughout
+                self._group = None
+                group.connection.cursor().execute("ROLLBACK")
+            raise
         finally:
             self._write_lock.release()
+        if leading:
+            self._commit(group)
+        group.done.wait()
+        if group.error is not None:
+            raise group.error
+
+    def _commit(self, group):
+        time.sleep(0)  # every writer that is ready now joins this transaction
+        try:
+            with self._write_lock:
+                self._group = None
+                cursor = group.connection.cursor()
+                try:
+                    cursor.execute("COMMIT")
+                except BaseException as e:
+                    group.error = e
+                    if group.connection.in_transaction:
+                        cursor.execute("ROLLBACK")
+                    return
+                for changes in group.members:
+                    for seq, session_id, text in changes.published:
+                        self.publish(changes.account_id, session_id, (seq, text), changes.origin)
+        finally:
+            group.done.set()
 
     @staticmethod
     def _begin(cursor, deadline):
