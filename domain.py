@@ -4,12 +4,13 @@ The agent API, the management API and the websocket handler all call these; they
 shapes they load and dump. Each write is one `hub.write()` transaction that records the updates it
 causes, which the hub publishes after commit. Nothing here knows HTTP or sockets.
 """
+import itertools
 import threading
 
 from peewee import fn
 
 from events import hub
-from models import Message, Session, db, new_id, now_ms
+from models import Message, Session, db, new_ids, now_ms
 from schemas import agent_message_schema, event_session_schema
 
 
@@ -102,8 +103,9 @@ def append_messages(account_id, session_id, messages, origin=None):
                 raise SessionNotFound(session_id)
             first_seq = last[0][0] - len(fresh) + 1
             created = [dict(zip(_MESSAGE_COLUMNS, (
-                new_id(), session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
-                m.get("metadata"), m.get("created_at") or now, now))) for i, m in enumerate(fresh)]
+                message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
+                m.get("metadata"), m.get("created_at") or now, now)))
+                for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
             db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
             for row in created:
                 changes.add(session_id, {"t": "new-message", "sid": session_id,
@@ -201,9 +203,9 @@ def import_session(account_id, document, origin=None):
             updated_at=now,
         )
         if messages:
-            rows = [(new_id(), session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
+            rows = [(message_id, session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
                      now if m["created_at"] is None else m["created_at"], now)
-                    for seq, m in enumerate(messages, start=1)]
+                    for seq, m, message_id in zip(itertools.count(1), messages, new_ids(len(messages)))]
             # The rows are already database values: sqlite3's executemany writes them ~3.5x faster
             # than insert_many, which renders and converts every value of every chunk in Python.
             sql, _ = Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()

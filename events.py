@@ -4,6 +4,7 @@ Every durable change goes through `hub.write()`: one IMMEDIATE transaction that 
 account's update seqs and stores the updates, then publication after commit, in seq order. The hub
 knows nothing of Flask or sockets: a subscriber is a bounded queue that is dropped, never waited on.
 """
+import itertools
 import logging
 import queue
 import sqlite3
@@ -12,7 +13,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from models import Account, Update, db, new_id, now_ms
+from models import Account, Update, db, new_ids, now_ms
 from schemas import to_json
 
 
@@ -77,8 +78,7 @@ class Changes:
         [(last,)] = db.execute_sql(_TAKE_SEQS, (count, self.account_id)).fetchall()
         created_at = now_ms()
         rows = []
-        for seq, (session_id, body) in enumerate(self.bodies, start=last - count + 1):
-            update_id = new_id()
+        for seq, (session_id, body), update_id in zip(itertools.count(last - count + 1), self.bodies, new_ids(count)):
             body_text = to_json(body)
             rows.append((update_id, self.account_id, seq, session_id, body_text, created_at))
             self.published.append((seq, session_id, update_frame(update_id, seq, body_text, created_at)))

@@ -41,23 +41,32 @@ def now_ms():
 
 
 def new_id():
-    """26 URL-safe characters: 48 bits of milliseconds then 80 random bits, so ids sort by creation.
+    """26 URL-safe characters: 48 bits of milliseconds then 80 random bits, so ids sort by creation."""
+    return new_ids(1)[0]
+
+
+def new_ids(count):
+    """`count` ids (new_id) in creation order, for the rows of one write.
 
     Random bits alone would order ids made within one millisecond by chance: an id that would not
     sort after the previous one is the previous one plus a random step instead. The random bits come
     from os.urandom a few hundred ids at a time: one system call per id cost more than the id.
     """
     global _last_id, _random, _offset
+    numbers = []
     with _id_lock:
-        if _offset == _RANDOM_CHUNK:
-            _random, _offset = os.urandom(_RANDOM_CHUNK), 0
-        r = int.from_bytes(_random[_offset:_offset + 15], "big")
-        _offset += 15
-        n = (now_ms() << 80) | (r >> 40)
-        if n <= _last_id:
-            n = _last_id + 1 + (r & 0xFFFFFFFFFF)
-        _last_id = n
-    return _encode(n)
+        now = now_ms() << 80
+        for _ in range(count):
+            if _offset == _RANDOM_CHUNK:
+                _random, _offset = os.urandom(_RANDOM_CHUNK), 0
+            r = int.from_bytes(_random[_offset:_offset + 15], "big")
+            _offset += 15
+            n = now | (r >> 40)
+            if n <= _last_id:
+                n = _last_id + 1 + (r & 0xFFFFFFFFFF)
+            numbers.append(n)
+            _last_id = n
+    return [_encode(n) for n in numbers]
 
 
 def _encode(n, pairs=_PAIRS, triples=_TRIPLES):

@@ -142,7 +142,7 @@ def test_new_ids_are_unique_and_ordered_across_threads():
     made = []
 
     def make():
-        made.append([models.new_id() for _ in range(2000)])
+        made.append([models.new_id() for _ in range(1000)] + models.new_ids(1000))
     threads = [threading.Thread(target=make) for _ in range(4)]
     for t in threads:
         t.start()
