@@ -5,7 +5,6 @@ Views stay thin: `endpoint` loads and validates input before the view runs, so a
 calls one domain operation and dumps.
 """
 import hmac
-import json
 import threading
 from collections import namedtuple
 from functools import wraps
@@ -19,7 +18,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from events import Busy, hub
 from models import Token, db, hash_secret, now_ms
-from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, to_json
+from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, parse_json, to_json
 
 
 class ApiError(Exception):
@@ -106,7 +105,7 @@ def load_body(schema):
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
         try:
-            data = json.loads(read_body())
+            data = parse_json(read_body())
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser's stack
             data = None
         if data is None:

@@ -6,7 +6,6 @@ items on the same bounded queue the hub fills, so one loop serialises updates an
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
 import functools
-import json
 import logging
 import queue
 import socket
@@ -116,7 +115,7 @@ def _decode(raw, schema):
     if not isinstance(raw, str):
         raise ClientError("invalid_frame", "Frames must be JSON text, not binary.")
     try:
-        parsed = json.loads(raw)
+        parsed = schemas.parse_json(raw)
     except (ValueError, RecursionError):
         raise ClientError("invalid_json", "The frame is not valid JSON (or nested too deeply).") from None
     try:

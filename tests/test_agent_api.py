@@ -454,3 +454,14 @@ def test_a_deleted_tag_can_be_created_again(client, auth):
     old = create(client, auth, "t")["id"]
     client.delete(f"/v1/sessions/{old}", headers=auth)
     assert create(client, auth, "t")["id"] != old
+
+
+def test_escaped_surrogate_pairs_are_text_and_come_back_as_sent(client, auth):
+    """Escapes of an astral character (what a JSON encoder that escapes non-ASCII sends) are stored as
+    that character; only a lone surrogate, which no text can hold, is refused (test_agent_bad_input)."""
+    sid = client.post("/v1/sessions", json={"tag": "emoji", "metadata": ""}, headers=auth).json["session"]["id"]
+    body = r'{"messages": [{"content": {"text": "\ud83d\ude00 ok"}, "localId": "\ud83d\ude00"}]}'
+    r = client.post(f"/v3/sessions/{sid}/messages", data=body, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json["messages"][0]["localId"] == "\U0001F600"
+    stored = client.get(f"/v3/sessions/{sid}/messages", headers=auth).json["messages"][0]
+    assert stored["content"] == {"text": "\U0001F600 ok"}

@@ -96,6 +96,10 @@ CASES = [
     ("POST", V3, '{"messages": [{"content": %s}]}' % deep(3000), 400, "invalid_json", None),
     ("POST", V3, '{"messages": [{"content": "x"}', 400, "invalid_json", None),
     ("POST", V3, b'{"messages": [{"content": "\xff"}]}', 400, "invalid_json", None),
+    # a lone surrogate escape parses but no text can hold it (it used to be a 500)
+    ("POST", V3, r'{"messages": [{"content": {"k": ["\ud800"]}}]}', 400, "invalid_json", None),
+    ("POST", V3, r'{"messages": [{"content": "x", "localId": "\uDFFF"}]}', 400, "invalid_json", None),
+    ("POST", V1, r'{"tag": "\udbff", "metadata": ""}', 400, "invalid_json", None),
     ("POST", V3, ('{"messages": [{"content": "x"}]}', "text/plain"), 415, "unsupported_media_type", None),
     ("POST", V3, json.dumps({"messages": [{"content": "x" * 90}] * 100}), 413, "request_entity_too_large", None),
     # POST /v1/sessions/:id/metadata

@@ -186,6 +186,7 @@ BAD_FRAMES = [
     (json.dumps({"event": "ping", "data": {"extra": 1}}), "invalid_request"),
     (json.dumps({"event": "ping", "ack": "one"}), "invalid_request"),
     (json.dumps({"event": "ping", "ack": 10 ** 400}), "invalid_request"),
+    ('{"event": "message", "data": {"sid": "x", "content": "\\udc00"}}', "invalid_json"),  # lone surrogate
 ]
 
 
