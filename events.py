@@ -107,8 +107,9 @@ class _Group:
             try:
                 yield cursor
             except BaseException:
-                cursor.execute("ROLLBACK TO write")
-                cursor.execute("RELEASE write")
+                if self.connection.in_transaction:  # some errors end the whole transaction themselves
+                    cursor.execute("ROLLBACK TO write")
+                    cursor.execute("RELEASE write")
                 raise
         finally:
             state.conn, state.closed = own
@@ -243,7 +244,8 @@ class Hub:
         except BaseException:
             if leading:  # nobody else can have joined yet: this write held the lock throughout
                 self._group = None
-                group.connection.cursor().execute("ROLLBACK")
+                if group.connection.in_transaction:
+                    group.connection.cursor().execute("ROLLBACK")
             raise
         finally:
             self._write_lock.release()
