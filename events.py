@@ -47,6 +47,35 @@ class Subscriber:
     def wants(self, session_id, origin):
         return origin is not self and (self.session_id is None or self.session_id == session_id)
 
+    def offer(self, item):
+        """Queue `item`; False when the queue is full (the subscriber is then dropped)."""
+        try:
+            self.queue.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
+
+class Watcher(Subscriber):
+    """A request waiting for a change to one session (a long-poll, an approval, a hold): it holds no
+    queue and no database connection, only a flag that any publication for the session raises. The
+    waiter then reads what it waits for from the database: the log and the tables stay the truth."""
+
+    def __init__(self, account_id, session_id):
+        super().__init__(account_id, session_id, 0)
+        self.queue = None
+        self.changed = threading.Event()
+
+    def offer(self, item):
+        self.changed.set()
+        return True
+
+    def wait(self, timeout):
+        """True if something changed within `timeout` seconds; re-armed for the next wait."""
+        changed = self.changed.wait(max(0.0, timeout))
+        self.changed.clear()
+        return changed
+
 
 # Run by every write: written out, as Peewee's rendering of them cost more than running them.
 _TAKE_SEQS = 'UPDATE "account" SET "seq" = "seq" + ? WHERE "id" = ? RETURNING "seq"'
@@ -139,11 +168,19 @@ class Hub:
             self._outbox = queue.Queue()
             threading.Thread(target=self._fan_out_forever, daemon=True, name="fan-out").start()
 
-    @contextmanager
     def subscribe(self, account_id, session_id=None, token_id=None):
-        subscriber = Subscriber(account_id, session_id, self.queue_size, token_id)
+        """A websocket's Subscriber, registered for the duration of the block."""
+        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id))
+
+    def watch(self, account_id, session_id):
+        """A Watcher of one session for the duration of the block. Start watching before reading
+        what you wait for: a change committed after the read then always wakes the wait."""
+        return self._registered(Watcher(account_id, session_id))
+
+    @contextmanager
+    def _registered(self, subscriber):
         with self._lock:
-            self._subscribers[account_id].add(subscriber)
+            self._subscribers[subscriber.account_id].add(subscriber)
         try:
             yield subscriber
         finally:
@@ -183,22 +220,19 @@ class Hub:
         for subscriber in subscribers:
             if not subscriber.wants(session_id, origin):
                 continue
-            try:
-                subscriber.queue.put_nowait(item)
-            except queue.Full:
+            if not subscriber.offer(item):
                 # A reader that cannot keep up loses its place and reconnects with `since`;
                 # the publisher never waits for it.
                 subscriber.overflowed = True
                 self._drop(subscriber)
 
     def subscribers(self):
+        """Every websocket's Subscriber (watchers are not connections)."""
         with self._lock:
-            return [s for group in self._subscribers.values() for s in group]
+            return [s for group in self._subscribers.values() for s in group if not isinstance(s, Watcher)]
 
     def close(self, subscriber, code, reason):
-        try:
-            subscriber.queue.put_nowait((self.CLOSE, (code, reason)))
-        except queue.Full:
+        if not subscriber.offer((self.CLOSE, (code, reason))):
             subscriber.overflowed = True  # closes it just the same
 
     def shutdown(self):
