@@ -188,9 +188,9 @@ def make_server(tmp_path):
 class WS:
     """A websocket test client (simple_websocket) speaking JSON frames; every receive has a timeout."""
 
-    def __init__(self, url):
+    def __init__(self, url, ssl_context=None):
         from simple_websocket import Client
-        self.client = Client.connect(url)
+        self.client = Client.connect(url, ssl_context=ssl_context)
 
     def send(self, event, data=None, ack=None):
         message = {"event": event, "data": data}
@@ -215,10 +215,22 @@ class WS:
         assert raw is None, raw
 
     def close(self):
+        """Close frame, then wait for the client's reader thread before the descriptor is released:
+        simple-websocket's own close() frees it under a thread still reading it, and the next socket
+        the test opens can get the same number and lose its first bytes to that thread."""
+        from simple_websocket.ws import Base
+        client = self.client
         try:
-            self.client.close()
+            if client.connected:
+                Base.close(client)
         except Exception:
             pass
+        try:
+            client.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        client.thread.join(5)
+        client.sock.close()
 
 
 @pytest.fixture
