@@ -2,15 +2,18 @@
 
 `create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
 The command line (`python app.py serve|create-token|list-tokens|revoke-token`) is the operator
-contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one gevent worker.
+contract the README documents; `serve` binds the port, then hands the process over to gunicorn with one
+gevent worker.
 """
 import argparse
 import atexit
+import errno
 import logging
 import os
 import resource
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -19,6 +22,8 @@ from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
+
+__version__ = "0.2.0"
 
 DEFAULTS = {
     "DB": "./switchboard.db",
@@ -224,6 +229,22 @@ def create_token(models, name="default", account="default"):
     return secret
 
 
+def _listen(host, port):
+    """The listening socket, bound here so that a busy port is one clear error before anything is
+    written, and the ready line is only printed once the port is ours. gunicorn inherits it."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as e:
+        hint = " (is another server running there? pick another with --port)" if e.errno == errno.EADDRINUSE else ""
+        raise SystemExit(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    listener.set_inheritable(True)
+    return listener
+
+
 def cmd_serve(args, settings):
     host = args.host or settings["HOST"]
     port = args.port or settings["PORT"]
@@ -231,12 +252,19 @@ def cmd_serve(args, settings):
     if worker is None:
         raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
     db_path = os.path.abspath(settings["DB"])
+    listener = _listen(host, port)
+    created = not os.path.exists(db_path)
     models = _open_db({**settings, "DB": db_path})
+    # Said every time: a server started from another directory with a relative SWITCHBOARD_DB opens
+    # another file, and the data would seem gone.
+    print(f"Database: {db_path}" + (" (created a new database)" if created else ""), flush=True)
     with models.db.connection_context():
         first_run = not models.Token.select().exists()
     if first_run:
         secret = create_token(models, name="first-run")
         print(f"Switchboard is ready. Open http://{host}:{port}/#token={secret}", flush=True)
+    else:
+        print(f"Switchboard is ready at http://{host}:{port}/", flush=True)
     models.db.close_all()
     # Every websocket is a file descriptor; the common soft limit of 1024 would cap connections there.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -251,7 +279,7 @@ def cmd_serve(args, settings):
         sys.executable, "-m", "gunicorn",
         "--worker-class", settings["WORKER_CLASS"], *worker, "--workers", "1",
         "--worker-connections", "10000",
-        "--bind", f"{host}:{port}",
+        "--bind", f"fd://{listener.fileno()}",
         "--pythonpath", here,
         "--no-control-socket",
         "--graceful-timeout", "5",
@@ -290,14 +318,27 @@ def cmd_revoke_token(args, settings):
     print(f"revoked token {args.id}")
 
 
+def _settings_help():
+    width = max(len(name) for name in DEFAULTS) + len("SWITCHBOARD_")
+    lines = [f"  SWITCHBOARD_{name:<{width - 12}}  {default}" for name, default in DEFAULTS.items()]
+    return ("settings (environment variables, with their defaults; the README's configuration table "
+            "says what each means):\n" + "\n".join(lines))
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python app.py", description="Switchboard server")
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the server (default)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.set_defaults(run=cmd_serve, host=None, port=None)
-    token = commands.add_parser("create-token", help="create an API token, printed on the last line")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="Switchboard: a self-hosted server for AI agent sessions. "
+        "With no command (or only serve's options), it serves.",
+        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"Switchboard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the server (the default)", epilog=_settings_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", help="bind address (default: SWITCHBOARD_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: SWITCHBOARD_PORT, else 8000)")
+    serve.set_defaults(run=cmd_serve)
+    token = commands.add_parser("create-token", help="create an API token, printed alone on the last line")
     token.add_argument("--name", default="cli")
     token.add_argument("--account", default="default")
     token.set_defaults(run=cmd_create_token)
@@ -305,9 +346,9 @@ def main(argv=None):
     revoke = commands.add_parser("revoke-token", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_revoke_token)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "serve")  # `python app.py --port 9000` serves
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["serve", *(argv or [])])
     args.run(args, settings_from_env())
 
 

@@ -1,8 +1,9 @@
-"""The operator contract (DESIGN §2), run the way an operator runs it: `python app.py ...` in a
+"""The operator contract (the README's commands and settings), run the way an operator runs it: `python app.py ...` in a
 subprocess, the server checked over real HTTP, the database file checked directly."""
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,10 +31,10 @@ class Served:
     """`python app.py [args]` in its own process group (so a signal can reach it the way a terminal's
     Ctrl-C does), with stdout and stderr in files."""
 
-    def __init__(self, tmp_path, args, env, url):
+    def __init__(self, tmp_path, args, env, url, cwd=ROOT):
         self.out, self.err = tmp_path / f"out.{time.monotonic_ns()}", tmp_path / f"err.{time.monotonic_ns()}"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT,
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=cwd,
                                          env={**os.environ, **env}, stdout=out, stderr=err, start_new_session=True)
         self.url = url
         deadline = time.monotonic() + 20
@@ -45,7 +46,7 @@ class Served:
     def answers(self, url=None):
         try:
             return requests.get((url or self.url) + "/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted by the bound port before the worker is up
             return False
 
     def stdout(self):
@@ -204,3 +205,47 @@ def test_a_clean_stop_leaves_the_database_as_one_file(live_server):
     assert r.status_code == 200
     assert live_server.stop() == 0
     assert not Path(live_server.db_path + "-wal").exists()
+
+
+def test_a_busy_port_is_one_clear_error_and_consumes_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "sb.db"
+        result = cli(db, "--port", str(port), check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (f"cannot listen on 127.0.0.1:{port}: Address already in use "
+                                     "(is another server running there? pick another with --port)")
+    assert not db.exists()  # no database made, no first-run token spent
+
+
+def test_the_start_names_the_absolute_database_path_and_says_when_it_is_new(tmp_path, serve):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    port = free_port()
+    env = {"SWITCHBOARD_DB": "relative.db"}
+    # Started from another directory, a relative SWITCHBOARD_DB names another file: the line says which.
+    first = Served(tmp_path, ["--port", str(port)], env, f"http://127.0.0.1:{port}", cwd=elsewhere)
+    try:
+        lines = first.stdout().splitlines()
+        assert lines[0] == f"Database: {elsewhere / 'relative.db'} (created a new database)"
+        assert URL.match(lines[1])
+    finally:
+        assert first.stop() == 0
+    again = Served(tmp_path, ["--port", str(port)], env, f"http://127.0.0.1:{port}", cwd=elsewhere)
+    try:
+        assert again.stdout().splitlines() == [f"Database: {elsewhere / 'relative.db'}",
+                                               f"Switchboard is ready at http://127.0.0.1:{port}/"]
+    finally:
+        again.stop()
+
+
+def test_version_and_help_list_every_setting_with_its_default(tmp_path):
+    from app import DEFAULTS, __version__
+    assert cli(tmp_path / "sb.db", "--version").stdout.strip() == f"Switchboard {__version__}"
+    for args in (["--help"], ["serve", "--help"]):
+        out = cli(tmp_path / "sb.db", *args).stdout
+        for name, default in DEFAULTS.items():
+            assert re.search(rf"^  SWITCHBOARD_{name}\s+{re.escape(str(default))}$", out, re.M), name
+    assert not (tmp_path / "sb.db").exists()
