@@ -163,6 +163,45 @@ class Update(BaseModel):
         without_rowid = True
 
 
+PAGE_ROWS = 1000
+PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
+
+
+def message_pages(session_id, last_seq):
+    """The session's messages with seq up to `last_seq`, as dicts, in pages of PAGE_ROWS rows or
+    PAGE_BYTES of content.
+
+    Each page is read on a pooled connection held only while reading it: a streamed answer is sent
+    after the request's own connection was released, and a slow client must not keep a read
+    transaction open. Stopping at the seq the caller saw makes the result the session as it was
+    then, however many messages arrive meanwhile.
+    """
+    after = 0
+    while after < last_seq:
+        query = (Message
+                 .select(Message.id, Message.seq, Message.role, Message.content, Message.metadata,
+                         Message.local_id, Message.created_at)
+                 .where((Message.session == session_id) & (Message.seq > after) & (Message.seq <= last_seq))
+                 .order_by(Message.seq)
+                 .limit(PAGE_ROWS))
+        page, size = [], 0
+        with db.connection_context():
+            cursor = db.execute(query)
+            try:
+                names = [column[0] for column in cursor.description]
+                for values in cursor:
+                    page.append(dict(zip(names, values)))
+                    size += len(page[-1]["content"]) + len(page[-1]["metadata"] or "")
+                    if size >= PAGE_BYTES:
+                        break
+            finally:
+                cursor.close()  # ends the statement, and with it the read transaction, even after a break
+        if not page:
+            return
+        yield page
+        after = page[-1]["seq"]
+
+
 MODELS = [Account, Token, Session, Message, Update]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current

@@ -730,3 +730,20 @@ exported_messages_schema = ExportedMessageSchema(many=True)
 frame_schema = FrameSchema()
 auth_schema = AuthSchema()
 appended_message_schema = AppendedMessageSchema()
+
+
+def with_messages(head, pages, messages_schema):
+    """The JSON text of the object `head` with a "messages" array, in chunks: one per page of
+    message rows, so a session of any length is written without holding it whole."""
+    yield to_json(head)[:-1] + ',"messages":['
+    separator = ""
+    for page in pages:
+        yield separator + to_json(messages_schema.dump(page))[1:-1]
+        separator = ","
+    yield "]}"
+
+
+def export_document(session, exported_at, pages):
+    """The version-1 export document of `session` (its message rows in `pages`), in chunks."""
+    head = export_document_schema.dump({"version": EXPORT_VERSION, "exported_at": exported_at, "session": session})
+    return with_messages(head, pages, exported_messages_schema)

@@ -8,14 +8,11 @@ from flask import Blueprint, Response, g
 
 import domain
 import schemas
-from models import Message, Session, db, now_ms
+from models import Session, message_pages, now_ms
 from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("api_sessions", __name__)
 bp.before_request(authenticate)
-
-PAGE_ROWS = 1000
-PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
 
 @bp.errorhandler(domain.SessionNotFound)
@@ -96,9 +93,8 @@ def delete_all():
 def export(session_id):
     """The session as an export document (version 1), streamed as a download."""
     session = domain.find_session(g.account_id, session_id)
-    head = schemas.export_document_schema.dump(
-        {"version": schemas.EXPORT_VERSION, "exported_at": now_ms(), "session": session})
-    response = _streamed(head, session, schemas.exported_messages_schema)
+    response = Response(schemas.export_document(session, now_ms(), message_pages(session.id, session.seq)),
+                        mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="session-{session.id}.json"'
     return response
 
@@ -113,45 +109,5 @@ def import_document(body):
 
 def _streamed(head, session, messages_schema):
     """The JSON object `head` with a "messages" array of the session's messages, written page by page."""
-    def chunks():
-        yield schemas.to_json(head)[:-1] + ',"messages":['
-        separator = ""
-        for page in _message_pages(session.id, session.seq):
-            yield separator + schemas.to_json(messages_schema.dump(page))[1:-1]
-            separator = ","
-        yield "]}"
-    return Response(chunks(), mimetype="application/json")
-
-
-def _message_pages(session_id, last_seq):
-    """The session's messages with seq up to `last_seq`, in pages of PAGE_ROWS rows or PAGE_BYTES.
-
-    Each page is read on a pooled connection held only while reading it: a streamed body is sent
-    after the request's own connection was released, and a slow client must not keep a read
-    transaction open. Stopping at the seq the request saw makes the document the session as it was
-    then, however many messages arrive while it is sent.
-    """
-    after = 0
-    while after < last_seq:
-        query = (Message
-                 .select(Message.id, Message.seq, Message.role, Message.content, Message.metadata,
-                         Message.local_id, Message.created_at)
-                 .where((Message.session == session_id) & (Message.seq > after) & (Message.seq <= last_seq))
-                 .order_by(Message.seq)
-                 .limit(PAGE_ROWS))
-        page, size = [], 0
-        with db.connection_context():
-            cursor = db.execute(query)
-            try:
-                names = [column[0] for column in cursor.description]
-                for values in cursor:
-                    page.append(dict(zip(names, values)))
-                    size += len(page[-1]["content"]) + len(page[-1]["metadata"] or "")
-                    if size >= PAGE_BYTES:
-                        break
-            finally:
-                cursor.close()  # ends the statement, and with it the read transaction, even after a break
-        if not page:
-            return
-        yield page
-        after = page[-1]["seq"]
+    return Response(schemas.with_messages(head, message_pages(session.id, session.seq), messages_schema),
+                    mimetype="application/json")

@@ -10,7 +10,6 @@ import requests
 
 import models
 from events import hub
-from routes import api_sessions
 from schemas import iso
 
 SESSION_KEYS = ["id", "title", "system_prompt", "tag", "active", "created_at", "updated_at", "last_active_at"]
@@ -134,7 +133,7 @@ def test_agent_and_management_sessions_are_one_kind_of_row(client, auth):
 
 def test_show_streams_the_session_with_every_message_in_seq_order(app, client, auth):
     session = new_session(client, auth, title="long")
-    agent_messages(client, auth, session["id"], [{"i": i} for i in range(2 * api_sessions.PAGE_ROWS + 500)])
+    agent_messages(client, auth, session["id"], [{"i": i} for i in range(2 * models.PAGE_ROWS + 500)])
     mine = post_message(client, auth, session["id"], role="assistant", content="ünïcødé ✓", metadata={"k": [1]})
     r = client.get(f"/api/sessions/{session['id']}", headers=auth)
     assert r.status_code == 200 and r.is_streamed and r.mimetype == "application/json"
@@ -143,7 +142,7 @@ def test_show_streams_the_session_with_every_message_in_seq_order(app, client, a
     assert {k: shown[k] for k in SESSION_KEYS if k != "updated_at"} == \
         {k: session[k] for k in SESSION_KEYS if k != "updated_at"}
     messages = shown["messages"]
-    assert [m["seq"] for m in messages] == list(range(1, 2 * api_sessions.PAGE_ROWS + 502))
+    assert [m["seq"] for m in messages] == list(range(1, 2 * models.PAGE_ROWS + 502))
     assert all(list(m) == MESSAGE_KEYS for m in messages)
     assert messages[7]["content"] == {"i": 7} and messages[7]["role"] is None and messages[7]["metadata"] is None
     assert messages[-1] == mine
@@ -153,7 +152,7 @@ def test_a_page_also_ends_at_the_byte_cap(client, auth, monkeypatch):
     session = new_session(client, auth)
     for i in range(5):
         post_message(client, auth, session["id"], content=f"message {i} " + "x" * 100)
-    monkeypatch.setattr(api_sessions, "PAGE_BYTES", 250)  # two messages a page
+    monkeypatch.setattr(models, "PAGE_BYTES", 250)  # two messages a page
     r = client.get(f"/api/sessions/{session['id']}", headers=auth)
     assert [m["seq"] for m in json.loads(r.get_data())["messages"]] == [1, 2, 3, 4, 5]
 
@@ -163,7 +162,7 @@ def test_a_streamed_read_holds_no_connection_between_pages_and_ends_at_the_seq_i
     session = new_session(client, auth)
     for i in range(4):
         post_message(client, auth, session["id"], content=f"m{i}")
-    monkeypatch.setattr(api_sessions, "PAGE_ROWS", 2)
+    monkeypatch.setattr(models, "PAGE_ROWS", 2)
     r = client.get(f"/api/sessions/{session['id']}/export", headers=auth)
     chunks = iter(r.response)
     head, first_page = next(chunks), next(chunks)
