@@ -44,6 +44,8 @@ DEFAULTS = {
     "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
+    "RETENTION_DAYS": 0.0,  # 0: sessions are kept until deleted
+    "ACCESS_LOG": 0,
     "WORKER_CLASS": "gevent",  # or gthread: kept selectable so bench/ can compare the two
 }
 
@@ -193,7 +195,8 @@ def _close_sockets_on_shutdown(hub):
 
 
 def _maintain(config):
-    """Every interval: mark silent sessions inactive, prune the update log past its retention."""
+    """Every interval: mark silent sessions inactive, delete sessions idle past their retention (if
+    one is set), prune the update log past its own."""
     import domain
     import events
     import models
@@ -202,6 +205,8 @@ def _maintain(config):
         try:
             with models.db.connection_context():
                 domain.presence.sweep()
+                if config["RETENTION_DAYS"] > 0:
+                    domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
                 events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
         except Exception:
             log.exception("maintenance failed; retrying next interval")
@@ -254,6 +259,8 @@ def cmd_serve(args, settings):
     db_path = os.path.abspath(settings["DB"])
     listener = _listen(host, port)
     created = not os.path.exists(db_path)
+    import admin
+    admin.hold_while_serving(db_path)  # kept across the exec: `restore` refuses while it is held
     models = _open_db({**settings, "DB": db_path})
     # Said every time: a server started from another directory with a relative SWITCHBOARD_DB opens
     # another file, and the data would seem gone.
@@ -284,6 +291,9 @@ def cmd_serve(args, settings):
         "--no-control-socket",
         "--graceful-timeout", "5",
         "--log-level", "info",
+        # Who asked for what, and how it went; never a header (the token travels in one) or a body.
+        *(["--access-logfile", "-", "--access-logformat", '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms']
+          if settings["ACCESS_LOG"] else []),
         "app:create_app({'SERVING': True})",
     ], env)
 
@@ -318,6 +328,47 @@ def cmd_revoke_token(args, settings):
     print(f"revoked token {args.id}")
 
 
+def cmd_backup(args, settings):
+    import admin
+    db_path = os.path.abspath(settings["DB"])
+    if not os.path.exists(db_path):
+        raise SystemExit(f"{db_path}: no such database")
+    size = admin.backup(db_path, args.file)
+    print(f"backed up {db_path} to {os.path.abspath(args.file)} ({size:,} bytes)")
+
+
+def cmd_restore(args, settings):
+    import admin
+    db_path = os.path.abspath(settings["DB"])
+    admin.restore(args.file, db_path)
+    print(f"restored {db_path} from {os.path.abspath(args.file)}")
+
+
+def _app_for_cli(settings):
+    """The app, for commands that load documents as the routes do (its limits, its migrations)."""
+    try:
+        return create_app({"DB": settings["DB"]})
+    except Exception as e:
+        import models
+        if isinstance(e, models.SchemaTooNew):
+            raise SystemExit(f"{settings['DB']}: {e}") from None
+        raise
+
+
+def cmd_export(args, settings):
+    import admin
+    _app_for_cli(settings)
+    count = admin.export_all(args.all, args.account)
+    print(f"exported {count} sessions of account {args.account!r} to {os.path.abspath(args.all)}")
+
+
+def cmd_import(args, settings):
+    import admin
+    _app_for_cli(settings)
+    sessions, messages = admin.import_all(args.all, args.account)
+    print(f"imported {sessions} sessions ({messages} messages) into account {args.account!r}")
+
+
 def _settings_help():
     width = max(len(name) for name in DEFAULTS) + len("SWITCHBOARD_")
     lines = [f"  SWITCHBOARD_{name:<{width - 12}}  {default}" for name, default in DEFAULTS.items()]
@@ -346,6 +397,22 @@ def main(argv=None):
     revoke = commands.add_parser("revoke-token", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_revoke_token)
+    backup = commands.add_parser("backup", help="copy the database to FILE while the server runs")
+    backup.add_argument("file")
+    backup.set_defaults(run=cmd_backup)
+    restore = commands.add_parser("restore", help="replace the database with a backup (stop the server first)")
+    restore.add_argument("file")
+    restore.set_defaults(run=cmd_restore)
+    export = commands.add_parser("export", help="every session as export documents: one file each in a "
+                                 "directory, or one per line in a file")
+    export.add_argument("--all", required=True, metavar="DIR|FILE")
+    export.add_argument("--account", default="default")
+    export.set_defaults(run=cmd_export)
+    import_ = commands.add_parser("import", help="import every document of a directory or a file that "
+                                  "export --all wrote (or downloads from the browser)")
+    import_.add_argument("--all", required=True, metavar="DIR|FILE")
+    import_.add_argument("--account", default="default")
+    import_.set_defaults(run=cmd_import)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")  # `python app.py --port 9000` serves
     args = parser.parse_args(argv)

@@ -182,6 +182,22 @@ def delete_all_sessions(account_id, origin=None):
     return len(ids)
 
 
+def delete_idle_sessions(updated_before):
+    """Delete every session (of every account) neither updated nor alive since `updated_before` (ms);
+    returns how many. One session per transaction, each announced like a deletion from its owner's
+    browser."""
+    idle = list(Session
+                .select(Session.id, Session.account)
+                .where((Session.updated_at < updated_before) & (Session.last_active_at < updated_before))
+                .order_by(Session.updated_at))
+    for session in idle:
+        try:
+            delete_session(session)
+        except SessionNotFound:
+            pass  # deleted meanwhile
+    return len(idle)
+
+
 _IMPORTED_COLUMNS = (Message.id, Message.session, Message.seq, Message.local_id, Message.role,
                      Message.content, Message.metadata, Message.created_at, Message.updated_at)
 
