@@ -25,7 +25,7 @@ _SESSION_FIELDS = Session._meta.sorted_fields
 _FIND_SESSION = 'SELECT {} FROM "session" WHERE "id" = ? AND "account_id" = ?'.format(
     ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
 _MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
-                    "updated_at")
+                    "updated_at", "delivered_at")
 _INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
                                                                   ", ".join("?" * len(_MESSAGE_COLUMNS)))
 # Both check the session's account too: an append needs no separate lookup of its session.
@@ -80,36 +80,41 @@ def append_messages(account_id, session_id, messages, origin=None):
     columns, in seq order. The session is looked up by the writes themselves: for another account's
     session the seq allocation finds no row (and the known messages none).
     """
-    local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
     with hub.write(account_id, origin) as changes:
-        known = {}
-        if local_ids:
-            rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
-                                  (session_id, account_id, *local_ids))
-            known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
-        fresh = []
-        for m in messages:
-            local_id = m.get("local_id")
-            if local_id is not None:
-                if local_id in known:
-                    continue
-                known[local_id] = None  # claimed by this batch
-            fresh.append(m)
-        created = []
-        if fresh:
-            now = now_ms()
-            last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
-            if not last:
-                raise SessionNotFound(session_id)
-            first_seq = last[0][0] - len(fresh) + 1
-            created = [dict(zip(_MESSAGE_COLUMNS, (
-                message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
-                m.get("metadata"), m.get("created_at") or now, now)))
-                for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
-            db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
-            for row in created:
-                changes.add(session_id, {"t": "new-message", "sid": session_id,
-                                         "message": agent_message_schema.dump(row)})
+        return _append(changes, account_id, session_id, messages)
+
+
+def _append(changes, account_id, session_id, messages):
+    """append_messages inside a write that is already open (`changes` is its Changes)."""
+    local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
+    known = {}
+    if local_ids:
+        rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
+                              (session_id, account_id, *local_ids))
+        known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
+    fresh = []
+    for m in messages:
+        local_id = m.get("local_id")
+        if local_id is not None:
+            if local_id in known:
+                continue
+            known[local_id] = None  # claimed by this batch
+        fresh.append(m)
+    created = []
+    if fresh:
+        now = now_ms()
+        last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
+        if not last:
+            raise SessionNotFound(session_id)
+        first_seq = last[0][0] - len(fresh) + 1
+        created = [dict(zip(_MESSAGE_COLUMNS, (
+            message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
+            m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
+            for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
+        db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
+        for row in created:
+            changes.add(session_id, {"t": "new-message", "sid": session_id,
+                                     "message": agent_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])
 

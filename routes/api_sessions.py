@@ -135,7 +135,7 @@ def _message_pages(session_id, last_seq):
     while after < last_seq:
         query = (Message
                  .select(Message.id, Message.seq, Message.role, Message.content, Message.metadata,
-                         Message.local_id, Message.created_at)
+                         Message.local_id, Message.created_at, Message.delivered_at)
                  .where((Message.session == session_id) & (Message.seq > after) & (Message.seq <= last_seq))
                  .order_by(Message.seq)
                  .limit(PAGE_ROWS))
