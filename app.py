@@ -40,6 +40,9 @@ DEFAULTS = {
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
     "WORKER_CLASS": "gevent",  # or gthread: kept selectable so bench/ can compare the two
+    "APPROVAL_WAIT_SECONDS": 300.0,
+    "HOLD_WAIT_SECONDS": 300.0,
+    "PUBLIC_URL": "",
 }
 
 log = logging.getLogger("switchboard")
@@ -65,7 +68,9 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import (
+        ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, hooks, meta, read_body, requests, ui, updates,
+    )
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -141,6 +146,8 @@ def create_app(config=None):
     app.register_blueprint(meta.bp)
     app.register_blueprint(agent_sessions.bp)
     app.register_blueprint(api_sessions.bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(requests.bp)
     app.register_blueprint(updates.bp)
     app.register_blueprint(ui.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
@@ -157,6 +164,9 @@ def create_app(config=None):
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
     if app.config.get("SERVING"):
+        # What a previous process was waiting on: its hooks got no answer from it.
+        with models.db.connection_context():
+            domain.expire_leftovers()
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
@@ -290,6 +300,15 @@ def cmd_revoke_token(args, settings):
     print(f"revoked token {args.id}")
 
 
+def cmd_claude_settings(args, settings):
+    import json
+
+    import claude
+    url = args.url or settings["PUBLIC_URL"] or f"http://{settings['HOST']}:{settings['PORT']}"
+    print(json.dumps(claude.settings(url, settings["APPROVAL_WAIT_SECONDS"], settings["HOLD_WAIT_SECONDS"],
+                                     approvals=not args.no_approvals), indent=2))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python app.py", description="Switchboard server")
     commands = parser.add_subparsers(dest="command")
@@ -305,6 +324,11 @@ def main(argv=None):
     revoke = commands.add_parser("revoke-token", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_revoke_token)
+    hooks = commands.add_parser("claude-settings", help="print the Claude Code settings that send its hooks here")
+    hooks.add_argument("--url", help="this server's URL as Claude Code reaches it (default SWITCHBOARD_PUBLIC_URL)")
+    hooks.add_argument("--no-approvals", action="store_true",
+                       help="watch only: tool permissions are asked in the terminal as usual")
+    hooks.set_defaults(run=cmd_claude_settings)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *(argv or [])])
