@@ -269,6 +269,15 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
     same hook opened before. Returns a dict: session, request, delivered (contents), instructions."""
     tag = claude.TAG_PREFIX + hook["session_id"]
     result = {"request": None, "delivered": [], "instructions": None}
+    if message is None and request is None and cancel is None and not deliver:
+        # Most events of a busy session (PreToolUse) change nothing: no write transaction for them.
+        row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
+        if row is not None:
+            session = _session(row)
+            if (not _stale(session, hook)
+                    and not (instructions and session.system_prompt != session.prompt_delivered)):
+                result["session"] = session
+                return result
     with hub.write(account_id) as changes:
         now = now_ms()
         row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
@@ -301,12 +310,22 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
     return result
 
 
-def _keep_current(changes, session, hook, now):
+def _previous_metadata(session):
     try:
         previous = json.loads(session.metadata)
     except ValueError:
         previous = None
-    previous = previous if isinstance(previous, dict) else {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def _stale(session, hook):
+    """Whether the hook changes the session's metadata or gives it its first title."""
+    previous = _previous_metadata(session)
+    return claude.metadata(hook, previous) != previous or bool(session.title is None and claude.title(hook))
+
+
+def _keep_current(changes, session, hook, now):
+    previous = _previous_metadata(session)
     current = claude.metadata(hook, previous)
     if current != previous:
         text = json.dumps(current)

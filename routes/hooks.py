@@ -5,7 +5,6 @@ answer; only a PermissionRequest (an approval) and the Stop of a held session wa
 waiting hook holds no database connection and no transaction: it watches its session in the hub and
 re-reads what it waits for when anything there changes. The server never opens a path a hook names.
 """
-import select
 import socket
 import time
 
@@ -189,16 +188,22 @@ def _wait(session, deadline, settled):
 
 
 def _hung_up():
-    """Whether the hook's client closed its connection: a finished request's socket only becomes
-    readable when the peer closes it (end of file) or resets it."""
+    """Whether the hook's client closed its connection: once a request's body is read, its socket has
+    nothing more to read until the peer closes it (end of file) or resets it. Checked by a peek that
+    never blocks (select() cannot take the descriptors past 1024 that a thousand waiting hooks use)."""
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     if sock is None:  # an in-process test client: there is no connection to lose
         return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # gevent's socket would otherwise wait for data instead of answering at once
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # nothing to read: still connected
+    except OSError:
+        return True  # reset
+    finally:
+        sock.settimeout(timeout)
 
 
 _HANDLERS = {
