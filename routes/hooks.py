@@ -114,16 +114,20 @@ def _permission(hook, key):
         suggestions, schemas.limits.content_bytes)))
     session, pending = done["session"], done["request"]
     domain.presence.alive(session)
-    if pending["status"] == "pending":
-        deadline = time.monotonic() + current_app.config["APPROVAL_WAIT_SECONDS"]
-        outcome = _wait(session, deadline, lambda: _decided(pending["id"]))
-        if outcome is None or outcome is GONE:
-            try:
-                pending = domain.settle_request(g.account_id, pending["id"], "expired" if outcome is None else "cancelled")
-            except domain.RequestNotPending:  # decided at the last moment: the decision stands
-                pending = domain.find_request(g.account_id, pending["id"])
-        else:
-            pending = outcome
+    try:
+        if pending["status"] == "pending":
+            deadline = time.monotonic() + current_app.config["APPROVAL_WAIT_SECONDS"]
+            outcome = _wait(session, deadline, lambda: _decided(pending["id"]))
+            if outcome is None or outcome is GONE:
+                try:
+                    pending = domain.settle_request(g.account_id, pending["id"],
+                                                    "expired" if outcome is None else "cancelled")
+                except domain.RequestNotPending:  # decided at the last moment: the decision stands
+                    pending = domain.find_request(g.account_id, pending["id"])
+            else:
+                pending = outcome
+    except domain.RequestNotFound:  # the session was deleted meanwhile, and its requests with it
+        return {}
     if pending["status"] == "allowed":
         return claude.allow()
     if pending["status"] == "denied":
@@ -155,9 +159,12 @@ def _stop(hook, key):
 
 def _next_message(session_id):
     """Delivered messages, [] once hold is switched off, None while there is nothing yet."""
-    delivered = domain.deliver_queued(g.account_id, session_id)
-    if delivered or not domain.find_session(g.account_id, session_id).hold:
-        return delivered
+    try:
+        delivered = domain.deliver_queued(g.account_id, session_id)
+        if delivered or not domain.find_session(g.account_id, session_id).hold:
+            return delivered
+    except domain.SessionNotFound:  # deleted meanwhile: nothing will come
+        return []
     return None
 
 

@@ -560,3 +560,19 @@ def test_claude_settings_follow_the_configuration_and_can_leave_approvals_out():
                           "SWITCHBOARD_APPROVAL_WAIT_SECONDS": "30"})["hooks"]
     assert hooks["PermissionRequest"][0]["hooks"][0]["timeout"] == 90
     assert hooks["SessionEnd"][0]["hooks"][0]["url"] == "http://0.0.0.0:9001/v1/hooks/claude"
+
+
+@pytest.mark.parametrize("waiting", ["PermissionRequest", "Stop"])
+def test_deleting_the_session_ends_a_wait_with_an_empty_answer(make_server, waiting):
+    server = make_server()
+    post_hook(server, event("UserPromptSubmit"))
+    [session] = requests.get(server.url + "/api/sessions", headers=server.headers).json()["items"]
+    requests.put(server.url + f"/api/sessions/{session['id']}/hold", json={"hold": True}, headers=server.headers)
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(post_hook(server, event(waiting))))
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive()
+    requests.delete(server.url + f"/api/sessions/{session['id']}", headers=server.headers)
+    thread.join(3)
+    assert answers == [{}]
