@@ -1,7 +1,7 @@
 """Switchboard: the app factory, its configuration, and the command line.
 
 `create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
-The command line (`python app.py serve|create-token|list-tokens|revoke-token`) is the operator
+The command line (`python app.py serve|create-token|list-tokens|revoke-token|claude-settings`) is the operator
 contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one gevent worker.
 """
 import argparse

@@ -11,9 +11,7 @@ AGENT = "claude-code"
 TAG_PREFIX = "claude:"
 EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PermissionRequest", "PostToolUse",
           "PostToolUseFailure", "Notification", "Stop", "SubagentStop", "SessionEnd")
-TOOL_EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse", "PostToolUseFailure")
-WAITING_EVENTS = ("PermissionRequest", "Stop")  # their hook may wait for a person
-THINKING = {"UserPromptSubmit": True, "PreToolUse": True, "PostToolUse": True, "PostToolUseFailure": True}
+TOOL_EVENTS = ("PreToolUse", "PermissionRequest", "PostToolUse", "PostToolUseFailure")  # these take a matcher
 DETAIL_CHARS = 200
 TITLE_CHARS = 120
 DEFAULT_DENY = "Denied in Switchboard."
@@ -40,8 +38,9 @@ def metadata(hook, previous):
               "transcriptPath": _text(hook.get("transcript_path")) or previous.get("transcriptPath"),
               "permissionMode": _text(hook.get("permission_mode")) or previous.get("permissionMode")}
     model = hook.get("model")
-    model = model if isinstance(model, str) else (model or {}).get("id") if isinstance(model, dict) else None
-    model = model or previous.get("model")
+    if isinstance(model, dict):  # some releases send {"id", "display_name"}
+        model = model.get("id")
+    model = (model if isinstance(model, str) else None) or previous.get("model")
     if model:
         values["model"] = model
     return values
@@ -52,7 +51,7 @@ def title(hook):
     candidate = _text(hook.get("session_title"))
     if not candidate and hook["hook_event_name"] == "UserPromptSubmit":
         candidate = next((line.strip() for line in (_text(hook.get("prompt")) or "").splitlines() if line.strip()), None)
-    return candidate[:TITLE_CHARS].strip() or None if candidate else None
+    return (candidate[:TITLE_CHARS].strip() or None) if candidate else None
 
 
 def message(hook):

@@ -348,7 +348,8 @@ def _keep_current(changes, session, hook, now):
 
 
 def _cancel(changes, session_id, now, match):
-    sql = 'UPDATE "request" SET "status" = \'cancelled\', "decided_at" = ? WHERE "session_id" = ? AND "status" = \'pending\''
+    sql = ('UPDATE "request" SET "status" = \'cancelled\', "decided_at" = ? '
+           'WHERE "session_id" = ? AND "status" = \'pending\'')
     params = [now, session_id]
     if match != "all":
         sql += ' AND "tool" IS ? AND "input" IS ?'

@@ -2,8 +2,8 @@
 approvals waiting at once.
 
 Starts `python app.py serve` (free port, temporary database) and measures, in one run:
-1. GET /health, a one-message append (for comparison), PostToolUse and PreToolUse hooks at concurrency 16 (bench/append.py's load: one
-   keep-alive connection per thread, each thread a Claude session of its own, best of --rounds), and one
+1. GET /health, a one-message append (for comparison), PostToolUse and PreToolUse hooks at
+   concurrency 16 (bench/append.py's load: one keep-alive connection per thread, each thread a Claude session of its own, best of --rounds), and one
    client sending PostToolUse hooks one after another (the latency Claude Code waits for on each hook).
 2. --waiting PermissionRequest hooks (one per Claude session) left waiting at once on plain sockets:
    the worker's RSS growth per waiting hook, its CPU while they wait, /health at concurrency 16

@@ -151,8 +151,8 @@ def newest_claude_session(server):
 
 
 def test_a_prompt_becomes_a_session_with_its_messages(server, claude):
-    run = claude(Script([text("Saying hi."), tool_use("Bash", {"command": "echo hi-from-bash", "description": "Say hi"})],
-                        [text("Said hi.")]))
+    say_hi = tool_use("Bash", {"command": "echo hi-from-bash", "description": "Say hi"})
+    run = claude(Script([text("Saying hi."), say_hi], [text("Said hi.")]))
     assert "Said hi." in run.run("Please say hi\nand nothing else", "--output-format", "json")
     transcript = next((run.home / ".claude" / "projects").rglob("*.jsonl"))
     session = claude_session(server, transcript.stem)

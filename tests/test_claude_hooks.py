@@ -301,7 +301,8 @@ def test_a_waiting_hook_holds_no_database_connection(app, client, auth):
                     json={"decision": "allow"}, headers=auth)
     assert r.status_code == 200
     waiting.join(5)
-    assert answers == [{"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}]
+    assert answers == [{"hookSpecificOutput": {"hookEventName": "PermissionRequest",
+                                               "decision": {"behavior": "allow"}}}]
 
 
 # --- against the real server: waits, concurrency, timing, restarts ------------------------------
@@ -546,7 +547,8 @@ def test_claude_settings_print_an_http_hook_on_every_event():
         assert entry["headers"] == {"Authorization": "Bearer $SWITCHBOARD_TOKEN"}
         assert entry["allowedEnvVars"] == ["SWITCHBOARD_TOKEN"]
         assert entry["timeout"] == (360 if name in ("PermissionRequest", "Stop") else 10)
-        assert ("matcher" in group) == (name in ("PreToolUse", "PermissionRequest", "PostToolUse", "PostToolUseFailure"))
+        takes_matcher = name in ("PreToolUse", "PermissionRequest", "PostToolUse", "PostToolUseFailure")
+        assert ("matcher" in group) == takes_matcher
 
 
 def test_claude_settings_follow_the_configuration_and_can_leave_approvals_out():
