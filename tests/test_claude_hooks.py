@@ -398,14 +398,17 @@ def test_a_later_event_that_shows_claude_moved_on_cancels_the_wait(make_server, 
     assert settled["status"] == "cancelled"
 
 
-def send_raw(server, body):
-    """Post a hook on a plain socket, left open; returns it once the hook's request is pending."""
+def send_raw(server, body, waiting=None):
+    """Post a hook on a plain socket, left open; returns it once `waiting()` (default: a request is
+    pending) says the hook waits."""
+    waiting = waiting or (lambda: requests.get(server.url + "/api/requests?status=pending",
+                                               headers=server.headers).json()["items"])
     body = json.dumps(body).encode()
     raw = socket.create_connection(("127.0.0.1", server.port))
     raw.sendall(b"POST /v1/hooks/claude HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 + f"Authorization: Bearer {server.token}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     deadline = time.monotonic() + 10
-    while not requests.get(server.url + "/api/requests?status=pending", headers=server.headers).json()["items"]:
+    while not waiting():
         assert time.monotonic() < deadline
         time.sleep(0.02)
     return raw
@@ -424,21 +427,32 @@ def test_a_hook_whose_connection_closes_is_cancelled(make_server):
     assert request["status"] == "cancelled"
 
 
-def test_requests_pending_when_the_server_died_expire_at_the_next_start(tmp_path, ws_connect):
+def test_waits_of_a_server_that_died_are_settled_at_the_next_start(tmp_path, ws_connect):
+    """A pending request expires; a held session no longer says it awaits a message."""
     db_path = tmp_path / "restart.db"
     server = LiveServer(db_path, {"SWITCHBOARD_APPROVAL_WAIT_SECONDS": "60"}).start()
     token = server.token
     raw = send_raw(server, event("PermissionRequest"))
+    post_hook(server, event("UserPromptSubmit", session_id="held"))
+    held = [s for s in requests.get(server.url + "/api/sessions", headers=server.headers).json()["items"]
+            if s["tag"] == "claude:held"][0]
+    requests.put(server.url + f"/api/sessions/{held['id']}/hold", json={"hold": True}, headers=server.headers)
+    stop = send_raw(server, event("Stop", session_id="held"), waiting=lambda: requests.get(
+        server.url + f"/api/sessions/{held['id']}", headers=server.headers).json()["awaiting_message"])
     server.worker.kill()  # no chance to answer or clean up
     server.stop()
     raw.close()
+    stop.close()
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT status FROM request").fetchall() == [("pending",)]
+        assert db.execute("SELECT awaiting_message FROM session WHERE tag = 'claude:held'").fetchall() == [(1,)]
     again = LiveServer(db_path).start()
     try:
         again.token = token
         [request] = requests.get(again.url + "/api/requests", headers=again.headers).json()["items"]
         assert request["status"] == "expired"
+        session = requests.get(again.url + f"/api/sessions/{held['id']}", headers=again.headers).json()
+        assert session["awaiting_message"] is False and session["hold"] is True
         ws = ws_connect(again, since=0, ready=False)
         bodies = []
         while True:
@@ -447,7 +461,9 @@ def test_requests_pending_when_the_server_died_expire_at_the_next_start(tmp_path
                 break
             bodies.append(frame["data"]["body"])
         assert [b["t"] for b in bodies if b["t"].endswith("request")] == ["new-request", "update-request"]
-        assert bodies[-1]["request"]["status"] == "expired" and bodies[-1]["request"]["sid"] == request["session_id"]
+        [expired] = [b for b in bodies if b["t"] == "update-request"]
+        assert expired["request"]["status"] == "expired" and expired["request"]["sid"] == request["session_id"]
+        assert bodies[-1] == {"t": "update-session", "id": held["id"], "awaitingMessage": False}
     finally:
         again.stop()
 
