@@ -1,7 +1,7 @@
 """Switchboard: the app factory, its configuration, and the command line.
 
 `create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
-The command line (`python app.py serve|create-token|list-tokens|revoke-token`) is the operator
+The command line (`python app.py serve|create-token|list-tokens|revoke-token|claude-settings|backup|...`) is the operator
 contract the README documents; `serve` binds the port, then hands the process over to gunicorn with one
 gevent worker.
 """
@@ -47,6 +47,9 @@ DEFAULTS = {
     "RETENTION_DAYS": 0.0,  # 0: sessions are kept until deleted
     "ACCESS_LOG": 0,
     "WORKER_CLASS": "gevent",  # or gthread: kept selectable so bench/ can compare the two
+    "APPROVAL_WAIT_SECONDS": 300.0,
+    "HOLD_WAIT_SECONDS": 300.0,
+    "PUBLIC_URL": "",
 }
 
 log = logging.getLogger("switchboard")
@@ -72,7 +75,9 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import (
+        ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, hooks, meta, read_body, requests, ui, updates,
+    )
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -148,6 +153,8 @@ def create_app(config=None):
     app.register_blueprint(meta.bp)
     app.register_blueprint(agent_sessions.bp)
     app.register_blueprint(api_sessions.bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(requests.bp)
     app.register_blueprint(updates.bp)
     app.register_blueprint(ui.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
@@ -164,6 +171,9 @@ def create_app(config=None):
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
     if app.config.get("SERVING"):
+        # What a previous process was waiting on: its hooks got no answer from it.
+        with models.db.connection_context():
+            domain.expire_leftovers()
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
@@ -328,6 +338,15 @@ def cmd_revoke_token(args, settings):
     print(f"revoked token {args.id}")
 
 
+def cmd_claude_settings(args, settings):
+    import json
+
+    import claude
+    url = args.url or settings["PUBLIC_URL"] or f"http://{settings['HOST']}:{settings['PORT']}"
+    print(json.dumps(claude.settings(url, settings["APPROVAL_WAIT_SECONDS"], settings["HOLD_WAIT_SECONDS"],
+                                     approvals=not args.no_approvals), indent=2))
+
+
 def cmd_backup(args, settings):
     import admin
     db_path = os.path.abspath(settings["DB"])
@@ -397,6 +416,11 @@ def main(argv=None):
     revoke = commands.add_parser("revoke-token", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_revoke_token)
+    hooks = commands.add_parser("claude-settings", help="print the Claude Code settings that send its hooks here")
+    hooks.add_argument("--url", help="this server's URL as Claude Code reaches it (default SWITCHBOARD_PUBLIC_URL)")
+    hooks.add_argument("--no-approvals", action="store_true",
+                       help="watch only: tool permissions are asked in the terminal as usual")
+    hooks.set_defaults(run=cmd_claude_settings)
     backup = commands.add_parser("backup", help="copy the database to FILE while the server runs")
     backup.add_argument("file")
     backup.set_defaults(run=cmd_backup)

@@ -5,13 +5,15 @@ shapes they load and dump. Each write is one `hub.write()` transaction that reco
 causes, which the hub publishes after commit. Nothing here knows HTTP or sockets.
 """
 import itertools
+import json
 import threading
 
 from peewee import fn
 
+import claude
 from events import hub
-from models import Message, Session, db, new_ids, now_ms
-from schemas import agent_message_schema, event_session_schema
+from models import Message, Request, Session, db, new_id, new_ids, now_ms
+from schemas import agent_message_schema, event_request_schema, event_session_schema
 
 
 class SessionNotFound(LookupError):
@@ -25,7 +27,7 @@ _SESSION_FIELDS = Session._meta.sorted_fields
 _FIND_SESSION = 'SELECT {} FROM "session" WHERE "id" = ? AND "account_id" = ?'.format(
     ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
 _MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
-                    "updated_at")
+                    "updated_at", "delivered_at")
 _INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
                                                                   ", ".join("?" * len(_MESSAGE_COLUMNS)))
 # Both check the session's account too: an append needs no separate lookup of its session.
@@ -41,6 +43,10 @@ def find_session(account_id, session_id):
     row = db.execute_sql(_FIND_SESSION, (session_id, account_id)).fetchone()
     if row is None:
         raise SessionNotFound(session_id)
+    return _session(row)
+
+
+def _session(row):
     # Built from the row directly: Peewee's result wrapper costs four times the query here. Each value
     # still goes through its field's converter: SQLite answers 0/1 for `active`, which dumps as a number.
     return Session(__no_default__=True, **{f.name: f.python_value(value) for f, value in zip(_SESSION_FIELDS, row)})
@@ -80,36 +86,41 @@ def append_messages(account_id, session_id, messages, origin=None):
     columns, in seq order. The session is looked up by the writes themselves: for another account's
     session the seq allocation finds no row (and the known messages none).
     """
-    local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
     with hub.write(account_id, origin) as changes:
-        known = {}
-        if local_ids:
-            rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
-                                  (session_id, account_id, *local_ids))
-            known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
-        fresh = []
-        for m in messages:
-            local_id = m.get("local_id")
-            if local_id is not None:
-                if local_id in known:
-                    continue
-                known[local_id] = None  # claimed by this batch
-            fresh.append(m)
-        created = []
-        if fresh:
-            now = now_ms()
-            last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
-            if not last:
-                raise SessionNotFound(session_id)
-            first_seq = last[0][0] - len(fresh) + 1
-            created = [dict(zip(_MESSAGE_COLUMNS, (
-                message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
-                m.get("metadata"), m.get("created_at") or now, now)))
-                for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
-            db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
-            for row in created:
-                changes.add(session_id, {"t": "new-message", "sid": session_id,
-                                         "message": agent_message_schema.dump(row)})
+        return _append(changes, account_id, session_id, messages)
+
+
+def _append(changes, account_id, session_id, messages):
+    """append_messages inside a write that is already open (`changes` is its Changes)."""
+    local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
+    known = {}
+    if local_ids:
+        rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
+                              (session_id, account_id, *local_ids))
+        known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
+    fresh = []
+    for m in messages:
+        local_id = m.get("local_id")
+        if local_id is not None:
+            if local_id in known:
+                continue
+            known[local_id] = None  # claimed by this batch
+        fresh.append(m)
+    created = []
+    if fresh:
+        now = now_ms()
+        last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
+        if not last:
+            raise SessionNotFound(session_id)
+        first_seq = last[0][0] - len(fresh) + 1
+        created = [dict(zip(_MESSAGE_COLUMNS, (
+            message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
+            m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
+            for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
+        db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
+        for row in created:
+            changes.add(session_id, {"t": "new-message", "sid": session_id,
+                                     "message": agent_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])
 
@@ -230,6 +241,257 @@ def import_session(account_id, document, origin=None):
     return session
 
 
+# --- Claude Code sessions: hook events, requests (approvals), steering and hold (routes/hooks.py) ---
+
+class RequestNotFound(LookupError):
+    pass
+
+
+class RequestNotPending(Exception):
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+_FIND_TAGGED = 'SELECT {} FROM "session" WHERE "account_id" = ? AND "tag" = ?'.format(
+    ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
+_REQUEST_COLUMNS = tuple(f.column_name for f in Request._meta.sorted_fields)
+_REQUEST_LIST = ", ".join(f'"{c}"' for c in _REQUEST_COLUMNS)
+_INSERT_REQUEST = 'INSERT INTO "request" ({}) VALUES ({})'.format(_REQUEST_LIST, ", ".join("?" * len(_REQUEST_COLUMNS)))
+# Both conditions are the partial index's (models.Message): only the queued rows are read.
+_QUEUED = ('SELECT 1 FROM "message" WHERE "session_id" = ? AND "delivered_at" IS NULL AND "role" = \'user\' LIMIT 1')
+_DELIVER = ('UPDATE "message" SET "delivered_at" = ? WHERE "session_id" = ? AND "delivered_at" IS NULL '
+            'AND "role" = \'user\' RETURNING "id", "seq", "content"')
+
+
+def _request(row):
+    return dict(zip(_REQUEST_COLUMNS, row))
+
+
+def _request_changed(changes, row, created=False):
+    changes.add(row["session_id"], {"t": "new-request" if created else "update-request",
+                                    "request": event_request_schema.dump(row)})
+
+
+def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None, deliver=False,
+               instructions=False):
+    """One write for one Claude Code hook event. The account's session tagged `claude:<session_id>` is
+    created on the first event of any kind (inside the write, so concurrent first events make one),
+    and its metadata and title are kept current. Then, as asked: `cancel` settles the session's pending
+    requests as cancelled (all of them, or those for a (tool, input JSON) pair); `deliver` marks the
+    person's queued messages delivered; `instructions` hands over the system prompt if it changed since
+    it was last handed over; `message` (role, content JSON, metadata JSON) is stored once per `key`;
+    `request` (tool, input JSON, suggestions JSON) opens a permission request, or finds the one this
+    same hook opened before. Returns a dict: session, request, delivered (contents), instructions."""
+    tag = claude.TAG_PREFIX + hook["session_id"]
+    result = {"request": None, "delivered": [], "instructions": None}
+    if message is None and request is None and cancel is None and not deliver:
+        # Most events of a busy session (PreToolUse) change nothing: no write transaction for them.
+        row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
+        if row is not None:
+            session = _session(row)
+            if (not _stale(session, hook)
+                    and not (instructions and session.system_prompt != session.prompt_delivered)):
+                result["session"] = session
+                return result
+    with hub.write(account_id) as changes:
+        now = now_ms()
+        row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
+        if row is None:
+            session = Session.create(account=account_id, tag=tag, agent=claude.AGENT, title=claude.title(hook),
+                                     metadata=json.dumps(claude.metadata(hook, {})))
+            changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
+        else:
+            session = _session(row)
+            _keep_current(changes, session, hook, now)
+        if cancel is not None:
+            _cancel(changes, session.id, now, cancel)
+        if deliver:
+            result["delivered"] = _deliver(changes, session.id, now)
+        if instructions and session.system_prompt != session.prompt_delivered:
+            (Session
+             .update(prompt_delivered=session.system_prompt)
+             .where(Session.id == session.id)
+             .execute())
+            if session.system_prompt:
+                result["instructions"] = claude.instructions(session.system_prompt)
+        if message is not None:
+            role, content, metadata = message
+            _append(changes, account_id, session.id, [{
+                "local_id": "claude:" + key, "role": role, "content": content, "metadata": metadata,
+                "delivered_at": now if role == "user" else None}])
+        if request is not None:
+            result["request"] = _open_request(changes, session, key, request, now)
+    result["session"] = session
+    return result
+
+
+def _previous_metadata(session):
+    try:
+        previous = json.loads(session.metadata)
+    except ValueError:
+        previous = None
+    return previous if isinstance(previous, dict) else {}
+
+
+def _stale(session, hook):
+    """Whether the hook changes the session's metadata or gives it its first title."""
+    previous = _previous_metadata(session)
+    return claude.metadata(hook, previous) != previous or bool(session.title is None and claude.title(hook))
+
+
+def _keep_current(changes, session, hook, now):
+    previous = _previous_metadata(session)
+    current = claude.metadata(hook, previous)
+    if current != previous:
+        text = json.dumps(current)
+        version = session.metadata_version + 1
+        (Session
+         .update(metadata=text, metadata_version=version, updated_at=now)
+         .where(Session.id == session.id)
+         .execute())
+        session.metadata, session.metadata_version = text, version
+        changes.add(session.id, {"t": "update-session", "id": session.id,
+                                 "metadata": {"value": text, "version": version}})
+    title = session.title is None and claude.title(hook)
+    if title:
+        (Session
+         .update(title=title, updated_at=now)
+         .where((Session.id == session.id) & Session.title.is_null())
+         .execute())
+        session.title = title
+        changes.add(session.id, {"t": "update-session", "id": session.id, "title": title})
+
+
+def _cancel(changes, session_id, now, match):
+    sql = ('UPDATE "request" SET "status" = \'cancelled\', "decided_at" = ? '
+           'WHERE "session_id" = ? AND "status" = \'pending\'')
+    params = [now, session_id]
+    if match != "all":
+        sql += ' AND "tool" IS ? AND "input" IS ?'
+        params += list(match)
+    for row in db.execute_sql(sql + " RETURNING " + _REQUEST_LIST, params).fetchall():
+        _request_changed(changes, _request(row))
+
+
+def _deliver(changes, session_id, now):
+    rows = sorted(db.execute_sql(_DELIVER, (now, session_id)).fetchall(), key=lambda row: row[1])
+    for message_id, _, _ in rows:
+        changes.add(session_id, {"t": "update-message", "sid": session_id,
+                                 "message": {"id": message_id, "deliveredAt": now}})
+    return [content for _, _, content in rows]
+
+
+def _open_request(changes, session, key, request, now):
+    existing = db.execute_sql(f'SELECT {_REQUEST_LIST} FROM "request" WHERE "session_id" = ? AND "key" = ?',
+                              (session.id, key)).fetchone()
+    if existing is not None:
+        return _request(existing)
+    tool, tool_input, suggestions = request
+    row = dict(zip(_REQUEST_COLUMNS, (new_id(), session.account_id, session.id, key, "permission", tool, tool_input,
+                                      suggestions, "pending", None, now, None)))
+    db.execute_sql(_INSERT_REQUEST, tuple(row.values()))
+    _request_changed(changes, row, created=True)
+    return row
+
+
+def deliver_queued(account_id, session_id):
+    """Mark the person's queued messages delivered; their contents, oldest first (no write if none)."""
+    if db.execute_sql(_QUEUED, (session_id,)).fetchone() is None:
+        return []
+    with hub.write(account_id) as changes:
+        return _deliver(changes, session_id, now_ms())
+
+
+def find_request(account_id, request_id, session_id=None):
+    sql = f'SELECT {_REQUEST_LIST} FROM "request" WHERE "id" = ? AND "account_id" = ?'
+    params = [request_id, account_id]
+    if session_id is not None:
+        sql += ' AND "session_id" = ?'
+        params.append(session_id)
+    row = db.execute_sql(sql, params).fetchone()
+    if row is None:
+        raise RequestNotFound(request_id)
+    return _request(row)
+
+
+def list_requests(account_id, session_id=None, status=None):
+    """The account's (or one session's) requests, newest first, optionally of one status."""
+    sql = f'SELECT {_REQUEST_LIST} FROM "request" WHERE '
+    if session_id is not None:
+        sql += '"session_id" = ? AND "account_id" = ?'
+        params = [session_id, account_id]
+    else:
+        sql += '"account_id" = ?'
+        params = [account_id]
+    if status is not None:
+        sql += ' AND "status" = ?'
+        params.append(status)
+    return [_request(row) for row in db.execute_sql(sql + ' ORDER BY "id" DESC', params)]
+
+
+def settle_request(account_id, request_id, status, reason=None, session_id=None):
+    """Move a pending request to `status`. Only a pending one moves: of two concurrent decisions the
+    first wins and the other raises RequestNotPending with the status it met."""
+    sql = ('UPDATE "request" SET "status" = ?, "reason" = ?, "decided_at" = ? '
+           'WHERE "id" = ? AND "account_id" = ? AND "status" = \'pending\'')
+    params = [status, reason, None, request_id, account_id]
+    if session_id is not None:
+        sql += ' AND "session_id" = ?'
+        params.append(session_id)
+    with hub.write(account_id) as changes:
+        params[2] = now_ms()
+        row = db.execute_sql(sql + " RETURNING " + _REQUEST_LIST, params).fetchone()
+        if row is None:
+            raise RequestNotPending(find_request(account_id, request_id, session_id)["status"])
+        row = _request(row)
+        _request_changed(changes, row)
+    return row
+
+
+def set_hold(session, hold):
+    """Switch hold: while on, a Stop with nothing queued waits for the person's next message."""
+    with hub.write(session.account_id) as changes:
+        if not (Session
+                .update(hold=hold, updated_at=now_ms())
+                .where(Session.id == session.id)
+                .execute()):
+            raise SessionNotFound(session.id)
+        changes.add(session.id, {"t": "update-session", "id": session.id, "hold": hold})
+    return _reload(session)
+
+
+def set_awaiting(account_id, session_id, awaiting):
+    """Say (durably: a reconnecting browser sees it) whether Claude is stopped waiting for a message."""
+    with hub.write(account_id) as changes:
+        if (Session
+                .update(awaiting_message=awaiting)
+                .where((Session.id == session_id) & (Session.awaiting_message != awaiting))
+                .execute()):
+            changes.add(session_id, {"t": "update-session", "id": session_id, "awaitingMessage": awaiting})
+
+
+def expire_leftovers():
+    """At start: requests still pending and sessions still awaiting were waited on by a process that
+    is gone; their hooks got no answer from it. Returns how many requests expired."""
+    expired = 0
+    for (account_id,) in list(Request.select(Request.account).distinct().tuples()):
+        with hub.write(account_id) as changes:
+            rows = db.execute_sql(
+                'UPDATE "request" SET "status" = \'expired\', "decided_at" = ? '
+                'WHERE "account_id" = ? AND "status" = \'pending\' RETURNING ' + _REQUEST_LIST,
+                (now_ms(), account_id)).fetchall()
+            for row in rows:
+                _request_changed(changes, _request(row))
+            expired += len(rows)
+    for session_id, account_id in list(Session
+                                       .select(Session.id, Session.account)
+                                       .where(Session.awaiting_message == True)  # noqa: E712
+                                       .tuples()):
+        set_awaiting(account_id, session_id, False)
+    return expired
+
+
 class Presence:
     """Heartbeats: an `activity` ephemeral on every beat, a database write at most every
     `write_interval` per session, and durable `update-session {active}` only on transitions."""
@@ -247,7 +509,8 @@ class Presence:
         with self._lock:
             self._written.pop(session_id, None)
 
-    def alive(self, session, time_ms=None, thinking=False):
+    def alive(self, session, time_ms=None, thinking=False, **extra):
+        """`extra` rides on the activity ephemeral (a Claude Code tool call's `tool` and `detail`)."""
         now = now_ms()
         at = now if time_ms is None else min(time_ms, now)
         if at < now - self.timeout_ms:
@@ -259,7 +522,7 @@ class Presence:
         if due:
             self._set(session, True, at)
         hub.ephemeral(session.account_id, session.id, {
-            "type": "activity", "id": session.id, "active": True, "activeAt": at, "thinking": thinking})
+            "type": "activity", "id": session.id, "active": True, "activeAt": at, "thinking": thinking, **extra})
 
     def end(self, session, time_ms=None):
         now = now_ms()

@@ -9,7 +9,7 @@ import threading
 import time
 
 from peewee import (
-    AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
+    SQL, AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
     ForeignKeyField, IntegerField, Model, TextField,
 )
 from playhouse.pool import PooledSqliteDatabase
@@ -118,6 +118,13 @@ class Session(BaseModel):
     last_active_at = BigIntegerField(default=now_ms)
     created_at = BigIntegerField(default=now_ms)
     updated_at = BigIntegerField(default=now_ms)
+    # Claude Code sessions (routes/hooks.py): which agent drives it, whether its Stop waits for the
+    # person's next message (hold) and does so right now (awaiting_message), and the system prompt
+    # text last handed to Claude, so each change reaches it once.
+    agent = CharField(null=True)
+    hold = BooleanField(default=False, constraints=[SQL("DEFAULT 0")])
+    awaiting_message = BooleanField(default=False, constraints=[SQL("DEFAULT 0")])
+    prompt_delivered = TextField(null=True)
 
     class Meta:
         indexes = (
@@ -138,12 +145,19 @@ class Message(BaseModel):
     metadata = TextField(null=True)  # JSON object text
     created_at = BigIntegerField(default=now_ms)
     updated_at = BigIntegerField(default=now_ms)
+    delivered_at = BigIntegerField(null=True)  # a person's message to Claude: null while queued
 
     class Meta:
         indexes = (
             (("session", "seq"), True),
             (("session", "local_id"), True),
         )
+
+
+# A person's messages still queued for Claude, found without reading the session's other messages.
+Message.add_index(Message
+                  .index(Message.session, Message.seq, name="message_queued")
+                  .where(Message.delivered_at.is_null() & (Message.role == "user")))
 
 
 class Update(BaseModel):
@@ -163,6 +177,29 @@ class Update(BaseModel):
         without_rowid = True
 
 
+class Request(BaseModel):
+    """Something an agent waits on a person for: a Claude Code permission request (routes/hooks.py)."""
+    id = CharField(primary_key=True, default=new_id)
+    account = ForeignKeyField(Account, on_delete="CASCADE", index=False)
+    session = ForeignKeyField(Session, on_delete="CASCADE", backref="requests", index=False)
+    key = CharField()  # derived from the hook's body: a repeated hook finds its request
+    kind = CharField()
+    tool = CharField(null=True)
+    input = TextField(null=True)  # JSON
+    suggestions = TextField(null=True)  # JSON
+    status = CharField(constraints=[Check("status IN ('pending', 'allowed', 'denied', 'expired', 'cancelled')")])
+    reason = TextField(null=True)
+    created_at = BigIntegerField(default=now_ms)
+    decided_at = BigIntegerField(null=True)
+
+    class Meta:
+        indexes = (
+            (("session", "key"), True),
+            (("session", "id"), False),
+            (("account", "status", "id"), False),
+        )
+
+
 PAGE_ROWS = 1000
 PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
@@ -180,7 +217,7 @@ def message_pages(session_id, last_seq):
     while after < last_seq:
         query = (Message
                  .select(Message.id, Message.seq, Message.role, Message.content, Message.metadata,
-                         Message.local_id, Message.created_at)
+                         Message.local_id, Message.created_at, Message.delivered_at)
                  .where((Message.session == session_id) & (Message.seq > after) & (Message.seq <= last_seq))
                  .order_by(Message.seq)
                  .limit(PAGE_ROWS))
@@ -202,7 +239,7 @@ def message_pages(session_id, last_seq):
         after = page[-1]["seq"]
 
 
-MODELS = [Account, Token, Session, Message, Update]
+MODELS = [Account, Token, Session, Message, Update, Request]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
 # models: a file created by an old version must go through exactly the steps a new file goes through.
@@ -241,6 +278,20 @@ MIGRATIONS = [
         'INSERT INTO "update" ("account_id", "seq", "id", "session_id", "body", "created_at") '
         'SELECT "account_id", "seq", "id", "session_id", "body", "created_at" FROM "update_v2"',
         'DROP TABLE "update_v2"',
+    ],
+    # 4: Claude Code sessions: agent, hold and the delivered system prompt on sessions, delivery of a
+    # person's messages, and the requests (approvals) an agent waits on.
+    [
+        'ALTER TABLE "session" ADD COLUMN "agent" VARCHAR(255)',
+        'ALTER TABLE "session" ADD COLUMN "hold" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "awaiting_message" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "prompt_delivered" TEXT',
+        'ALTER TABLE "message" ADD COLUMN "delivered_at" INTEGER',
+        'CREATE INDEX IF NOT EXISTS "message_queued" ON "message" ("session_id", "seq") WHERE (("delivered_at" IS NULL) AND ("role" = \'user\'))',
+        'CREATE TABLE IF NOT EXISTS "request" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" VARCHAR(255) NOT NULL, "key" VARCHAR(255) NOT NULL, "kind" VARCHAR(255) NOT NULL, "tool" VARCHAR(255), "input" TEXT, "suggestions" TEXT, "status" VARCHAR(255) NOT NULL CHECK (status IN (\'pending\', \'allowed\', \'denied\', \'expired\', \'cancelled\')), "reason" TEXT, "created_at" INTEGER NOT NULL, "decided_at" INTEGER, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "request_session_id_key" ON "request" ("session_id", "key")',
+        'CREATE INDEX IF NOT EXISTS "request_session_id_id" ON "request" ("session_id", "id")',
+        'CREATE INDEX IF NOT EXISTS "request_account_id_status_id" ON "request" ("account_id", "status", "id")',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import orjson
-from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
 
 class Limits:
@@ -315,6 +315,7 @@ class AgentMessageSchema(BaseSchema):
     updatedAt = Millis(attribute="updated_at", dump_only=True)
     role = fields.String(allow_none=True, dump_only=True)
     metadata = JsonText(allow_none=True, dump_only=True)
+    deliveredAt = Millis(attribute="delivered_at", allow_none=True, dump_only=True)
 
 
 class SessionCreateSchema(BaseSchema):
@@ -400,6 +401,9 @@ class SessionSchema(BaseSchema):
     created_at = Iso(dump_only=True)
     updated_at = Iso(dump_only=True)
     last_active_at = Iso(dump_only=True)
+    agent = fields.String(allow_none=True, dump_only=True)
+    hold = fields.Boolean(dump_only=True)
+    awaiting_message = fields.Boolean(dump_only=True)
 
 
 class MessageSchema(BaseSchema):
@@ -409,6 +413,7 @@ class MessageSchema(BaseSchema):
     content = JsonText(dump_only=True)
     metadata = JsonText(allow_none=True, dump_only=True)
     created_at = Iso(dump_only=True)
+    delivered_at = Iso(allow_none=True, dump_only=True)
 
 
 # --- management contract: request bodies, the export document and its import -------------------
@@ -549,14 +554,14 @@ class ExportedSessionSchema(SessionSchema):
     agent_state = fields.String(allow_none=True, dump_only=True)
 
     class Meta:
-        exclude = ("active", "last_active_at")
+        exclude = ("active", "last_active_at", "agent", "hold", "awaiting_message")
 
 
 class ExportedMessageSchema(MessageSchema):
     local_id = fields.String(allow_none=True, dump_only=True)
 
     class Meta:
-        exclude = ("id",)
+        exclude = ("id", "delivered_at")
 
 
 class ExportDocumentSchema(BaseSchema):
@@ -590,6 +595,83 @@ class EventSessionSchema(AgentSessionSchema):
     """S plus what a browser needs to label a session it has never fetched."""
     tag = fields.String(allow_none=True, dump_only=True)
     title = fields.String(allow_none=True, dump_only=True)
+    agent = fields.String(allow_none=True, dump_only=True)
+    hold = fields.Boolean(dump_only=True)
+
+
+# --- requests: what an agent waits on a person for (Claude Code's permission requests) -----------
+
+REQUEST_STATUSES = ("pending", "allowed", "denied", "expired", "cancelled")
+MAX_REASON_CHARS = 2000
+
+
+class RequestSchema(BaseSchema):
+    id = fields.String(dump_only=True)
+    session_id = fields.String(dump_only=True)
+    kind = fields.String(dump_only=True)
+    tool = fields.String(allow_none=True, dump_only=True)
+    input = JsonText(allow_none=True, dump_only=True)
+    suggestions = JsonText(allow_none=True, dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(REQUEST_STATUSES))
+    reason = fields.String(allow_none=True, dump_only=True)
+    created_at = Iso(dump_only=True)
+    decided_at = Iso(allow_none=True, dump_only=True)
+
+
+class EventRequestSchema(BaseSchema):
+    """A request in `new-request` / `update-request` updates (camelCase, epoch ms, like every update)."""
+    id = fields.String(dump_only=True)
+    sid = fields.String(attribute="session_id", dump_only=True)
+    kind = fields.String(dump_only=True)
+    tool = fields.String(allow_none=True, dump_only=True)
+    input = JsonText(allow_none=True, dump_only=True)
+    suggestions = JsonText(allow_none=True, dump_only=True)
+    status = fields.String(dump_only=True)
+    reason = fields.String(allow_none=True, dump_only=True)
+    createdAt = Millis(attribute="created_at", dump_only=True)
+    decidedAt = Millis(attribute="decided_at", allow_none=True, dump_only=True)
+
+
+class RequestItems(BaseSchema):
+    items = fields.List(fields.Nested(RequestSchema), dump_only=True)
+
+
+class RequestsQuery(BaseSchema):
+    status = fields.String(validate=validate.OneOf(REQUEST_STATUSES))
+
+
+class DecisionSchema(BaseSchema):
+    decision = fields.String(required=True, validate=validate.OneOf(["allow", "deny"]))
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=MAX_REASON_CHARS))
+
+
+class HoldSchema(BaseSchema):
+    hold = StrictBool(required=True)
+
+
+class NotPending(BaseSchema):
+    error = fields.String(dump_only=True)
+    message = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, validate=validate.OneOf(REQUEST_STATUSES))
+
+
+# --- Claude Code's hooks -------------------------------------------------------------------------
+
+class ClaudeHookSchema(BaseSchema):
+    """A hook's input as Claude Code sends it. Only what identifies it is required; every other field,
+    known or not, is kept as sent (Claude Code adds fields with every release)."""
+    session_id = fields.String(required=True, validate=validate.Length(1, 200))
+    hook_event_name = fields.String(required=True, validate=validate.Length(1, 100))
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class HookAnswer(BaseSchema):
+    """What Claude Code reads from a hook's answer; `{}` says nothing."""
+    hookSpecificOutput = fields.Dict(dump_only=True)
+    decision = fields.String(dump_only=True)
+    reason = fields.String(dump_only=True)
 
 
 # --- websocket frames (each client event loads like its HTTP twin, plus the session id) ----------
@@ -730,6 +812,14 @@ exported_messages_schema = ExportedMessageSchema(many=True)
 frame_schema = FrameSchema()
 auth_schema = AuthSchema()
 appended_message_schema = AppendedMessageSchema()
+request_schema = RequestSchema()
+event_request_schema = EventRequestSchema()
+request_items = RequestItems()
+requests_query = RequestsQuery()
+decision_schema = DecisionSchema()
+hold_schema = HoldSchema()
+not_pending = NotPending()
+claude_hook_schema = ClaudeHookSchema()
 
 
 def with_messages(head, pages, messages_schema):

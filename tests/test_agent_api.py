@@ -10,7 +10,7 @@ import pytest
 
 S_KEYS = {"id", "seq", "createdAt", "updatedAt", "active", "activeAt", "metadata", "metadataVersion",
           "agentState", "agentStateVersion", "dataEncryptionKey"}
-M_KEYS = {"id", "seq", "content", "localId", "createdAt", "updatedAt", "role", "metadata"}
+M_KEYS = {"id", "seq", "content", "localId", "createdAt", "updatedAt", "role", "metadata", "deliveredAt"}
 MINUTE = 60_000
 
 

@@ -23,6 +23,9 @@ VALID_BODIES = {
     "api_sessions.append": {"role": "user", "content": "stolen"},
     "api_sessions.delete": None,
     "api_sessions.export": None,
+    "requests.session_index": None,
+    "requests.decide": {"decision": "allow"},
+    "requests.hold": {"hold": True},
 }
 SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user"}
 

@@ -175,6 +175,11 @@ HOT_QUERIES = {
     "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
     "prune": (events._PRUNE, (1, 5)),
     "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
+    "queued messages": (domain._DELIVER, (1, "s")),
+    "claude tag lookup": (domain._FIND_TAGGED, (1, "claude:x")),
+    "session requests": 'SELECT * FROM request WHERE session_id = "s" AND account_id = 1 ORDER BY id DESC',
+    "pending requests": 'SELECT * FROM request WHERE account_id = 1 AND status = "pending" ORDER BY id DESC',
+    "request by key": 'SELECT * FROM request WHERE session_id = "s" AND key = "k"',
 }
 
 
@@ -243,3 +248,27 @@ def test_prune_deletes_each_accounts_updates_before_the_cutoff_and_nothing_else(
         assert hub.prune(250) == 4
         left = models.db.execute_sql('SELECT account_id, seq FROM "update" ORDER BY account_id, seq').fetchall()
     assert left == [(1, 3), (3, 1)]
+
+
+def test_a_version_3_file_gains_claude_sessions_requests_and_delivery_in_place(tmp_path):
+    path = tmp_path / "v3.db"
+    with sqlite3.connect(path) as db:
+        for step in models.MIGRATIONS[:3]:
+            for statement in step:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 3")
+        db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'old', 0, 0)")
+        db.execute("INSERT INTO session VALUES ('s1', 1, 't', 'Old', NULL, '', 0, NULL, 0, NULL, 1, 1, 0, 0, 0)")
+        db.execute("INSERT INTO message VALUES ('m1', 's1', 1, NULL, 'user', '\"hi\"', NULL, 5, 5)")
+    models.init_db(str(path))
+    assert models.migrate() == 3
+    with models.db.connection_context():
+        session = domain.find_session(1, "s1")
+        assert (session.title, session.agent, session.hold, session.awaiting_message) == ("Old", None, False, False)
+        [message] = models.Message.select()
+        assert message.delivered_at is None and message.content == '"hi"'
+        assert domain.list_requests(1) == []
+    models.db.close_all()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == models.SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
