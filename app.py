@@ -1,7 +1,7 @@
 """Switchboard: the app factory, its configuration, and the command line.
 
 `create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
-The command line (`python app.py serve|create-token|list-tokens|revoke-token`) is the operator
+The command line (`python app.py serve|create-token|list-tokens|revoke-token|webhook`) is the operator
 contract of DESIGN.md §2; `serve` hands the process over to gunicorn with one gevent worker.
 """
 import argparse
@@ -40,6 +40,11 @@ DEFAULTS = {
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
     "WORKER_CLASS": "gevent",  # or gthread: kept selectable so bench/ can compare the two
+    "WEBHOOK_RETRY_BASE_SECONDS": 5.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "PUBLIC_URL": "",
+    "VAPID_SUBJECT": "mailto:switchboard@localhost",
 }
 
 log = logging.getLogger("switchboard")
@@ -64,8 +69,11 @@ def create_app(config=None):
     import domain
     import events
     import models
+    import notifications
+    import push
     import schemas
     from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import push as push_routes, webhooks as webhook_routes
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -80,7 +88,14 @@ def create_app(config=None):
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")))
+                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue)
+
+    # notifications: queued by every write (on_store), sent by the dispatcher when serving
+    push.ensure_key()
+    notifications.dispatcher.configure(
+        retry_base_seconds=app.config["WEBHOOK_RETRY_BASE_SECONDS"], max_attempts=app.config["WEBHOOK_MAX_ATTEMPTS"],
+        timeout_seconds=app.config["WEBHOOK_TIMEOUT_SECONDS"], public_url=app.config["PUBLIC_URL"],
+        vapid_subject=app.config["VAPID_SUBJECT"])
 
     @app.before_request
     def connect():
@@ -143,6 +158,8 @@ def create_app(config=None):
     app.register_blueprint(api_sessions.bp)
     app.register_blueprint(updates.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(webhook_routes.bp)
+    app.register_blueprint(push_routes.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
 
     # real time
@@ -161,6 +178,7 @@ def create_app(config=None):
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
         threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
+        notifications.dispatcher.start()
         threading.Thread(target=updates.watch_tokens, args=(app.config["WS_TOKEN_CHECK_SECONDS"],),
                          daemon=True, name="token-watch").start()
     return app
@@ -290,6 +308,55 @@ def cmd_revoke_token(args, settings):
     print(f"revoked token {args.id}")
 
 
+def cmd_webhook_add(args, settings):
+    import schemas
+    import webhooks
+    from marshmallow import ValidationError
+    models = _open_db(settings)
+    wanted = {"url": args.url, "format": args.format}
+    if args.events:
+        wanted["events"] = [name for value in args.events for name in value.split(",") if name]
+    try:
+        body = schemas.webhook_create_schema.load(wanted)
+    except ValidationError as e:
+        raise SystemExit(f"webhook not added: {e.messages}") from None
+    with models.db.connection_context():
+        account = models.Account.get_or_none(name=args.account)
+        if account is None:
+            raise SystemExit(f"no account named {args.account!r}")
+        webhook, secret = webhooks.add(account.id, body["url"], body["events"], body["format"])
+    print(f"Webhook {webhook.id} ({webhook.format}: {webhook.events}) -> {webhook.url}")
+    print("Its signing secret (shown once; deliveries carry webhook-signature made with it):")
+    print(secret)
+
+
+def cmd_webhook_list(args, settings):
+    import webhooks
+    from schemas import iso
+    models = _open_db(settings)
+    with models.db.connection_context():
+        names = dict(models.Account.select(models.Account.id, models.Account.name).tuples())
+        print(f"{'ID':>4}  {'ACCOUNT':<16} {'FORMAT':<6} {'EVENTS':<48} {'LAST RUN':<40} URL")
+        for webhook in webhooks.listed():
+            run = webhook.last_run
+            last = "never" if run is None else (f"{run.status} ({run.attempts} attempt{'s' * (run.attempts != 1)}"
+                                                f"{', ' + run.error if run.error else ''}) {iso(run.created_at)}")
+            print(f"{webhook.id:>4}  {names[webhook.account_id]:<16} {webhook.format:<6} {webhook.events:<48} "
+                  f"{last:<40} {webhook.url}")
+
+
+def cmd_webhook_remove(args, settings):
+    import webhooks
+    models = _open_db(settings)
+    with models.db.connection_context():
+        owner = models.Webhook.select(models.Webhook.account).where(models.Webhook.id == args.id).scalar()
+        try:
+            webhooks.remove(owner, args.id)
+        except webhooks.WebhookNotFound:
+            raise SystemExit(f"no webhook with id {args.id}") from None
+    print(f"removed webhook {args.id}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python app.py", description="Switchboard server")
     commands = parser.add_subparsers(dest="command")
@@ -305,6 +372,20 @@ def main(argv=None):
     revoke = commands.add_parser("revoke-token", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(run=cmd_revoke_token)
+    webhook = commands.add_parser("webhook", help="add, list or remove webhooks").add_subparsers(
+        dest="webhook_command", required=True)
+    add = webhook.add_parser("add", help="add a webhook; its signing secret is printed on the last line")
+    add.add_argument("url")
+    add.add_argument("--events", nargs="+", metavar="EVENT",
+                     help="request.created session.waiting session.ended message.created "
+                          "(default: all but message.created)")
+    add.add_argument("--format", default="json", help="json (default), ntfy or slack")
+    add.add_argument("--account", default="default")
+    add.set_defaults(run=cmd_webhook_add)
+    webhook.add_parser("list", help="list webhooks and their last run").set_defaults(run=cmd_webhook_list)
+    remove = webhook.add_parser("remove", help="remove a webhook by id")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(run=cmd_webhook_remove)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *(argv or [])])

@@ -730,3 +730,106 @@ exported_messages_schema = ExportedMessageSchema(many=True)
 frame_schema = FrameSchema()
 auth_schema = AuthSchema()
 appended_message_schema = AppendedMessageSchema()
+
+
+# --- notifications: webhooks and Web Push (management contract) -----------------------------------
+
+WEBHOOK_EVENTS = ("request.created", "session.waiting", "session.ended", "message.created")
+DEFAULT_WEBHOOK_EVENTS = ("request.created", "session.waiting", "session.ended")  # message.created: opt in
+WEBHOOK_FORMATS = ("json", "ntfy", "slack")
+MAX_URL_CHARS = 2048
+
+
+def _http_url(**kwargs):
+    return fields.String(validate=[validate.Length(max=MAX_URL_CHARS),
+                                   validate.URL(schemes={"http", "https"}, require_tld=False)], **kwargs)
+
+
+class WebhookCreateSchema(BaseSchema):
+    url = _http_url(required=True)
+    events = fields.List(fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)), load_default=list(DEFAULT_WEBHOOK_EVENTS),
+                         validate=validate.Length(min=1, max=len(WEBHOOK_EVENTS)))
+    format = fields.String(load_default="json", validate=validate.OneOf(WEBHOOK_FORMATS))
+
+
+class WebhookRunSchema(BaseSchema):
+    id = fields.String(dump_only=True)
+    webhook_id = fields.Integer(dump_only=True)
+    session_id = fields.String(dump_only=True)
+    event = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)  # pending (queued or waiting to retry), delivered, failed (gave up)
+    attempts = fields.Integer(dump_only=True)
+    response_status = fields.Integer(allow_none=True, dump_only=True)
+    duration_ms = fields.Integer(allow_none=True, dump_only=True)
+    error = fields.String(allow_none=True, dump_only=True)
+    next_attempt_at = Iso(allow_none=True, dump_only=True)
+    created_at = Iso(dump_only=True)
+
+
+class WebhookSchema(BaseSchema):
+    id = fields.Integer(dump_only=True)
+    url = fields.String(dump_only=True)
+    format = fields.String(dump_only=True)
+    events = fields.Function(lambda webhook: webhook.events.split(","), dump_only=True)
+    created_at = Iso(dump_only=True)
+    last_run = fields.Nested(WebhookRunSchema, allow_none=True, dump_only=True)
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(dump_only=True)  # whsec_...: answered by the create, never again
+
+
+class WebhookItems(BaseSchema):
+    items = fields.List(fields.Nested(WebhookSchema), dump_only=True)
+
+
+class WebhookRunItems(BaseSchema):
+    items = fields.List(fields.Nested(WebhookRunSchema), dump_only=True)
+
+
+def _base64url_bytes(size, what):
+    def check(value):
+        try:
+            decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise ValidationError(f"Not base64url: {what}.") from None
+        if len(decoded) != size:
+            raise ValidationError(f"Not {size} bytes: {what}.")
+    return check
+
+
+class PushKeysSchema(BaseSchema):
+    p256dh = fields.String(required=True, validate=_base64url_bytes(65, "a P-256 public key"))
+    auth = fields.String(required=True, validate=_base64url_bytes(16, "a 16-byte secret"))
+
+
+class PushSubscriptionCreateSchema(BaseSchema):
+    """What the page's `PushSubscription.toJSON()` gives."""
+    endpoint = _http_url(required=True)
+    keys = fields.Nested(PushKeysSchema, required=True)
+    expirationTime = fields.Integer(allow_none=True, load_default=None)  # sent by browsers; not used
+
+
+class PushSubscriptionDeleteSchema(BaseSchema):
+    endpoint = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_CHARS))
+
+
+class PushSubscriptionSchema(BaseSchema):
+    id = fields.Integer(dump_only=True)
+    endpoint = fields.String(dump_only=True)
+    created_at = Iso(dump_only=True)
+
+
+class PushKey(BaseSchema):
+    public_key = fields.String(dump_only=True)  # applicationServerKey for pushManager.subscribe
+
+
+webhook_create_schema = WebhookCreateSchema()
+webhook_schema = WebhookSchema()
+webhook_created_schema = WebhookCreatedSchema()
+webhook_items = WebhookItems()
+webhook_run_items = WebhookRunItems()
+push_subscription_create_schema = PushSubscriptionCreateSchema()
+push_subscription_delete_schema = PushSubscriptionDeleteSchema()
+push_subscription_schema = PushSubscriptionSchema()
+push_key = PushKey()
