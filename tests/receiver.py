@@ -5,6 +5,8 @@ import time
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from requests.structures import CaseInsensitiveDict
+
 
 class Hang:
     """Answer nothing for `seconds` (longer than the sender's timeout), then 200."""
@@ -27,7 +29,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     receiver.requests[self.path].append(
-                        {"at": time.monotonic(), "headers": dict(self.headers), "body": body})
+                        {"at": time.monotonic(), "headers": CaseInsensitiveDict(self.headers.items()), "body": body})
                     script = receiver.scripts[self.path]
                     action = script.pop(0) if script else 200
                     receiver.lock.notify_all()
