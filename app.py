@@ -349,9 +349,8 @@ def cmd_webhook_remove(args, settings):
     import webhooks
     models = _open_db(settings)
     with models.db.connection_context():
-        owner = models.Webhook.select(models.Webhook.account).where(models.Webhook.id == args.id).scalar()
         try:
-            webhooks.remove(owner, args.id)
+            webhooks.remove(None, args.id)
         except webhooks.WebhookNotFound:
             raise SystemExit(f"no webhook with id {args.id}") from None
     print(f"removed webhook {args.id}")

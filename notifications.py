@@ -12,6 +12,7 @@ import threading
 import time
 
 import requests
+import urllib3
 
 import push
 import webhooks
@@ -197,7 +198,9 @@ class Dispatcher:
             db.cursor().executemany(_RECORD_RUN, runs)
 
     def _send_forever(self):
-        http = requests.Session()  # one per sender: connections to a receiver are kept alive
+        # One of each per sender, so connections to a receiver are kept alive. pywebpush sends with
+        # requests; webhooks with urllib3 alone (the same sockets, a third of the CPU per delivery).
+        http, push_http = urllib3.PoolManager(), requests.Session()
         while True:
             kind, item = self._todo.get()
             status, duration_ms, error = None, 0, None
@@ -206,7 +209,7 @@ class Dispatcher:
                     status, duration_ms, error = webhooks.deliver(item, http, self.timeout, self.public_url)
                 else:
                     started = time.monotonic()
-                    status, error = push.deliver(item, http, self.timeout, self.vapid_subject)
+                    status, error = push.deliver(item, push_http, self.timeout, self.vapid_subject)
                     duration_ms = int((time.monotonic() - started) * 1000)
             except Exception as e:  # a bug here must cost one attempt, never the sender
                 log.exception("notification delivery failed")

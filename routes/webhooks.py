@@ -37,7 +37,7 @@ def create(body):
     return {**schemas.webhook_schema.dump(webhook), "secret": secret}, 201
 
 
-@bp.delete("/api/webhooks/<int:webhook_id>")
+@bp.delete("/api/webhooks/<webhook_id>")
 @endpoint(responses={204: None}, errors=(401, 404))
 def delete(webhook_id):
     """Remove a webhook and its runs."""

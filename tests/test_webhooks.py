@@ -106,7 +106,8 @@ def test_another_accounts_webhooks_and_runs_are_out_of_reach(app, client, auth, 
     session = client.post("/api/sessions", json={}, headers=auth).get_json()
     assert client.get("/api/webhooks", headers=other_auth).get_json() == {"items": []}
     assert_refused(app, client, "DELETE", f"/api/webhooks/{mine['id']}", None, other_auth, 404, "webhook_not_found", None)
-    assert_refused(app, client, "DELETE", "/api/webhooks/999", None, auth, 404, "webhook_not_found", None)
+    for missing in ("999", "abc", "99999999999999999999999", "-1", "１"):
+        assert_refused(app, client, "DELETE", f"/api/webhooks/{missing}", None, auth, 404, "webhook_not_found", None)
     assert_refused(app, client, "GET", f"/api/sessions/{session['id']}/webhook-runs", None, other_auth, 404,
                    "session_not_found", None)
     assert client.get(f"/api/sessions/{session['id']}/webhook-runs", headers=auth).get_json() == {"items": []}
