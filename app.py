@@ -43,6 +43,7 @@ DEFAULTS = {
     "WEBHOOK_RETRY_BASE_SECONDS": 5.0,
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_RUN_RETENTION_DAYS": 7.0,
     "PUBLIC_URL": "",
     "VAPID_SUBJECT": "mailto:switchboard@localhost",
 }
@@ -206,16 +207,19 @@ def _close_sockets_on_shutdown(hub):
 
 
 def _maintain(config):
-    """Every interval: mark silent sessions inactive, prune the update log past its retention."""
+    """Every interval: mark silent sessions inactive, prune the update log and finished webhook runs
+    past their retention."""
     import domain
     import events
     import models
+    import notifications
     while True:
         time.sleep(config["MAINTENANCE_INTERVAL_SECONDS"])
         try:
             with models.db.connection_context():
                 domain.presence.sweep()
                 events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
+                notifications.prune(models.now_ms() - int(config["WEBHOOK_RUN_RETENTION_DAYS"] * 86_400_000))
         except Exception:
             log.exception("maintenance failed; retrying next interval")
 

@@ -69,6 +69,11 @@ def new_ids(count):
     return [_encode(n) for n in numbers]
 
 
+def first_id_at(ms):
+    """The smallest id new_ids() can make at `ms`: ids below it were made earlier."""
+    return _encode(ms << 80)
+
+
 def _encode(n, pairs=_PAIRS, triples=_TRIPLES):
     # 130 bits, 5 to a character; written out, as every write makes one or two ids per row.
     return (pairs[n >> 120] + triples[(n >> 105) & 32767] + triples[(n >> 90) & 32767]

@@ -402,3 +402,27 @@ def test_the_queue_queries_search_an_index_and_never_sort(tmp_path, name):
     models.db.close_all()
     assert all(step.startswith("SEARCH") and ("INDEX" in step or "PRIMARY KEY" in step) for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_finished_runs_are_pruned_after_their_retention_and_pending_ones_kept(app, client, auth):
+    add(client, auth, events=["message.created"])
+    sid = client.post("/api/sessions", json={}, headers=auth).get_json()["id"]
+    for text in ("a", "b", "c"):
+        client.post(f"/api/sessions/{sid}/messages", json={"role": "user", "content": text}, headers=auth)
+    first, second, third = runs_table(app.config["DB"])
+    with sqlite3.connect(app.config["DB"]) as conn:
+        conn.execute("UPDATE webhook_run SET status = 'delivered' WHERE id IN (?, ?)", (first["id"], third["id"]))
+    with models.db.connection_context():
+        assert notifications.prune(models.now_ms() - 60_000) == 0  # all younger than a minute
+        assert notifications.prune(models.now_ms() + 1) == 2
+    assert [r["id"] for r in runs_table(app.config["DB"])] == [second["id"]]  # still pending: kept
+
+
+def test_the_prune_is_a_range_of_the_primary_key(tmp_path):
+    models.init_db(str(tmp_path / "plan.db"))
+    models.migrate()
+    with sqlite3.connect(tmp_path / "plan.db") as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN DELETE FROM webhook_run WHERE id < ? AND "
+                                             "status != 'pending'", (models.first_id_at(5),))]
+    models.db.close_all()
+    assert plan == ["SEARCH webhook_run USING INDEX sqlite_autoindex_webhook_run_1 (id<?)"], plan
