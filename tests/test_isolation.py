@@ -23,6 +23,7 @@ VALID_BODIES = {
     "api_sessions.append": {"role": "user", "content": "stolen"},
     "api_sessions.delete": None,
     "api_sessions.export": None,
+    "webhooks.runs": None,
 }
 SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user"}
 
