@@ -328,10 +328,10 @@ def cmd_webhook_add(args, settings):
         account = models.Account.get_or_none(name=args.account)
         if account is None:
             raise SystemExit(f"no account named {args.account!r}")
-        webhook, secret = webhooks.add(account.id, body["url"], body["events"], body["format"])
+        webhook = webhooks.add(account.id, body["url"], body["events"], body["format"])
     print(f"Webhook {webhook.id} ({webhook.format}: {webhook.events}) -> {webhook.url}")
     print("Its signing secret (shown once; deliveries carry webhook-signature made with it):")
-    print(secret)
+    print(webhook.secret)
 
 
 def cmd_webhook_list(args, settings):

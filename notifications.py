@@ -167,6 +167,22 @@ class Dispatcher:
             except queue.Empty:
                 break
         free = max(0, self.senders - self._in_flight + len(finished))
+        try:
+            runs, jobs, next_due = self._claim(finished, free)
+        except BaseException:
+            for outcome in finished:  # recorded by the next cycle
+                self._done.put(outcome)
+            raise
+        self._in_flight += len(runs) + len(jobs) - len(finished)
+        for run in runs:
+            self._todo.put(("run", run))
+        for job in jobs:
+            self._todo.put(("push", job))
+        if self._in_flight >= self.senders or next_due is None:
+            return _IDLE_POLL_SECONDS  # a finished attempt wakes the loop
+        return min(_IDLE_POLL_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
+
+    def _claim(self, finished, free):
         with hub.write(None):
             now = now_ms()
             self._record(finished, now)
@@ -178,14 +194,7 @@ class Dispatcher:
             db.cursor().executemany(_LEASE_RUN, [(lease, run["id"]) for run in runs])
             db.cursor().executemany(_LEASE_JOB, [(lease, job["id"]) for job in jobs])
             (next_due,) = db.execute_sql(_NEXT_DUE).fetchone()
-        self._in_flight += len(runs) + len(jobs) - len(finished)
-        for run in runs:
-            self._todo.put(("run", run))
-        for job in jobs:
-            self._todo.put(("push", job))
-        if self._in_flight >= self.senders or next_due is None:
-            return _IDLE_POLL_SECONDS  # a finished attempt wakes the loop
-        return min(_IDLE_POLL_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
+        return runs, jobs, next_due
 
     def _record(self, finished, now):
         runs = []

@@ -11,6 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
 
@@ -795,11 +796,21 @@ def _base64url_bytes(size, what):
             raise ValidationError(f"Not base64url: {what}.") from None
         if len(decoded) != size:
             raise ValidationError(f"Not {size} bytes: {what}.")
+        return decoded
     return check
 
 
+def _p256_point(value):
+    """The browser's key must be a point on P-256: else every push to it fails, retried in vain."""
+    decoded = _base64url_bytes(65, "a P-256 public key")(value)
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), decoded)
+    except ValueError:
+        raise ValidationError("Not a point on P-256.") from None
+
+
 class PushKeysSchema(BaseSchema):
-    p256dh = fields.String(required=True, validate=_base64url_bytes(65, "a P-256 public key"))
+    p256dh = fields.String(required=True, validate=_p256_point)
     auth = fields.String(required=True, validate=_base64url_bytes(16, "a 16-byte secret"))
 
 
@@ -825,7 +836,6 @@ class PushKey(BaseSchema):
 
 
 webhook_create_schema = WebhookCreateSchema()
-webhook_schema = WebhookSchema()
 webhook_created_schema = WebhookCreatedSchema()
 webhook_items = WebhookItems()
 webhook_run_items = WebhookRunItems()

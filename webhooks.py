@@ -40,13 +40,12 @@ def new_secret():
 
 
 def add(account_id, url, events, format):
-    """Create a webhook; returns it with its secret, which is answered this once and never again."""
-    secret = new_secret()
+    """Create a webhook; its `secret` is shown to the person this once and never read back out."""
     with hub.write(account_id):
         webhook = Webhook.create(account=account_id, url=url, format=format,
-                                 events=",".join(dict.fromkeys(events)), secret=secret)
+                                 events=",".join(dict.fromkeys(events)), secret=new_secret())
     webhook.last_run = None
-    return webhook, secret
+    return webhook
 
 
 def remove(account_id, webhook_id):

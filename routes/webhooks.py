@@ -33,8 +33,8 @@ def index():
 @endpoint(body=schemas.webhook_create_schema, responses={201: schemas.WebhookCreatedSchema})
 def create(body):
     """Add a webhook; the answer holds its signing secret, this once."""
-    webhook, secret = webhooks.add(g.account_id, body["url"], body["events"], body["format"])
-    return {**schemas.webhook_schema.dump(webhook), "secret": secret}, 201
+    webhook = webhooks.add(g.account_id, body["url"], body["events"], body["format"])
+    return schemas.webhook_created_schema.dump(webhook), 201
 
 
 @bp.delete("/api/webhooks/<webhook_id>")

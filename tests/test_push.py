@@ -114,6 +114,7 @@ def _bad(**changes):
     (_bad(endpoint=None), "endpoint"),
     (_bad(keys=None), "keys"),
     (_bad(p256dh=b64url(b"\x04" + b"1" * 30)), "keys"),
+    (_bad(p256dh=b64url(b"\x04" + b"\x01" * 64)), "keys"),  # 65 bytes, not on the curve
     (_bad(p256dh="not base64url!"), "keys"),
     (_bad(auth=b64url(b"short")), "keys"),
     (_bad(auth=5), "keys"),

@@ -13,6 +13,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook as Verifier
 
+import events
 import models
 import notifications
 import webhooks
@@ -376,7 +377,7 @@ def test_a_receiver_that_hangs_never_holds_up_requests(make_server, receiver):
                           headers=server.headers, timeout=5)
         latencies.append(time.monotonic() - started)
         assert r.status_code == 200
-    receiver.wait_for("/slow", 16, timeout=5)  # every sender is now stuck in a hanging delivery
+    receiver.wait_for("/slow", notifications.Dispatcher().senders, timeout=5)  # every sender is stuck in one
     started = time.monotonic()
     assert requests.get(server.url + "/health", timeout=5).status_code == 200
     assert time.monotonic() - started < 1.0
@@ -426,3 +427,27 @@ def test_the_prune_is_a_range_of_the_primary_key(tmp_path):
                                              "status != 'pending'", (models.first_id_at(5),))]
     models.db.close_all()
     assert plan == ["SEARCH webhook_run USING INDEX sqlite_autoindex_webhook_run_1 (id<?)"], plan
+
+
+def test_outcomes_survive_a_cycle_that_cannot_write(app, client, auth, monkeypatch):
+    """A dispatch cycle that meets a locked database keeps the finished attempts for the next one."""
+    add(client, auth, events=["message.created"])
+    sid = client.post("/api/sessions", json={}, headers=auth).get_json()["id"]
+    client.post(f"/api/sessions/{sid}/messages", json={"role": "user", "content": "x"}, headers=auth)
+    [run] = runs_table(app.config["DB"])
+    dispatcher = notifications.Dispatcher()
+    dispatcher._in_flight = 1
+    dispatcher._done.put(("run", {"id": run["id"], "attempts": 0}, 200, 12, None))
+    real_write = hub.write
+
+    def locked(*args, **kwargs):
+        raise events.Busy()
+    monkeypatch.setattr(hub, "write", locked)
+    with models.db.connection_context(), pytest.raises(events.Busy):
+        dispatcher._cycle()
+    monkeypatch.setattr(hub, "write", real_write)
+    with models.db.connection_context():
+        dispatcher._cycle()
+    [run] = runs_table(app.config["DB"])
+    assert (run["status"], run["attempts"], run["response_status"], run["duration_ms"]) == ("delivered", 1, 200, 12)
+    assert dispatcher._in_flight == 0 and dispatcher._todo.empty()
