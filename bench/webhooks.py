@@ -47,8 +47,8 @@ def receive(port_pipe, expected):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 if len(arrivals) >= expected:
                     done.set()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()  # the server hung up, or the receiver is done
 
     async def main():
         global done
