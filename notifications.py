@@ -11,7 +11,6 @@ import queue
 import threading
 import time
 
-import requests
 import urllib3
 
 import push
@@ -123,7 +122,7 @@ class Dispatcher:
         self.configure()
 
     # 8 senders: as fast as 16 to a local receiver (bench/webhooks.py), with less of the worker's CPU
-    # taken from requests during a burst; a receiver that hangs holds one sender until the timeout.
+    # taken from serving requests during a burst; a receiver that hangs holds one sender until the timeout.
     def configure(self, retry_base_seconds=5.0, max_attempts=8, timeout_seconds=10.0, senders=8,
                   public_url="", vapid_subject="mailto:switchboard@localhost"):
         self.retry_base_ms = int(retry_base_seconds * 1000)
@@ -219,9 +218,9 @@ class Dispatcher:
             db.cursor().executemany(_RECORD_RUN, runs)
 
     def _send_forever(self):
-        # One of each per sender, so connections to a receiver are kept alive. pywebpush sends with
-        # requests; webhooks with urllib3 alone (the same sockets, a third of the CPU per delivery).
-        http, push_http = urllib3.PoolManager(), requests.Session()
+        # One per sender, so connections to a receiver are kept alive. urllib3 rather than requests:
+        # a third of the CPU per delivery (bench/webhooks.py).
+        http = urllib3.PoolManager()
         while True:
             kind, item = self._todo.get()
             status, duration_ms, error = None, 0, None
@@ -230,7 +229,7 @@ class Dispatcher:
                     status, duration_ms, error = webhooks.deliver(item, http, self.timeout, self.public_url)
                 else:
                     started = time.monotonic()
-                    status, error = push.deliver(item, push_http, self.timeout, self.vapid_subject)
+                    status, error = push.deliver(item, http, self.timeout, self.vapid_subject)
                     duration_ms = int((time.monotonic() - started) * 1000)
             except Exception as e:  # a bug here must cost one attempt, never the sender
                 log.exception("notification delivery failed")

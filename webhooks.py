@@ -118,8 +118,8 @@ def render(format, payload, public_url):
 
 
 def deliver(run, http, timeout, public_url):
-    """POST `run` (a dict: id, url, format, secret, payload) once with `http` (a urllib3 PoolManager:
-    requests cost three times its CPU per delivery, bench/webhooks.py); (status, ms, error or None)."""
+    """POST `run` (a dict: id, url, format, secret, payload) once with `http` (a urllib3 PoolManager);
+    (response status, ms, error or None)."""
     body, headers = render(run["format"], run["payload"], public_url)
     timestamp = str(int(time.time()))
     headers.update({

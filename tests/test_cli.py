@@ -45,7 +45,7 @@ class Served:
     def answers(self, url=None):
         try:
             return requests.get((url or self.url) + "/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # gunicorn's master accepts before the worker is up
             return False
 
     def stdout(self):
