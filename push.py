@@ -36,6 +36,8 @@ class SubscriptionNotFound(LookupError):
 
 def ensure_key():
     """Make the key pair if the database has none yet (concurrent first starts keep one)."""
+    global _vapid
+    _vapid = None  # read again from this database when first needed
     with db.connection_context():
         if VapidKey.select().exists():
             return

@@ -741,9 +741,14 @@ WEBHOOK_FORMATS = ("json", "ntfy", "slack")
 MAX_URL_CHARS = 2048
 
 
+http_url = validate.URL(schemes={"http", "https"}, require_tld=False)
+
+
 def _http_url(**kwargs):
-    return fields.String(validate=[validate.Length(max=MAX_URL_CHARS),
-                                   validate.URL(schemes={"http", "https"}, require_tld=False)], **kwargs)
+    """An http(s) URL with a host. The pattern documents the scheme; the host's own rules are said in
+    words (OpenAPI has no keyword for them), and checked by `http_url`."""
+    return fields.String(validate=[validate.Length(max=MAX_URL_CHARS), http_url], metadata={
+        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": "An http or https URL with a valid host."}, **kwargs)
 
 
 class WebhookCreateSchema(BaseSchema):
@@ -788,37 +793,40 @@ class WebhookRunItems(BaseSchema):
     items = fields.List(fields.Nested(WebhookRunSchema), dump_only=True)
 
 
-def _base64url_bytes(size, what):
-    def check(value):
-        try:
-            decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):
-            raise ValidationError(f"Not base64url: {what}.") from None
-        if len(decoded) != size:
-            raise ValidationError(f"Not {size} bytes: {what}.")
-        return decoded
-    return check
+def _base64url(size, what, **kwargs):
+    """`size` bytes in unpadded base64url (as PushSubscription.toJSON() gives them; padding accepted)."""
+    chars = (size * 8 + 5) // 6
+    return fields.String(validate=validate.Regexp(f"^[A-Za-z0-9_-]{{{chars}}}=*$", error=f"Not {what}: "
+                                                  f"{size} bytes in base64url."), **kwargs)
 
 
-def _p256_point(value):
-    """The browser's key must be a point on P-256: else every push to it fails, retried in vain."""
-    decoded = _base64url_bytes(65, "a P-256 public key")(value)
+def p256_point(value):
+    """The browser's key must be a point on P-256: else every push to it would fail, retried in vain."""
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), decoded)
-    except ValueError:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, binascii.Error):
         raise ValidationError("Not a point on P-256.") from None
 
 
 class PushKeysSchema(BaseSchema):
-    p256dh = fields.String(required=True, validate=_p256_point)
-    auth = fields.String(required=True, validate=_base64url_bytes(16, "a 16-byte secret"))
+    p256dh = _base64url(65, "a P-256 public key", required=True, metadata={
+        "description": "The browser's P-256 public key, an uncompressed point on the curve."})
+    auth = _base64url(16, "the auth secret", required=True)
+
+    @validates_schema
+    def _on_the_curve(self, data, **kwargs):
+        if "p256dh" in data:
+            try:
+                p256_point(data["p256dh"])
+            except ValidationError as e:
+                raise ValidationError(e.messages, "p256dh") from None
 
 
 class PushSubscriptionCreateSchema(BaseSchema):
     """What the page's `PushSubscription.toJSON()` gives."""
     endpoint = _http_url(required=True)
     keys = fields.Nested(PushKeysSchema, required=True)
-    expirationTime = fields.Integer(allow_none=True, load_default=None)  # sent by browsers; not used
+    expirationTime = Int(allow_none=True, load_default=None)  # sent by browsers; not used
 
 
 class PushSubscriptionDeleteSchema(BaseSchema):
