@@ -1,7 +1,7 @@
 """Switchboard: the app factory, its configuration, and the command line.
 
 `create_app()` wires one short block per concern (config, database, errors, blueprints, real time).
-The command line (`python app.py serve|create-token|list-tokens|revoke-token|claude-settings|backup|...`) is the operator
+The command line (`python app.py serve|create-token|list-tokens|revoke-token|claude-settings|webhook|backup|...`) is the operator
 contract the README documents; `serve` binds the port, then hands the process over to gunicorn with one
 gevent worker.
 """
@@ -50,6 +50,11 @@ DEFAULTS = {
     "APPROVAL_WAIT_SECONDS": 300.0,
     "HOLD_WAIT_SECONDS": 300.0,
     "PUBLIC_URL": "",
+    "WEBHOOK_RETRY_BASE_SECONDS": 5.0,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,
+    "WEBHOOK_RUN_RETENTION_DAYS": 7.0,
+    "VAPID_SUBJECT": "mailto:switchboard@localhost",
 }
 
 log = logging.getLogger("switchboard")
@@ -74,10 +79,14 @@ def create_app(config=None):
     import domain
     import events
     import models
+    import notifications
+    import push
     import schemas
     from routes import (
         ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, hooks, meta, read_body, requests, ui, updates,
     )
+    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import push as push_routes, webhooks as webhook_routes
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -92,7 +101,14 @@ def create_app(config=None):
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")))
+                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue)
+
+    # notifications: queued by every write (on_store), sent by the dispatcher when serving
+    push.ensure_key()
+    notifications.dispatcher.configure(
+        retry_base_seconds=app.config["WEBHOOK_RETRY_BASE_SECONDS"], max_attempts=app.config["WEBHOOK_MAX_ATTEMPTS"],
+        timeout_seconds=app.config["WEBHOOK_TIMEOUT_SECONDS"], public_url=app.config["PUBLIC_URL"],
+        vapid_subject=app.config["VAPID_SUBJECT"])
 
     @app.before_request
     def connect():
@@ -157,6 +173,8 @@ def create_app(config=None):
     app.register_blueprint(requests.bp)
     app.register_blueprint(updates.bp)
     app.register_blueprint(ui.bp)
+    app.register_blueprint(webhook_routes.bp)
+    app.register_blueprint(push_routes.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
 
     # real time
@@ -178,6 +196,7 @@ def create_app(config=None):
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
         threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
+        notifications.dispatcher.start()
         threading.Thread(target=updates.watch_tokens, args=(app.config["WS_TOKEN_CHECK_SECONDS"],),
                          daemon=True, name="token-watch").start()
     return app
@@ -206,10 +225,11 @@ def _close_sockets_on_shutdown(hub):
 
 def _maintain(config):
     """Every interval: mark silent sessions inactive, delete sessions idle past their retention (if
-    one is set), prune the update log past its own."""
+    one is set), prune the update log and finished webhook runs past their own."""
     import domain
     import events
     import models
+    import notifications
     while True:
         time.sleep(config["MAINTENANCE_INTERVAL_SECONDS"])
         try:
@@ -218,6 +238,7 @@ def _maintain(config):
                 if config["RETENTION_DAYS"] > 0:
                     domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
                 events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
+                notifications.prune(models.now_ms() - int(config["WEBHOOK_RUN_RETENTION_DAYS"] * 86_400_000))
         except Exception:
             log.exception("maintenance failed; retrying next interval")
 
@@ -388,6 +409,54 @@ def cmd_import(args, settings):
     print(f"imported {sessions} sessions ({messages} messages) into account {args.account!r}")
 
 
+def cmd_webhook_add(args, settings):
+    import schemas
+    import webhooks
+    from marshmallow import ValidationError
+    models = _open_db(settings)
+    wanted = {"url": args.url, "format": args.format}
+    if args.events:
+        wanted["events"] = [name for value in args.events for name in value.split(",") if name]
+    try:
+        body = schemas.webhook_create_schema.load(wanted)
+    except ValidationError as e:
+        raise SystemExit(f"webhook not added: {e.messages}") from None
+    with models.db.connection_context():
+        account = models.Account.get_or_none(name=args.account)
+        if account is None:
+            raise SystemExit(f"no account named {args.account!r}")
+        webhook = webhooks.add(account.id, body["url"], body["events"], body["format"])
+    print(f"Webhook {webhook.id} ({webhook.format}: {webhook.events}) -> {webhook.url}")
+    print("Its signing secret (shown once; deliveries carry webhook-signature made with it):")
+    print(webhook.secret)
+
+
+def cmd_webhook_list(args, settings):
+    import webhooks
+    from schemas import iso
+    models = _open_db(settings)
+    with models.db.connection_context():
+        names = dict(models.Account.select(models.Account.id, models.Account.name).tuples())
+        print(f"{'ID':>4}  {'ACCOUNT':<16} {'FORMAT':<6} {'EVENTS':<48} {'LAST RUN':<40} URL")
+        for webhook in webhooks.listed():
+            run = webhook.last_run
+            last = "never" if run is None else (f"{run.status} ({run.attempts} attempt{'s' * (run.attempts != 1)}"
+                                                f"{', ' + run.error if run.error else ''}) {iso(run.created_at)}")
+            print(f"{webhook.id:>4}  {names[webhook.account_id]:<16} {webhook.format:<6} {webhook.events:<48} "
+                  f"{last:<40} {webhook.url}")
+
+
+def cmd_webhook_remove(args, settings):
+    import webhooks
+    models = _open_db(settings)
+    with models.db.connection_context():
+        try:
+            webhooks.remove(None, args.id)
+        except webhooks.WebhookNotFound:
+            raise SystemExit(f"no webhook with id {args.id}") from None
+    print(f"removed webhook {args.id}")
+
+
 def _settings_help():
     width = max(len(name) for name in DEFAULTS) + len("SWITCHBOARD_")
     lines = [f"  SWITCHBOARD_{name:<{width - 12}}  {default}" for name, default in DEFAULTS.items()]
@@ -437,6 +506,20 @@ def main(argv=None):
     import_.add_argument("--all", required=True, metavar="DIR|FILE")
     import_.add_argument("--account", default="default")
     import_.set_defaults(run=cmd_import)
+    webhook = commands.add_parser("webhook", help="add, list or remove webhooks").add_subparsers(
+        dest="webhook_command", required=True)
+    add = webhook.add_parser("add", help="add a webhook; its signing secret is printed on the last line")
+    add.add_argument("url")
+    add.add_argument("--events", nargs="+", metavar="EVENT",
+                     help="request.created session.waiting session.ended message.created "
+                          "(default: all but message.created)")
+    add.add_argument("--format", default="json", help="json (default), ntfy or slack")
+    add.add_argument("--account", default="default")
+    add.set_defaults(run=cmd_webhook_add)
+    webhook.add_parser("list", help="list webhooks and their last run").set_defaults(run=cmd_webhook_list)
+    remove = webhook.add_parser("remove", help="remove a webhook by id")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(run=cmd_webhook_remove)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")  # `python app.py --port 9000` serves
     args = parser.parse_args(argv)

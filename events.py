@@ -158,12 +158,16 @@ class Hub:
         self._outbox = None
         self.configure()
 
-    def configure(self, queue_size=1024, busy_wait=5.0, background_fanout=False):
+    def configure(self, queue_size=1024, busy_wait=5.0, background_fanout=False, on_store=None):
         """`background_fanout` (the server's worker) hands each publication to one fan-out thread,
         so a publishing request costs the same at 10 subscribers or 10,000; without it (tests
-        driving the app in-process) publication happens inline, in the same order."""
+        driving the app in-process) publication happens inline, in the same order.
+
+        `on_store(changes)` runs in each write's transaction once its updates are stored: what it
+        writes (notifications.py queues deliveries) commits, or not, with them."""
         self.queue_size = queue_size
         self.busy_wait = busy_wait
+        self.on_store = on_store
         if background_fanout and self._outbox is None:
             self._outbox = queue.Queue()
             threading.Thread(target=self._fan_out_forever, daemon=True, name="fan-out").start()
@@ -273,6 +277,8 @@ class Hub:
             with group.joined() as cursor:
                 yield changes
                 changes._store()
+                if changes.bodies and self.on_store is not None:
+                    self.on_store(changes)
                 cursor.execute("RELEASE write")
             group.members.append(changes)
         except BaseException:

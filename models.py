@@ -69,6 +69,11 @@ def new_ids(count):
     return [_encode(n) for n in numbers]
 
 
+def first_id_at(ms):
+    """The smallest id new_ids() can make at `ms`: ids below it were made earlier."""
+    return _encode(ms << 80)
+
+
 def _encode(n, pairs=_PAIRS, triples=_TRIPLES):
     # 130 bits, 5 to a character; written out, as every write makes one or two ids per row.
     return (pairs[n >> 120] + triples[(n >> 105) & 32767] + triples[(n >> 90) & 32767]
@@ -200,6 +205,74 @@ class Request(BaseModel):
         )
 
 
+class Webhook(BaseModel):
+    """Where an account's events are POSTed. The secret signs deliveries, so it is kept as is (not
+    hashed); it is shown once, when the webhook is added, and never read back out."""
+    id = AutoField()
+    account = ForeignKeyField(Account, on_delete="CASCADE", backref="webhooks")  # indexed: every write with an event reads it
+    url = TextField()
+    format = CharField()  # json | ntfy | slack
+    events = TextField()  # comma-separated event names
+    secret = CharField()
+    created_at = BigIntegerField(default=now_ms)
+
+
+class WebhookRun(BaseModel):
+    """One event's delivery to one webhook: queued, then updated by every attempt. Its id is the
+    `webhook-id` header, the same on every retry, so a receiver can drop duplicates."""
+    id = CharField(primary_key=True, default=new_id)
+    webhook = ForeignKeyField(Webhook, on_delete="CASCADE", backref="runs", index=False)
+    session = ForeignKeyField(Session, on_delete="CASCADE", backref="webhook_runs", index=False)
+    event = CharField()
+    payload = TextField()  # the event as JSON (the `json` format's body); other formats are made from it
+    status = CharField(constraints=[Check("status IN ('pending', 'delivered', 'failed')")])
+    attempts = IntegerField(default=0)
+    next_attempt_at = BigIntegerField(null=True)  # when pending: due time, or the end of a running attempt's lease
+    response_status = IntegerField(null=True)
+    duration_ms = IntegerField(null=True)
+    error = TextField(null=True)
+    created_at = BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = (
+            (("session", "id"), False),  # a session's runs, newest first; and the cascade
+            (("webhook", "id"), False),  # a webhook's last run; and the cascade
+        )
+
+
+class VapidKey(BaseModel):
+    """The server's one Web Push (VAPID) key pair, made on first start."""
+    id = IntegerField(primary_key=True, constraints=[Check("id = 1")])
+    private_key = TextField()  # PEM
+    public_key = CharField()  # base64url uncompressed P-256 point, as pushManager.subscribe wants it
+    created_at = BigIntegerField(default=now_ms)
+
+
+class PushSubscription(BaseModel):
+    """A browser's push endpoint, held by the token that registered it (and deleted with it)."""
+    id = AutoField()
+    token = ForeignKeyField(Token, on_delete="CASCADE", backref="push_subscriptions")
+    endpoint = TextField(unique=True)
+    p256dh = CharField()
+    auth = CharField()
+    created_at = BigIntegerField(default=now_ms)
+
+
+class PushJob(BaseModel):
+    """A notification queued for one subscription: sent by the delivery worker, retried like a run."""
+    id = AutoField()
+    subscription = ForeignKeyField(PushSubscription, on_delete="CASCADE", backref="jobs")
+    session = ForeignKeyField(Session, on_delete="CASCADE", backref="push_jobs")
+    payload = TextField()
+    attempts = IntegerField(default=0)
+    next_attempt_at = BigIntegerField(index=True)
+
+
+# Only pending runs are ever due: the index the worker polls holds them alone, not every run kept.
+WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_run_due")
+                     .where(WebhookRun.status == "pending"))
+
+
 PAGE_ROWS = 1000
 PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
@@ -239,7 +312,8 @@ def message_pages(session_id, last_seq):
         after = page[-1]["seq"]
 
 
-MODELS = [Account, Token, Session, Message, Update, Request]
+MODELS = [Account, Token, Session, Message, Update, Request, Webhook, WebhookRun, VapidKey, PushSubscription,
+          PushJob]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
 # models: a file created by an old version must go through exactly the steps a new file goes through.
@@ -292,6 +366,25 @@ MIGRATIONS = [
         'CREATE UNIQUE INDEX IF NOT EXISTS "request_session_id_key" ON "request" ("session_id", "key")',
         'CREATE INDEX IF NOT EXISTS "request_session_id_id" ON "request" ("session_id", "id")',
         'CREATE INDEX IF NOT EXISTS "request_account_id_status_id" ON "request" ("account_id", "status", "id")',
+    ],
+    # 5: notifications.
+    # Webhooks and their runs (the durable delivery queue), the Web Push key, subscriptions and their
+    # queue. Pending runs are found through a partial index that holds only them.
+    [
+        'CREATE TABLE "webhook" ("id" INTEGER NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "url" TEXT NOT NULL, "format" VARCHAR(255) NOT NULL, "events" TEXT NOT NULL, "secret" VARCHAR(255) NOT NULL, "created_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_account_id" ON "webhook" ("account_id")',
+        'CREATE TABLE "webhook_run" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "webhook_id" INTEGER NOT NULL, "session_id" VARCHAR(255) NOT NULL, "event" VARCHAR(255) NOT NULL, "payload" TEXT NOT NULL, "status" VARCHAR(255) NOT NULL CHECK (status IN (\'pending\', \'delivered\', \'failed\')), "attempts" INTEGER NOT NULL, "next_attempt_at" INTEGER, "response_status" INTEGER, "duration_ms" INTEGER, "error" TEXT, "created_at" INTEGER NOT NULL, FOREIGN KEY ("webhook_id") REFERENCES "webhook" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_run_session_id_id" ON "webhook_run" ("session_id", "id")',
+        'CREATE INDEX "webhook_run_webhook_id_id" ON "webhook_run" ("webhook_id", "id")',
+        'CREATE INDEX "webhook_run_due" ON "webhook_run" ("next_attempt_at") WHERE ("status" = \'pending\')',
+        'CREATE TABLE "vapid_key" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "private_key" TEXT NOT NULL, "public_key" VARCHAR(255) NOT NULL, "created_at" INTEGER NOT NULL)',
+        'CREATE TABLE "push_subscription" ("id" INTEGER NOT NULL PRIMARY KEY, "token_id" INTEGER NOT NULL, "endpoint" TEXT NOT NULL, "p256dh" VARCHAR(255) NOT NULL, "auth" VARCHAR(255) NOT NULL, "created_at" INTEGER NOT NULL, FOREIGN KEY ("token_id") REFERENCES "token" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_subscription_token_id" ON "push_subscription" ("token_id")',
+        'CREATE UNIQUE INDEX "push_subscription_endpoint" ON "push_subscription" ("endpoint")',
+        'CREATE TABLE "push_job" ("id" INTEGER NOT NULL PRIMARY KEY, "subscription_id" INTEGER NOT NULL, "session_id" VARCHAR(255) NOT NULL, "payload" TEXT NOT NULL, "attempts" INTEGER NOT NULL, "next_attempt_at" INTEGER NOT NULL, FOREIGN KEY ("subscription_id") REFERENCES "push_subscription" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_job_subscription_id" ON "push_job" ("subscription_id")',
+        'CREATE INDEX "push_job_session_id" ON "push_job" ("session_id")',
+        'CREATE INDEX "push_job_next_attempt_at" ON "push_job" ("next_attempt_at")',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

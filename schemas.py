@@ -11,6 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
 
@@ -837,3 +838,123 @@ def export_document(session, exported_at, pages):
     """The version-1 export document of `session` (its message rows in `pages`), in chunks."""
     head = export_document_schema.dump({"version": EXPORT_VERSION, "exported_at": exported_at, "session": session})
     return with_messages(head, pages, exported_messages_schema)
+
+
+# --- notifications: webhooks and Web Push (management contract) -----------------------------------
+
+WEBHOOK_EVENTS = ("request.created", "session.waiting", "session.ended", "message.created")
+DEFAULT_WEBHOOK_EVENTS = ("request.created", "session.waiting", "session.ended")  # message.created: opt in
+WEBHOOK_FORMATS = ("json", "ntfy", "slack")
+MAX_URL_CHARS = 2048
+
+
+http_url = validate.URL(schemes={"http", "https"}, require_tld=False)
+
+
+def _http_url(**kwargs):
+    """An http(s) URL with a host. The pattern documents the scheme; the host's own rules are said in
+    words (OpenAPI has no keyword for them), and checked by `http_url`."""
+    return fields.String(validate=[validate.Length(max=MAX_URL_CHARS), http_url], metadata={
+        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "description": "An http or https URL with a valid host."}, **kwargs)
+
+
+class WebhookCreateSchema(BaseSchema):
+    url = _http_url(required=True)
+    events = fields.List(fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)), load_default=list(DEFAULT_WEBHOOK_EVENTS),
+                         validate=validate.Length(min=1, max=len(WEBHOOK_EVENTS)))
+    format = fields.String(load_default="json", validate=validate.OneOf(WEBHOOK_FORMATS))
+
+
+class WebhookRunSchema(BaseSchema):
+    id = fields.String(dump_only=True)
+    webhook_id = fields.Integer(dump_only=True)
+    session_id = fields.String(dump_only=True)
+    event = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)  # pending (queued or waiting to retry), delivered, failed (gave up)
+    attempts = fields.Integer(dump_only=True)
+    response_status = fields.Integer(allow_none=True, dump_only=True)
+    duration_ms = fields.Integer(allow_none=True, dump_only=True)
+    error = fields.String(allow_none=True, dump_only=True)
+    next_attempt_at = Iso(allow_none=True, dump_only=True)
+    created_at = Iso(dump_only=True)
+
+
+class WebhookSchema(BaseSchema):
+    id = fields.Integer(dump_only=True)
+    url = fields.String(dump_only=True)
+    format = fields.String(dump_only=True)
+    events = fields.Function(lambda webhook: webhook.events.split(","), dump_only=True)
+    created_at = Iso(dump_only=True)
+    last_run = fields.Nested(WebhookRunSchema, allow_none=True, dump_only=True)
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(dump_only=True)  # whsec_...: answered by the create, never again
+
+
+class WebhookItems(BaseSchema):
+    items = fields.List(fields.Nested(WebhookSchema), dump_only=True)
+
+
+class WebhookRunItems(BaseSchema):
+    items = fields.List(fields.Nested(WebhookRunSchema), dump_only=True)
+
+
+def _base64url(size, what, **kwargs):
+    """`size` bytes in unpadded base64url (as PushSubscription.toJSON() gives them; padding accepted)."""
+    chars = (size * 8 + 5) // 6
+    return fields.String(validate=validate.Regexp(f"^[A-Za-z0-9_-]{{{chars}}}=*$", error=f"Not {what}: "
+                                                  f"{size} bytes in base64url."), **kwargs)
+
+
+def p256_point(value):
+    """The browser's key must be a point on P-256: else every push to it would fail, retried in vain."""
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, binascii.Error):
+        raise ValidationError("Not a point on P-256.") from None
+
+
+class PushKeysSchema(BaseSchema):
+    p256dh = _base64url(65, "a P-256 public key", required=True, metadata={
+        "description": "The browser's P-256 public key, an uncompressed point on the curve."})
+    auth = _base64url(16, "the auth secret", required=True)
+
+    @validates_schema
+    def _on_the_curve(self, data, **kwargs):
+        if "p256dh" in data:
+            try:
+                p256_point(data["p256dh"])
+            except ValidationError as e:
+                raise ValidationError(e.messages, "p256dh") from None
+
+
+class PushSubscriptionCreateSchema(BaseSchema):
+    """What the page's `PushSubscription.toJSON()` gives."""
+    endpoint = _http_url(required=True)
+    keys = fields.Nested(PushKeysSchema, required=True)
+    expirationTime = Int(allow_none=True, load_default=None)  # sent by browsers; not used
+
+
+class PushSubscriptionDeleteSchema(BaseSchema):
+    endpoint = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_CHARS))
+
+
+class PushSubscriptionSchema(BaseSchema):
+    id = fields.Integer(dump_only=True)
+    endpoint = fields.String(dump_only=True)
+    created_at = Iso(dump_only=True)
+
+
+class PushKey(BaseSchema):
+    public_key = fields.String(dump_only=True)  # applicationServerKey for pushManager.subscribe
+
+
+webhook_create_schema = WebhookCreateSchema()
+webhook_created_schema = WebhookCreatedSchema()
+webhook_items = WebhookItems()
+webhook_run_items = WebhookRunItems()
+push_subscription_create_schema = PushSubscriptionCreateSchema()
+push_subscription_delete_schema = PushSubscriptionDeleteSchema()
+push_subscription_schema = PushSubscriptionSchema()
+push_key = PushKey()

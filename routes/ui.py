@@ -1,12 +1,14 @@
 """The browser UI's page: `/` renders templates/index.html with a Content-Security-Policy that allows
-only this origin (plus its ws:/wss: twin, which 'self' does not cover in every browser).
+only this origin (plus its ws:/wss: twin, which 'self' does not cover in every browser). `/sw.js` (the
+service worker, at the root so its scope is the whole page) and `/manifest.webmanifest` make the page
+an installable app that receives Web Push.
 
 No authentication here: the page holds no data; its scripts call the API with the token the person
 gives them. The scripts and styles are served by Flask's own static route (./static, no auth).
 """
 import re
 
-from flask import Blueprint, make_response, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request, send_from_directory
 
 bp = Blueprint("ui", __name__)
 
@@ -37,3 +39,16 @@ def index():
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@bp.get("/sw.js")
+def service_worker():
+    """The service worker: shows a pushed notification and opens its session on a click."""
+    return send_from_directory(current_app.static_folder, "sw.js", mimetype="text/javascript", max_age=0)
+
+
+@bp.get("/manifest.webmanifest")
+def manifest():
+    """The web app manifest: the page installs as an app (on a phone's home screen too)."""
+    return send_from_directory(current_app.static_folder, "manifest.webmanifest",
+                               mimetype="application/manifest+json", max_age=0)

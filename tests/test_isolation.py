@@ -26,6 +26,7 @@ VALID_BODIES = {
     "requests.session_index": None,
     "requests.decide": {"decision": "allow"},
     "requests.hold": {"hold": True},
+    "webhooks.runs": None,
 }
 SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user"}
 
