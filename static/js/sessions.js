@@ -102,7 +102,7 @@ export class SessionList {
     const item = h("li", {},
       h("button", { type: "button", class: "session-item", dataset: { sessionId: id }, on: { click: () => this.onOpen(id) } },
         h("span", { class: "dot", "aria-hidden": "true" }),
-        h("span", { class: "session-text" }, h("span", { class: "session-name" }), h("span", { class: "session-meta" }))));
+        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }))));
     this.items.set(id, item);
     return item;
   }
