@@ -405,32 +405,26 @@ async function whoIs(token) {
 
 // A link's token replaces the one this browser keeps only when the person agrees, or when both belong
 // to the same account: a link someone else made must not quietly put this page into their account,
-// where what the person sends would go to them.
+// where what the person sends would go to them. Keeping the current token leaves a running page as it is.
 async function adopt(linked) {
   const current = storedToken();
-  if (!current || current === linked) return start(linked);
+  const keep = (why) => {
+    if (!live) start(current);
+    if (why) announce(why);
+  };
+  if (current === linked) return keep();
+  if (!current) return start(linked);
+  if ($("switch-dialog").open) return; // one question at a time: the first link asked about stands
   const [mine, theirs] = await Promise.all([whoIs(current), whoIs(linked)]);
   if (mine === null) return start(linked); // the kept token no longer works: nothing to protect
-  if (theirs === null) {
-    start(current);
-    return announce("The link's token was not accepted; this page stays as it was.");
-  }
+  if (theirs === null) return keep("The link's token was not accepted; this page stays as it was.");
   if (mine && theirs && mine.account === theirs.account) return start(linked);
-  askToSwitch(mine, theirs, current, linked);
-}
-
-function askToSwitch(mine, theirs, current, linked) {
   const name = (me) => (me ? userText(me.account) : "an account the server could not name right now");
   $("switch-current").replaceChildren(name(mine));
   $("switch-linked").replaceChildren(name(theirs));
   const dialog = $("switch-dialog");
-  dialog.onclose = () => {
-    if (dialog.returnValue === "switch") start(linked);
-    else {
-      start(current);
-      announce("Kept the current account; the link's token was not saved.");
-    }
-  };
+  dialog.onclose = () => (dialog.returnValue === "switch" ? start(linked)
+    : keep("Kept the current account; the link's token was not saved."));
   dialog.returnValue = "";
   dialog.showModal();
   $("switch-keep").focus();
