@@ -18,6 +18,7 @@ let live = null;
 let pending = null; // updates held back while the session list is being fetched
 let fetches = 0; // list fetches in flight: updates wait until the last one has landed
 let listed = false; // the list has been fetched at least once since the token was given
+let epoch = 0; // bumped when the token changes: answers asked for with the previous one are dropped
 
 const store = new SessionStore((change) => sessions.changed(change));
 const sessions = new SessionList({
@@ -70,6 +71,7 @@ function showScreen(name) {
 function showTokenScreen(problem) {
   live?.stop();
   live = null;
+  epoch += 1;
   view.close();
   store.replaceAll([]);
   showAccount(null);
@@ -93,6 +95,9 @@ function start(token) {
   if (view.id !== null) closeSession();
   store.replaceAll([]);
   storeToken(token);
+  epoch += 1;
+  pending = null;
+  fetches = 0;
   listed = false;
   showScreen("list");
   showAccount(null);
@@ -101,7 +106,8 @@ function start(token) {
     ephemeral: activity,
     ready: ({ refetch }) => {
       // Asked once the websocket has taken the token: a refused token is told by the websocket (4401).
-      json("GET", "/api/me").then(showAccount, () => {});
+      const asked = epoch;
+      json("GET", "/api/me").then((me) => asked === epoch && showAccount(me), () => {});
       if (refetch) refetchAll();
     },
     status: (state, retryIn) => {
@@ -131,21 +137,27 @@ function announce(text) {
 // After the first `ready` or a `resync`: the list (and the open session) from scratch. Updates that
 // arrive meanwhile wait, then apply on top of the fetched state (they are all idempotent).
 async function refetchAll() {
+  const asked = epoch;
   fetches += 1;
   pending = pending || [];
+  let items = null;
   try {
-    const { items } = await json("GET", "/api/sessions");
+    ({ items } = await json("GET", "/api/sessions"));
+  } catch (error) {
+    if (asked === epoch && (!(error instanceof ApiError) || error.status !== 401)) {
+      announce(`Could not load sessions: ${error.message}`);
+    }
+  }
+  if (asked !== epoch) return; // another token's answer: start() has reset the counters
+  if (items) {
     store.replaceAll(items.map(fromApi));
     listed = true;
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 401) announce(`Could not load sessions: ${error.message}`);
-  } finally {
-    fetches -= 1;
-    if (fetches === 0) {
-      const held = pending;
-      pending = null;
-      held.forEach(update);
-    }
+  }
+  fetches -= 1;
+  if (fetches === 0) {
+    const held = pending;
+    pending = null;
+    held.forEach(update);
   }
   if (view.id !== null) {
     if (store.get(view.id)) {
