@@ -654,12 +654,14 @@ def test_when_the_update_log_no_longer_reaches_back_the_page_refetches(person, w
 def test_phone_width_shows_one_pane_at_a_time_without_sideways_scrolling(person):
     page = person.open()
     sid = person.agent_session("a-tag-that-is-rather-long-for-a-phone-screen-" + "z" * 80)
-    person.agent_says(sid, "w" * 500, {"deeply": {"nested": ["json", "value", "x" * 300]}})
+    person.agent_says(sid, "w" * 500, {"deeply": {"nested": ["json", "value", "x" * 300]}},
+                      output("stdout", "o" * 300), output("stderr", "e" * 300))
     no_overflow = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    expect(page.locator("#account")).to_have_text("Account: default")
     assert page.evaluate(no_overflow)
 
     page.locator(".session-item").first.click()
-    expect(person.messages()).to_have_count(2)
+    expect(person.messages()).to_have_count(3)
     expect(page.locator(".session-list-pane")).to_be_hidden()
     expect(page.get_by_label("Message to the agent")).to_be_visible()
     assert page.evaluate(no_overflow)
