@@ -948,3 +948,45 @@ def test_the_reducer_applies_every_update_kind(person):
                                  {"deletedAll": 2}, {"changed": "d"}, None]
     assert result["size"] == 1 and result["b"] is None
     assert result["changes"].count("reset") == 1
+
+
+def test_the_timeline_keeps_seq_order_and_runs_whatever_order_messages_arrive_in(person):
+    page = person.open()
+    result = page.evaluate("""async () => {
+        const { Timeline } = await import('/static/js/timeline.js');
+        const { registerKind } = await import('/static/js/messages.js');
+        const { h } = await import('/static/js/dom.js');
+        // A new shape of content is one registration away.
+        registerKind({ name: 'approval', label: 'Approval', matches: m => m.content?.type === 'approval',
+                       render: m => [h('p', { class: 'content' }, `Allow ${m.content.tool}?`)] });
+        const list = document.createElement('ol');
+        const timeline = new Timeline(list);
+        const out = (seq, text) => ({ id: `m${seq}`, seq, role: null, metadata: null, createdAt: seq,
+                                      content: { type: 'output', stream: 'stdout', text } });
+        const shape = () => [...list.children].map(c => c.classList.contains('run')
+            ? 'run:' + [...c.querySelectorAll('.line')].map(l => l.dataset.seq).join(',') : 'card:' + c.dataset.seq);
+        const steps = [];
+        for (const seq of [5, 6, 2, 3, 8]) timeline.insert(out(seq, `line ${seq}`));
+        steps.push(shape());
+        timeline.insert({ id: 'm7', seq: 7, role: 'user', content: 'stop', metadata: null, createdAt: 7 });
+        steps.push(shape());
+        timeline.insert(out(4, 'line 4'));  // fills the gap: the two runs become one
+        steps.push(shape());
+        timeline.insert({ id: 'm4b', seq: 4.5, role: 'user', content: 'in the middle', metadata: null, createdAt: 4 });
+        steps.push(shape());  // a card inside a run splits it
+        timeline.insert(out(6, 'again'));  // the same id again: drawn once
+        timeline.insert({ id: 'm9', seq: 9, role: null, content: { type: 'approval', tool: 'Bash' }, metadata: null, createdAt: 9 });
+        steps.push(shape());
+        return { steps, approval: list.lastElementChild.className + ' / ' + list.lastElementChild.textContent,
+                 range: list.querySelector('.run .seq').textContent };
+    }""")
+    assert result["steps"] == [
+        ["run:2,3,5,6,8"],  # neighbours join even across seqs not seen yet...
+        ["run:2,3,5,6", "card:7", "run:8"],  # ...and a card arriving in between splits them
+        ["run:2,3,4,5,6", "card:7", "run:8"],
+        ["run:2,3,4", "card:4.5", "run:5,6", "card:7", "run:8"],
+        ["run:2,3,4", "card:4.5", "run:5,6", "card:7", "run:8", "card:9"],
+    ]
+    assert result["approval"].startswith("message role-agent kind-approval / Approval ")
+    assert "Allow Bash?" in result["approval"]
+    assert result["range"] == "#2–4 · 3 lines"
