@@ -16,7 +16,7 @@ export class SessionList {
     this.onOpen = onOpen;
     this.items = new Map(); // id -> <li>, only for the sessions in the page
     this.dirty = new Set();
-    this.all = true; // everything must be checked (a reset, the current session, a bigger limit)
+    this.all = true; // every drawn session must be refilled (after a reset, or a bigger limit)
     this.frame = 0;
     this.limit = PAGE;
     this.currentId = null;
