@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,7 @@ def main():
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--delete-all", type=int, default=5000)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped from outside: still stop the server
     server = Server(args.root)
     try:
         real = [server.session(tag) for tag in ("real-a", "real-b", "real-open")]
