@@ -686,6 +686,7 @@ def test_the_top_bar_names_the_account_and_a_link_for_another_account_asks_first
     expect(person.session_button("my-session")).to_be_visible()
 
     theirs = person.server.new_token("mallory")
+    page.goto("about:blank")  # a new visit through the link (not only a new fragment in the open page)
     page.goto(f"{person.server.url}/#token={theirs}")
     dialog = person.dialog("Switch account?")
     expect(dialog).to_be_visible()
