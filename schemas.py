@@ -775,6 +775,11 @@ class Health(BaseSchema):
     status = fields.String(dump_only=True)
 
 
+class Me(BaseSchema):
+    account = fields.String(dump_only=True)
+    token_name = fields.String(dump_only=True)
+
+
 session_envelope = SessionEnvelope()
 session_list_v1 = SessionListV1()
 session_list = SessionList()
@@ -786,6 +791,7 @@ metadata_result = MetadataResult()
 agent_state_result = AgentStateResult()
 success = Success()
 health = Health()
+me = Me()
 session_create_schema = SessionCreateSchema()
 messages_append_schema = MessagesAppendSchema()
 metadata_update_schema = MetadataUpdateSchema()

@@ -85,7 +85,7 @@ def token_for_secret(secret):
 
 
 def authenticate():
-    """before_request hook for every authenticated blueprint: sets g.account_id (and g.token_id)."""
+    """before_request hook for every authenticated blueprint: sets g.account_id and g.token_id."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None

@@ -1,8 +1,8 @@
-"""Operational routes: the health check (no auth) and the OpenAPI document."""
-from flask import Blueprint, current_app
+"""Operational routes: the health check (no auth), the OpenAPI document, and who the caller is."""
+from flask import Blueprint, current_app, g
 
 import schemas
-from models import db
+from models import Account, Token, db
 from routes import authenticate, endpoint
 
 bp = Blueprint("meta", __name__)
@@ -21,3 +21,17 @@ def openapi():
     """The OpenAPI 3 document, generated from the schemas the views load and dump."""
     authenticate()
     return current_app.extensions["openapi"]
+
+
+@bp.get("/api/me")
+@endpoint(responses={200: schemas.Me})
+def me():
+    """The caller's account and token names (the browser shows whose sessions it holds)."""
+    authenticate()
+    token = (Token
+             .select(Token.name, Account.name.alias("account"))
+             .join(Account)
+             .where(Token.id == g.token_id)
+             .dicts()
+             .get())
+    return schemas.me.dump({"account": token["account"], "token_name": token["name"]})

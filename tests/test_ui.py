@@ -76,3 +76,15 @@ def test_untrusted_data_never_reaches_the_page_as_html():
         text = path.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in text, (path, sink)
+
+
+def test_me_names_the_account_and_token_of_the_caller(client, auth, other_auth):
+    assert client.get("/api/me", headers=auth).get_json() == {"account": "alice", "token_name": "test"}
+    assert client.get("/api/me", headers=other_auth).get_json() == {"account": "bob", "token_name": "test"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer sb_not-a-token"}, {"Authorization": "Basic x"}])
+def test_me_needs_a_valid_token(client, headers):
+    response = client.get("/api/me", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"

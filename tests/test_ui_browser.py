@@ -654,12 +654,14 @@ def test_when_the_update_log_no_longer_reaches_back_the_page_refetches(person, w
 def test_phone_width_shows_one_pane_at_a_time_without_sideways_scrolling(person):
     page = person.open()
     sid = person.agent_session("a-tag-that-is-rather-long-for-a-phone-screen-" + "z" * 80)
-    person.agent_says(sid, "w" * 500, {"deeply": {"nested": ["json", "value", "x" * 300]}})
+    person.agent_says(sid, "w" * 500, {"deeply": {"nested": ["json", "value", "x" * 300]}},
+                      output("stdout", "o" * 300), output("stderr", "e" * 300))
     no_overflow = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    expect(page.locator("#account")).to_have_text("Account: default")
     assert page.evaluate(no_overflow)
 
     page.locator(".session-item").first.click()
-    expect(person.messages()).to_have_count(2)
+    expect(person.messages()).to_have_count(3)
     expect(page.locator(".session-list-pane")).to_be_hidden()
     expect(page.get_by_label("Message to the agent")).to_be_visible()
     assert page.evaluate(no_overflow)
@@ -671,3 +673,322 @@ def test_phone_width_shows_one_pane_at_a_time_without_sideways_scrolling(person)
     expect(page.locator(".session-list-pane")).to_be_visible()
     expect(page.locator("#session-view")).to_be_hidden()
     expect(page.locator(".session-item").first).to_be_focused()
+
+
+# --- whose account ------------------------------------------------------------------------------
+
+def test_the_top_bar_names_the_account_and_a_link_for_another_account_asks_first(person):
+    page = person.open()
+    account = page.locator("#account")
+    expect(account).to_have_text("Account: default")
+    mine = person.server.token
+    person.agent_session("my-session")
+    expect(person.session_button("my-session")).to_be_visible()
+
+    theirs = person.server.new_token("mallory")
+    page.goto("about:blank")  # a new visit through the link (not only a new fragment in the open page)
+    page.goto(f"{person.server.url}/#token={theirs}")
+    dialog = person.dialog("Switch account?")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#switch-linked")).to_have_text("mallory")
+    expect(dialog.locator("#switch-current")).to_have_text("default")
+    expect(dialog.get_by_role("button", name="Keep my account")).to_be_focused()
+    assert "token" not in page.url  # out of the address bar before anything else
+    page.keyboard.press("Escape")  # the safe answer is the default one
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#connection")).to_have_text("Connected")
+    expect(account).to_have_text("Account: default")
+    expect(person.session_button("my-session")).to_be_visible()
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") == mine
+
+    # The same link in the open page (only the fragment changes), answered "switch" this time.
+    page.evaluate("token => { location.hash = 'token=' + token; }", theirs)
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Switch account").click()
+    expect(account).to_have_text("Account: mallory")
+    expect(page.locator("#sessions-empty")).to_be_visible()
+    expect(person.session_button("my-session")).to_have_count(0)
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") == theirs
+    assert "token" not in page.url
+
+
+def test_a_link_for_the_same_account_or_a_refused_one_needs_no_question(person):
+    person.allow(r"\b401\b")  # the link's refused token, asked about before it is used
+    page = person.open()
+    another_of_mine = person.server.new_token("default")
+    page.goto(f"{person.server.url}/#token={another_of_mine}")
+    # Both tokens are looked up first: the switch lands a moment later, without a question.
+    page.wait_for_function("([key, token]) => localStorage.getItem(key) === token", arg=[TOKEN_KEY, another_of_mine])
+    expect(page.locator("#connection")).to_have_text("Connected")
+    expect(page.locator("#account")).to_have_text("Account: default")
+    expect(person.dialog("Switch account?")).to_be_hidden()
+
+    page.goto(f"{person.server.url}/#token=sb_not-a-real-token")
+    expect(page.locator("#announcer")).to_contain_text("not accepted")
+    expect(page.locator("#connection")).to_have_text("Connected")
+    assert page.evaluate(f"localStorage.getItem('{TOKEN_KEY}')") == another_of_mine
+
+
+# --- text that tries to look like something else ------------------------------------------------
+
+SPOOF = "invoice\u202efdp.exe"
+
+
+def test_direction_controls_are_shown_not_obeyed_in_titles_tags_and_messages(person):
+    page = person.open()
+    sid = person.agent_session(SPOOF)
+    item = person.session_button("invoice")
+    expect(item).to_be_visible()
+    shown = "invoice⟨U+202E⟩fdp.exe"
+    assert item.locator(".session-name").inner_text() == shown
+    person.api("PATCH", f"/api/sessions/{sid}", json={"title": "\u2067Q3 report\u2069 \u200fsigned"})
+    expect(item.locator(".session-name")).to_have_text("⟨U+2067⟩Q3 report⟨U+2069⟩ ⟨U+200F⟩signed")
+    expect(item.locator(".session-meta")).to_contain_text(shown)  # the tag, under the title
+
+    person.agent_says(sid, f"please open {SPOOF} now", "\u061cmark\u200e")
+    item.click()
+    expect(person.messages()).to_have_count(2)
+    expect(page.locator("#session-subtitle")).to_contain_text(shown)
+    expect(person.messages().nth(0).locator(".content")).to_have_text(f"please open {shown} now")
+    expect(person.messages().nth(1).locator(".content")).to_have_text("⟨U+061C⟩mark⟨U+200E⟩")
+    # Nothing on the page still holds a control that could reorder what is drawn.
+    controls = r"/[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/"
+    assert page.evaluate(f"{controls}.test(document.body.innerText)") is False
+    marker = person.messages().nth(0).locator(".bidi-control")
+    expect(marker).to_have_attribute("title", re.compile("U\\+202E"))
+    # Each piece of user text is its own direction island.
+    styles = page.evaluate("""() => [document.querySelector('.session-name'), document.querySelector('#session-title'),
+        document.querySelector('.message .content')].map(e => [e.dir, getComputedStyle(e).unicodeBidi])""")
+    assert styles == [["auto", "isolate"], ["auto", "isolate"], ["auto", "plaintext"]]
+
+
+def test_right_to_left_text_stays_inside_its_own_piece(person):
+    page = person.open()
+    person.agent_session("שלום עולם")
+    item = person.session_button("שלום")
+    expect(item).to_be_visible()
+    # The tag is isolated: the Latin words after it keep their left-to-right order and place.
+    meta = item.locator(".session-name")
+    assert meta.evaluate("e => e.matches(':dir(rtl)')") is True
+    expect(item.locator(".session-meta")).to_contain_text("active · updated")
+
+
+# --- command output ------------------------------------------------------------------------------
+
+def output(stream, text):
+    return {"type": "output", "stream": stream, "text": text}
+
+
+def test_command_output_reads_like_a_terminal_one_block_per_run(person):
+    page = person.open()
+    sid = person.agent_session("wrapped")
+    person.agent_says(sid, output("stdout", "compiling 1/2\n"), output("stdout", "compiling 2/2\n"),
+                      output("stderr", "warning: unused variable"))
+    person.open_session("wrapped")
+    runs = page.locator("#message-list > li.run")
+    expect(runs).to_have_count(1)
+    run = runs.first
+    expect(run.locator(".line")).to_have_count(3)
+    expect(run.locator(".role")).to_have_text("Output")
+    expect(run.locator(".seq")).to_have_text("#1–3 · 3 lines")
+    assert run.locator(".line").all_inner_texts()[:2] == ["compiling 1/2", "compiling 2/2"]
+    stderr = run.locator(".line.stderr")
+    expect(stderr).to_have_count(1)
+    # Screen readers hear which stream a line came from; eyes see a colour.
+    expect(stderr).to_have_text("stderr: warning: unused variable")
+    expect(stderr.locator(".visually-hidden")).to_have_text("stderr: ")
+    look = run.locator(".line").evaluate_all(
+        "lines => lines.map(l => [getComputedStyle(l).fontFamily, getComputedStyle(l).color])")
+    assert all("mono" in family.lower() for family, _ in look), look
+    assert look[0][1] == look[1][1] != look[2][1]
+
+    # Live lines join the block; a person's message ends it, and the next output starts another.
+    person.agent_says(sid, output("stdout", "tests: 12 passed"))
+    expect(run.locator(".line")).to_have_count(4)
+    expect(person.messages()).to_have_count(1)
+    page.get_by_label("Message to the agent").fill("ship it")
+    page.get_by_label("Message to the agent").press("Enter")
+    expect(person.messages()).to_have_count(2)
+    person.agent_says(sid, output("stdout", "deploying"), output("stdout", "done"))
+    expect(person.messages()).to_have_count(3)
+    expect(runs).to_have_count(2)
+    expect(runs.nth(1).locator(".line")).to_have_count(2)
+    # Something that only looks like output (a person's JSON text, or another shape) stays a card.
+    person.agent_says(sid, {"type": "output", "stream": "elsewhere", "text": "x"})
+    expect(person.messages()).to_have_count(4)
+    expect(person.messages().last).to_have_class(re.compile(r"\bkind-text\b"))
+
+
+def test_output_runs_join_across_pages_loaded_on_scroll(person):
+    page = person.open()
+    sid = person.agent_session("long-build")
+    for start in range(1, 121, 60):
+        person.agent_says(sid, *[output("stdout" if n % 10 else "stderr", f"line {n}") for n in range(start, start + 60)])
+    person.open_session("long-build")
+    run = page.locator("#message-list > li.run")
+    expect(run.locator(".line")).to_have_count(50)
+    for expected in (100, 120):
+        page.locator("#message-scroller").evaluate("s => s.scrollTop = 0")
+        expect(run.locator(".line")).to_have_count(expected)
+    expect(person.messages()).to_have_count(1)
+    assert run.locator(".line").evaluate_all("ls => ls.map(l => Number(l.dataset.seq))") == list(range(1, 121))
+    expect(run.locator(".seq")).to_have_text("#1–120 · 120 lines")
+    expect(run.locator(".line.stderr")).to_have_count(12)
+
+
+def test_a_huge_message_holds_only_its_start_until_shown(person):
+    page = person.open()
+    sid = person.agent_session("big")
+    huge = "\n".join(f"row {n} " + "x" * 90 for n in range(10_000))  # just under 1 MiB, the content limit
+    person.agent_says(sid, huge)
+    person.open_session("big")
+    content = person.messages().first.locator(".content")
+    assert len(content.text_content()) <= 1500
+    toggle = person.messages().first.locator("button.expand")
+    expect(toggle).to_have_text(re.compile(r"^Show all \(10,000 lines, "))
+    toggle.click()
+    expect(toggle).to_have_text("Show less")
+    assert content.text_content() == huge
+    toggle.click()
+    assert len(content.text_content()) <= 1500
+
+
+# --- a long list ---------------------------------------------------------------------------------
+
+def test_a_long_list_is_drawn_a_page_at_a_time_and_an_update_touches_one_item(person):
+    page = person.open()
+    ids = [person.agent_session(f"s-{n:03}") for n in range(230)]
+    expect(page.locator("#session-count")).to_have_text("(230)")
+    items = page.locator(".session-item")
+    expect(items).to_have_count(200)
+    more = page.locator("#sessions-more")
+    expect(more).to_have_text("Show 30 more (30 not shown)")
+    expect(items.first).to_contain_text("s-229")
+
+    # The oldest session (not drawn) gets a message: it comes to the top, and nothing else is redrawn.
+    page.evaluate("""() => { window.touched = new Set();
+        new MutationObserver(records => records.forEach(r => {
+            const item = (r.target.nodeType === 1 ? r.target : r.target.parentElement).closest('li') ||
+                         [...r.addedNodes, ...r.removedNodes].find(n => n.nodeName === 'LI');
+            if (item) window.touched.add(item.querySelector('.session-name').textContent);
+        })).observe(document.getElementById('session-list'), {subtree: true, childList: true, characterData: true, attributes: true}); }""")
+    person.agent_says(ids[0], "wake up")
+    expect(items.first).to_contain_text("s-000")
+    expect(items).to_have_count(200)
+    touched = set(page.evaluate("[...window.touched]"))
+    assert touched == {"s-000", "s-030"}, touched  # s-000 drawn at the top, s-030 pushed out of the page
+
+    more.click()
+    expect(items).to_have_count(230)
+    expect(more).to_be_hidden()
+    expect(page.locator(".session-item").nth(200)).to_be_focused()
+
+
+def test_delete_all_as_one_update_empties_the_list_and_closes_the_open_session(person):
+    """The server sends one `delete-all` update for a bulk delete: here the real server's per-session
+    updates for one are rewritten on their way into the page, as that one update."""
+    bulk = {"count": 0}
+
+    def relay(ws):
+        server = ws.connect_to_server()
+
+        def to_page(message):
+            frame = json.loads(message)
+            if frame["event"] == "update" and frame["data"]["body"]["t"] == "delete-session":
+                bulk["count"] += 1
+                if bulk["count"] > 1:
+                    return  # one update for the whole delete, carrying the first one's seq
+                frame["data"]["body"] = {"t": "delete-all", "deleted": 3}
+                message = json.dumps(frame)
+            ws.send(message)
+        server.on_message(to_page)
+        ws.on_message(lambda message: server.send(message))
+
+    person.page.route_web_socket(re.compile(r"/v1/updates$"), relay)
+    page = person.open()
+    for tag in ("one", "two", "three"):
+        person.agent_session(tag)
+    expect(page.locator(".session-item")).to_have_count(3)
+    person.session_button("two").click()
+    expect(page.locator("#session-title")).to_have_text("two")
+
+    assert person.api("DELETE", "/api/sessions").json() == {"deleted": 3}  # from elsewhere
+    expect(page.locator(".session-item")).to_have_count(0)
+    expect(page.locator("#sessions-empty")).to_be_visible()
+    expect(page.locator("#session-view")).to_be_hidden()
+    expect(page.locator("#announcer")).to_have_text("Every session was deleted.")
+    assert bulk["count"] == 3
+    person.agent_session("after")  # later updates still apply
+    expect(page.locator(".session-item")).to_have_count(1)
+
+
+def test_the_reducer_applies_every_update_kind(person):
+    page = person.open()
+    result = page.evaluate("""async () => {
+        const { SessionStore, applyUpdate } = await import('/static/js/store.js');
+        const changes = [];
+        const store = new SessionStore(c => changes.push(c.type));
+        const s = (id, updatedAt) => ({t: 'new-session', id, updatedAt, createdAt: 1, active: true, tag: id, title: null});
+        const out = [];
+        const apply = (body, createdAt = 0) => out.push(applyUpdate(store, {body, createdAt}));
+        apply(s('a', 10)); apply(s('b', 20)); apply(s('c', 30));
+        const order = () => store.first(10).map(x => x.id).join('');
+        const steps = [order()];
+        apply({t: 'new-message', sid: 'a', message: {id: 'm', seq: 1, updatedAt: 40}}); steps.push(order());
+        apply({t: 'update-session', id: 'b', title: 'B'}, 50); steps.push(order());
+        apply({t: 'update-session', id: 'c', active: false}, 60); steps.push(order());
+        apply({t: 'delete-session', sid: 'a'}); steps.push(order());
+        apply({t: 'update-session', id: 'gone', title: 'x'}, 70);
+        apply({t: 'delete-all', deleted: 2}); steps.push(order() || 'empty');
+        apply(s('d', 80)); steps.push(order());
+        apply({t: 'some-future-kind'});
+        return {steps, out, size: store.size, b: store.get('b'), changes};
+    }""")
+    assert result["steps"] == ["cba", "acb", "bac", "bac", "bc", "empty", "d"]
+    assert result["out"][3:] == [{"message": {"sid": "a", "message": {"id": "m", "seq": 1, "updatedAt": 40}}},
+                                 {"changed": "b"}, {"changed": "c"}, {"deleted": "a"}, {"changed": "gone"},
+                                 {"deletedAll": 2}, {"changed": "d"}, None]
+    assert result["size"] == 1 and result["b"] is None
+    assert result["changes"].count("reset") == 1
+
+
+def test_the_timeline_keeps_seq_order_and_runs_whatever_order_messages_arrive_in(person):
+    page = person.open()
+    result = page.evaluate("""async () => {
+        const { Timeline } = await import('/static/js/timeline.js');
+        const { registerKind } = await import('/static/js/messages.js');
+        const { h } = await import('/static/js/dom.js');
+        // A new shape of content is one registration away.
+        registerKind({ name: 'approval', label: 'Approval', matches: m => m.content?.type === 'approval',
+                       render: m => [h('p', { class: 'content' }, `Allow ${m.content.tool}?`)] });
+        const list = document.createElement('ol');
+        const timeline = new Timeline(list);
+        const out = (seq, text) => ({ id: `m${seq}`, seq, role: null, metadata: null, createdAt: seq,
+                                      content: { type: 'output', stream: 'stdout', text } });
+        const shape = () => [...list.children].map(c => c.classList.contains('run')
+            ? 'run:' + [...c.querySelectorAll('.line')].map(l => l.dataset.seq).join(',') : 'card:' + c.dataset.seq);
+        const steps = [];
+        for (const seq of [5, 6, 2, 3, 8]) timeline.insert(out(seq, `line ${seq}`));
+        steps.push(shape());
+        timeline.insert({ id: 'm7', seq: 7, role: 'user', content: 'stop', metadata: null, createdAt: 7 });
+        steps.push(shape());
+        timeline.insert(out(4, 'line 4'));  // fills the gap: the two runs become one
+        steps.push(shape());
+        timeline.insert({ id: 'm4b', seq: 4.5, role: 'user', content: 'in the middle', metadata: null, createdAt: 4 });
+        steps.push(shape());  // a card inside a run splits it
+        timeline.insert(out(6, 'again'));  // the same id again: drawn once
+        timeline.insert({ id: 'm9', seq: 9, role: null, content: { type: 'approval', tool: 'Bash' }, metadata: null, createdAt: 9 });
+        steps.push(shape());
+        return { steps, approval: list.lastElementChild.className + ' / ' + list.lastElementChild.textContent,
+                 range: list.querySelector('.run .seq').textContent };
+    }""")
+    assert result["steps"] == [
+        ["run:2,3,5,6,8"],  # neighbours join even across seqs not seen yet...
+        ["run:2,3,5,6", "card:7", "run:8"],  # ...and a card arriving in between splits them
+        ["run:2,3,4,5,6", "card:7", "run:8"],
+        ["run:2,3,4", "card:4.5", "run:5,6", "card:7", "run:8"],
+        ["run:2,3,4", "card:4.5", "run:5,6", "card:7", "run:8", "card:9"],
+    ]
+    assert result["approval"].startswith("message role-agent kind-approval / Approval ")
+    assert "Allow Bash?" in result["approval"]
+    assert result["range"] == "#2–4 · 3 lines"

@@ -19,8 +19,10 @@ export function configure({ token, unauthorized }) {
 }
 
 // `body` is sent as JSON; a string is sent as is (an import file's own text, already checked to parse).
-export async function request(method, path, body) {
-  const headers = { Authorization: `Bearer ${tokenOf()}` };
+// `as` asks with another token than the page's (a link's, before the person agrees to use it): its
+// 401 only means that token is no good, not the page's.
+export async function request(method, path, body, { as } = {}) {
+  const headers = { Authorization: `Bearer ${as ?? tokenOf()}` };
   const init = { method, headers };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -39,14 +41,14 @@ export async function request(method, path, body) {
     } catch {
       error = { error: `http_${response.status}`, message: `The server answered ${response.status} ${response.statusText}.` };
     }
-    if (response.status === 401) onUnauthorized();
+    if (response.status === 401 && as === undefined) onUnauthorized();
     throw new ApiError(response.status, error);
   }
   return response;
 }
 
-export async function json(method, path, body) {
-  const response = await request(method, path, body);
+export async function json(method, path, body, options) {
+  const response = await request(method, path, body, options);
   return response.status === 204 ? null : response.json();
 }
 

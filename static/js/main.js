@@ -3,9 +3,11 @@
 // the websocket then tells every open page, this one included, what changed.
 
 import { ApiError, configure, describeErrors, json, request } from "./api.js";
+import { h, setUserText, userText } from "./dom.js";
 import { Live } from "./live.js";
 import { normalize } from "./messages.js";
-import { SessionList, fromApi, fromEvent, label } from "./sessions.js";
+import { SessionList } from "./sessions.js";
+import { SessionStore, applyActivity, applyUpdate, fromApi, label } from "./store.js";
 import { SessionView } from "./view.js";
 
 const TOKEN_KEY = "switchboard.token";
@@ -16,8 +18,16 @@ let live = null;
 let pending = null; // updates held back while the session list is being fetched
 let fetches = 0; // list fetches in flight: updates wait until the last one has landed
 let listed = false; // the list has been fetched at least once since the token was given
+let epoch = 0; // bumped when the token changes: answers asked for with the previous one are dropped
 
-const sessions = new SessionList($("session-list"), $("sessions-empty"), $("session-count"), openSession);
+const store = new SessionStore((change) => sessions.changed(change));
+const sessions = new SessionList({
+  list: $("session-list"),
+  empty: $("sessions-empty"),
+  count: $("session-count"),
+  more: $("sessions-more"),
+  pane: $("session-list-pane"),
+}, store, openSession);
 const view = new SessionView({
   scroller: $("message-scroller"),
   log: $("message-log"),
@@ -26,7 +36,7 @@ const view = new SessionView({
   start: $("history-start"),
   title: $("session-title"),
   subtitle: $("session-subtitle"),
-}, sessions);
+}, store);
 
 // --- token and screens ------------------------------------------------------------------------
 
@@ -61,8 +71,10 @@ function showScreen(name) {
 function showTokenScreen(problem) {
   live?.stop();
   live = null;
+  epoch += 1;
   view.close();
-  sessions.replaceAll([]);
+  store.replaceAll([]);
+  showAccount(null);
   setConnection("offline", "Not connected");
   $("token-problem").textContent = problem || "";
   $("token-problem").hidden = !problem;
@@ -79,13 +91,25 @@ function rejectToken() {
 }
 
 function start(token) {
+  live?.stop();
+  if (view.id !== null) closeSession();
+  store.replaceAll([]);
   storeToken(token);
+  epoch += 1;
+  pending = null;
+  fetches = 0;
   listed = false;
   showScreen("list");
+  showAccount(null);
   live = new Live(token, {
-    update: (data) => (pending ? pending.push(data) : applyUpdate(data)),
-    ephemeral: applyEphemeral,
-    ready: ({ refetch }) => refetch && refetchAll(),
+    update: (data) => (pending ? pending.push(data) : update(data)),
+    ephemeral: activity,
+    ready: ({ refetch }) => {
+      // Asked once the websocket has taken the token: a refused token is told by the websocket (4401).
+      const asked = epoch;
+      json("GET", "/api/me").then((me) => asked === epoch && showAccount(me), () => {});
+      if (refetch) refetchAll();
+    },
     status: (state, retryIn) => {
       setConnection(state, state === "connected" ? "Connected"
         : state === "connecting" ? "Connecting…"
@@ -113,24 +137,30 @@ function announce(text) {
 // After the first `ready` or a `resync`: the list (and the open session) from scratch. Updates that
 // arrive meanwhile wait, then apply on top of the fetched state (they are all idempotent).
 async function refetchAll() {
+  const asked = epoch;
   fetches += 1;
   pending = pending || [];
+  let items = null;
   try {
-    const { items } = await json("GET", "/api/sessions");
-    sessions.replaceAll(items.map(fromApi));
-    listed = true;
+    ({ items } = await json("GET", "/api/sessions"));
   } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 401) announce(`Could not load sessions: ${error.message}`);
-  } finally {
-    fetches -= 1;
-    if (fetches === 0) {
-      const held = pending;
-      pending = null;
-      held.forEach(applyUpdate);
+    if (asked === epoch && (!(error instanceof ApiError) || error.status !== 401)) {
+      announce(`Could not load sessions: ${error.message}`);
     }
   }
+  if (asked !== epoch) return; // another token's answer: start() has reset the counters
+  if (items) {
+    store.replaceAll(items.map(fromApi));
+    listed = true;
+  }
+  fetches -= 1;
+  if (fetches === 0) {
+    const held = pending;
+    pending = null;
+    held.forEach(update);
+  }
   if (view.id !== null) {
-    if (sessions.get(view.id)) {
+    if (store.get(view.id)) {
       view.showHeader();
       await view.reload();
     } else {
@@ -139,40 +169,18 @@ async function refetchAll() {
   }
 }
 
-function applyUpdate({ body, createdAt }) {
-  switch (body.t) {
-    case "new-session":
-      sessions.upsert(fromEvent(body));
-      break;
-    case "update-session": {
-      const changes = {};
-      if ("title" in body) changes.title = body.title;
-      if ("systemPrompt" in body) changes.systemPrompt = body.systemPrompt;
-      if ("active" in body) {
-        changes.active = body.active;
-        if (!body.active) changes.thinking = false;
-      } else {
-        changes.updatedAt = createdAt; // every other change bumps the session's updated_at
-      }
-      sessions.patch(body.id, changes);
-      if (view.id === body.id) view.showHeader();
-      break;
-    }
-    case "delete-session":
-      sessions.remove(body.sid);
-      if (view.id === body.sid) closeSession("The open session was deleted.");
-      break;
-    case "new-message":
-      sessions.patch(body.sid, { updatedAt: body.message.updatedAt });
-      if (view.id === body.sid) view.add(normalize(body.message));
-      break;
-  }
+// The reducer (store.js) changes the state; what it means for the open session is handled here.
+function update(data) {
+  const effect = applyUpdate(store, data);
+  if (!effect || view.id === null) return;
+  if (effect.message?.sid === view.id) view.add(normalize(effect.message.message));
+  else if (effect.changed === view.id) view.showHeader();
+  else if (effect.deleted === view.id) closeSession("The open session was deleted.");
+  else if ("deletedAll" in effect) closeSession("Every session was deleted.");
 }
 
-function applyEphemeral(data) {
-  if (data.type !== "activity") return;
-  sessions.patch(data.id, { active: data.active, thinking: data.active && Boolean(data.thinking) });
-  if (view.id === data.id) view.showHeader();
+function activity(data) {
+  if (applyActivity(store, data)?.changed === view.id && view.id !== null) view.showHeader();
 }
 
 // --- opening and closing a session ------------------------------------------------------------
@@ -195,7 +203,7 @@ function closeSession(message) {
   $("no-session").hidden = false;
   showScreen("list");
   if (message) announce(message);
-  if (id && sessions.get(id)) sessions.focus(id);
+  if (id && store.get(id)) sessions.focus(id);
   else $("sessions-heading").focus();
 }
 
@@ -237,14 +245,14 @@ const sessionPath = () => `/api/sessions/${encodeURIComponent(view.id)}`;
 
 const openRename = dialog("rename-dialog", async () => {
   const updated = await json("PATCH", sessionPath(), { title: $("rename-input").value });
-  sessions.upsert(fromApi(updated));
+  store.upsert(fromApi(updated));
   view.showHeader();
   announce(`Renamed to ${updated.title}.`);
 });
 
 const openPrompt = dialog("prompt-dialog", async () => {
   const updated = await json("PATCH", `${sessionPath()}/system-prompt`, { system_prompt: $("prompt-input").value });
-  sessions.upsert(fromApi(updated));
+  store.upsert(fromApi(updated));
   view.showHeader();
   announce(updated.system_prompt ? "System prompt saved." : "System prompt cleared.");
 });
@@ -252,7 +260,7 @@ const openPrompt = dialog("prompt-dialog", async () => {
 const openDelete = dialog("delete-dialog", async () => {
   const id = view.id;
   await json("DELETE", sessionPath());
-  sessions.remove(id);
+  store.remove(id);
   return () => closeSession("Session deleted.");
 });
 
@@ -262,7 +270,7 @@ const openDeleteAll = dialog("delete-all-dialog", async () => {
     throw new Refused("Nothing was deleted: type the word delete to confirm.");
   }
   const { deleted } = await json("DELETE", "/api/sessions");
-  sessions.replaceAll([]);
+  store.replaceAll([]);
   return () => closeSession(`Deleted ${deleted} session${deleted === 1 ? "" : "s"}.`);
 });
 
@@ -335,9 +343,9 @@ async function importFile() {
       throw new Refused(`${file.name} is not a JSON file (${error.message}).`);
     }
     const result = await json("POST", "/api/sessions/import", text);
-    sessions.upsert(fromApi(result.session));
+    store.upsert(fromApi(result.session));
     openSession(result.session.id);
-    announce(`Imported ${label(sessions.get(result.session.id))} with ${result.imported_messages} messages.`);
+    announce(`Imported ${label(store.get(result.session.id))} with ${result.imported_messages} messages.`);
     return;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return;
@@ -346,11 +354,7 @@ async function importFile() {
   showImportProblem(() => {
     $("import-message").textContent = `${file.name} was not imported: ${problem.message}`;
     const list = $("import-errors");
-    list.replaceChildren(...describeErrors(problem.errors).map((line) => {
-      const item = document.createElement("li");
-      item.textContent = line;
-      return item;
-    }));
+    list.replaceChildren(...describeErrors(problem.errors).map((line) => h("li", {}, line)));
   });
 }
 
@@ -374,15 +378,15 @@ $("send-input").addEventListener("keydown", (event) => {
   }
 });
 $("rename-button").addEventListener("click", () => openRename(() => {
-  $("rename-input").value = sessions.get(view.id).title || "";
+  $("rename-input").value = store.get(view.id).title || "";
 }));
 $("prompt-button").addEventListener("click", () => openPrompt(() => {
-  $("prompt-input").value = sessions.get(view.id).systemPrompt || "";
+  $("prompt-input").value = store.get(view.id).systemPrompt || "";
   updateCounter();
 }));
 $("prompt-input").addEventListener("input", updateCounter);
 $("delete-button").addEventListener("click", () => openDelete(() => {
-  $("delete-description").textContent = `“${label(sessions.get(view.id))}” and all its messages will be deleted.`;
+  $("delete-description").replaceChildren("“", userText(label(store.get(view.id))), "” and all its messages will be deleted.");
 }));
 $("delete-all-button").addEventListener("click", () => openDeleteAll(() => {
   $("delete-all-input").value = "";
@@ -391,10 +395,67 @@ $("export-button").addEventListener("click", exportSession);
 $("import-button").addEventListener("click", () => $("import-file").click());
 $("import-file").addEventListener("change", importFile);
 
-// The first-run link carries the token in the fragment (never sent to the server); keep it, then
-// take it out of the address bar and the history.
-const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-if (fromLink) history.replaceState(null, "", location.pathname + location.search);
-const token = fromLink || storedToken();
-if (token) start(token);
+// --- the account, and links that carry a token ---------------------------------------------------
+
+function showAccount(me) {
+  const element = $("account");
+  element.hidden = !me;
+  if (!me) return;
+  setUserText($("account-name"), me.account);
+  element.title = `Token “${me.token_name}”`;
+}
+
+// Who a token belongs to: {account, token_name}, null when the server refuses it, undefined when the
+// server cannot be asked.
+async function whoIs(token) {
+  try {
+    return await json("GET", "/api/me", undefined, { as: token });
+  } catch (error) {
+    return error instanceof ApiError && error.status === 401 ? null : undefined;
+  }
+}
+
+// A link's token replaces the one this browser keeps only when the person agrees, or when both belong
+// to the same account: a link someone else made must not quietly put this page into their account,
+// where what the person sends would go to them. Keeping the current token leaves a running page as it is.
+async function adopt(linked) {
+  const current = storedToken();
+  const keep = (why) => {
+    if (!live) start(current);
+    if (why) announce(why);
+  };
+  if (current === linked) return keep();
+  if (!current) return start(linked);
+  if ($("switch-dialog").open) return; // one question at a time: the first link asked about stands
+  const [mine, theirs] = await Promise.all([whoIs(current), whoIs(linked)]);
+  if (mine === null) return start(linked); // the kept token no longer works: nothing to protect
+  if (theirs === null) return keep("The link's token was not accepted; this page stays as it was.");
+  if (mine && theirs && mine.account === theirs.account) return start(linked);
+  const name = (me) => (me ? userText(me.account) : "an account the server could not name right now");
+  $("switch-current").replaceChildren(name(mine));
+  $("switch-linked").replaceChildren(name(theirs));
+  const dialog = $("switch-dialog");
+  dialog.onclose = () => (dialog.returnValue === "switch" ? start(linked)
+    : keep("Kept the current account; the link's token was not saved."));
+  dialog.returnValue = "";
+  dialog.showModal();
+  $("switch-keep").focus();
+}
+
+// The first-run link carries the token in the fragment (never sent to the server); take it out of
+// the address bar and the history before anything else.
+function tokenFromLink() {
+  const linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (linked) history.replaceState(null, "", location.pathname + location.search);
+  return linked;
+}
+
+window.addEventListener("hashchange", () => {
+  const linked = tokenFromLink();
+  if (linked) adopt(linked);
+});
+
+const linked = tokenFromLink();
+if (linked) adopt(linked);
+else if (storedToken()) start(storedToken());
 else showTokenScreen();

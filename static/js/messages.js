@@ -1,11 +1,14 @@
-// One message as a list item. Content is untrusted: it only ever reaches the page as textContent.
-// JSON values (and strings that hold a JSON object or array) are pretty-printed; long content starts
-// collapsed behind a real button.
+// How each kind of message content looks. A kind is {name, matches(message), render(message)}: the
+// first kind that matches draws the message's body (render returns its nodes). A kind with `joins: true` draws one line per
+// message instead (`render` then returns the line), and consecutive messages of that kind share one
+// card (timeline.js), as a terminal shows output. To show a new shape of content, register a kind.
+//
+// Content is untrusted: it only ever reaches the page as text, and long text is drawn only when asked
+// for (a collapsed message holds its first lines in the page, not its megabyte).
 
-import { when } from "./format.js";
+import { h, visible } from "./dom.js";
 
-const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
-const COLLAPSE_CHARS = 1500;
+export const COLLAPSE_CHARS = 1500;
 const COLLAPSE_LINES = 20;
 
 // Messages arrive from the v3 pages and updates (camelCase, ms) and from the management API
@@ -21,6 +24,58 @@ export function normalize(m) {
   };
 }
 
+const kinds = [];
+
+// Kinds registered later are tried first, so a specific shape wins over the catch-all text kind.
+export function registerKind(kind) {
+  kinds.unshift(kind);
+}
+
+export function kindOf(message) {
+  return kinds.find((kind) => kind.matches(message));
+}
+
+let counter = 0;
+export const uniqueId = (prefix) => `${prefix}-${++counter}`;
+
+// Long text shows its start behind a real button; the rest is drawn on the first "Show all".
+function collapsible(text, makeBody) {
+  const lines = countLines(text);
+  const body = makeBody(visible(text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES ? preview(text) : text));
+  if (text.length <= COLLAPSE_CHARS && lines <= COLLAPSE_LINES) return [body];
+  body.id = uniqueId("message-content");
+  body.classList.add("collapsed");
+  const summary = `${lines.toLocaleString()} lines, ${text.length.toLocaleString()} characters`;
+  const toggle = h("button", { type: "button", class: "expand", "aria-controls": body.id, "aria-expanded": "false" },
+    `Show all (${summary})`);
+  toggle.addEventListener("click", () => {
+    const expanded = toggle.getAttribute("aria-expanded") !== "true";
+    body.replaceChildren(...visible(expanded ? text : preview(text)));
+    body.classList.toggle("collapsed", !expanded);
+    toggle.setAttribute("aria-expanded", String(expanded));
+    toggle.textContent = expanded ? "Show less" : `Show all (${summary})`;
+  });
+  return [body, toggle];
+}
+
+function countLines(text) {
+  let lines = 1;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) lines += 1;
+  return lines;
+}
+
+function preview(text) {
+  let end = Math.min(text.length, COLLAPSE_CHARS);
+  let i = -1;
+  for (let line = 0; line < COLLAPSE_LINES; line += 1) {
+    i = text.indexOf("\n", i + 1);
+    if (i === -1 || i >= end) break;
+    if (line === COLLAPSE_LINES - 1) end = i;
+  }
+  return text.slice(0, end);
+}
+
+// JSON values (and strings that hold a JSON object or array) are pretty-printed.
 function display(content) {
   if (typeof content === "string") {
     const trimmed = content.trim();
@@ -36,64 +91,39 @@ function display(content) {
   return { text: JSON.stringify(content, null, 2), json: true };
 }
 
-let counter = 0;
+// The catch-all: text, or JSON pretty-printed.
+registerKind({
+  name: "text",
+  matches: () => true,
+  render(message) {
+    const { text, json } = display(message.content);
+    return collapsible(text, (nodes) => h(json ? "pre" : "div", { class: json ? "content json" : "content", dir: "auto" }, nodes));
+  },
+});
 
-export function renderMessage(message) {
-  const item = document.createElement("li");
-  const role = message.role || "agent";
-  item.className = `message role-${role}`;
-  item.dataset.seq = message.seq;
-  item.dataset.id = message.id;
+// What the command wrapper (client.py run) posts for each line its command prints.
+const isOutput = (c) => c !== null && typeof c === "object" && !Array.isArray(c) && c.type === "output"
+  && (c.stream === "stdout" || c.stream === "stderr") && typeof c.text === "string";
 
-  const header = document.createElement("p");
-  header.className = "message-header";
-  const roleLabel = document.createElement("span");
-  roleLabel.className = "role";
-  roleLabel.textContent = ROLE_LABELS[role] || "Agent";
-  const time = document.createElement("time");
-  if (Number.isFinite(message.createdAt)) {
-    time.dateTime = new Date(message.createdAt).toISOString();
-    time.textContent = when(message.createdAt);
-  }
-  const seq = document.createElement("span");
-  seq.className = "seq";
-  seq.textContent = `#${message.seq}`;
-  header.append(roleLabel, " ", time, " ", seq);
+const LINE_CHARS = 2000;
 
-  const { text, json } = display(message.content);
-  const body = document.createElement(json ? "pre" : "div");
-  body.className = json ? "content json" : "content";
-  body.id = `message-content-${++counter}`;
-  body.textContent = text;
-  item.append(header, body);
-
-  const lines = text.split("\n").length;
-  if (text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES) {
-    item.classList.add("collapsed");
-    const toggle = document.createElement("button");
-    toggle.type = "button";
-    toggle.className = "expand";
-    toggle.setAttribute("aria-controls", body.id);
-    toggle.setAttribute("aria-expanded", "false");
-    const summary = `${lines.toLocaleString()} lines, ${text.length.toLocaleString()} characters`;
-    toggle.textContent = `Show all (${summary})`;
-    toggle.addEventListener("click", () => {
-      const expanded = item.classList.toggle("collapsed") === false;
-      toggle.setAttribute("aria-expanded", String(expanded));
-      toggle.textContent = expanded ? "Show less" : `Show all (${summary})`;
-    });
-    item.append(toggle);
-  }
-
-  if (message.metadata !== null) {
-    const details = document.createElement("details");
-    details.className = "metadata";
-    const summary = document.createElement("summary");
-    summary.textContent = "Metadata";
-    const pre = document.createElement("pre");
-    pre.textContent = JSON.stringify(message.metadata, null, 2);
-    details.append(summary, pre);
-    item.append(details);
-  }
-  return item;
-}
+registerKind({
+  name: "output",
+  label: "Output",
+  joins: true,
+  matches: (message) => message.role === null && isOutput(message.content),
+  render(message) {
+    const { stream, text } = message.content;
+    const line = text.endsWith("\n") ? text.slice(0, -1) : text;
+    const element = h("span", { class: `line ${stream}`, dir: "auto", dataset: { seq: message.seq, id: message.id, time: message.createdAt } },
+      stream === "stderr" ? h("span", { class: "visually-hidden" }, "stderr: ") : null,
+      visible(line.length > LINE_CHARS ? line.slice(0, LINE_CHARS) : line));
+    if (line.length > LINE_CHARS) {
+      const rest = line.length - LINE_CHARS;
+      element.append(h("button", { type: "button", class: "more-line", on: { click: (event) => {
+        event.currentTarget.replaceWith(...visible(line.slice(LINE_CHARS)));
+      } } }, `… ${rest.toLocaleString()} more characters`));
+    }
+    return element;
+  },
+});

@@ -1,137 +1,108 @@
-// The session list: what the page knows about every session, and the <ul> that shows it, most
-// recently updated first. Sessions arrive in two shapes (management API: snake_case and ISO times;
-// websocket updates: camelCase and ms); both become one shape here.
+// The session list as drawn: the <ul> of the store's sessions, most recently updated first. It draws
+// at most once per animation frame, touches only the sessions that changed, and holds only the first
+// `limit` sessions in the page (more appear as the person scrolls or asks), so a list of 100,000
+// sessions opens as fast as one of 200 and one update costs the same in either.
 
-import { dateTime, when } from "./format.js";
+import { h, setUserText, userText } from "./dom.js";
+import { when } from "./format.js";
+import { activity, label } from "./store.js";
 
-export function fromApi(s) {
-  return {
-    id: s.id,
-    title: s.title,
-    tag: s.tag,
-    systemPrompt: s.system_prompt,
-    active: s.active,
-    thinking: false,
-    createdAt: Date.parse(s.created_at),
-    updatedAt: Date.parse(s.updated_at),
-  };
-}
-
-export function fromEvent(body) {
-  return {
-    id: body.id,
-    title: body.title ?? null,
-    tag: body.tag ?? null,
-    systemPrompt: null,
-    active: body.active,
-    thinking: false,
-    createdAt: body.createdAt,
-    updatedAt: body.updatedAt,
-  };
-}
-
-export function label(session) {
-  return session.title || session.tag || `Session started ${dateTime(session.createdAt)}`;
-}
-
-export function activity(session) {
-  if (!session.active) return "idle";
-  return session.thinking ? "thinking" : "active";
-}
+const PAGE = 200;
 
 export class SessionList {
-  constructor(listElement, emptyElement, countElement, onOpen) {
-    this.list = listElement;
-    this.empty = emptyElement;
-    this.count = countElement;
+  constructor({ list, empty, count, more, pane }, store, onOpen) {
+    this.el = { list, empty, count, more };
+    this.store = store;
     this.onOpen = onOpen;
-    this.sessions = new Map();
-    this.items = new Map(); // id -> <li>
+    this.items = new Map(); // id -> <li>, only for the sessions in the page
+    this.dirty = new Set();
+    this.all = true; // every drawn session must be refilled (after a reset, or a bigger limit)
+    this.frame = 0;
+    this.limit = PAGE;
     this.currentId = null;
+    more.addEventListener("click", () => this.showMore(true));
+    new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && this.showMore(false),
+      { root: pane, rootMargin: "0px 0px 400px 0px" }).observe(more);
   }
 
-  get(id) {
-    return this.sessions.get(id);
+  // The store's listener: remember what changed, draw it with the next frame.
+  changed(change) {
+    if (change.type === "reset") this.all = true;
+    else this.dirty.add(change.id);
+    this.schedule();
   }
 
-  replaceAll(sessions) {
-    this.sessions = new Map(sessions.map((s) => [s.id, s]));
+  schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  // Draw now (before moving focus to an item that may not be drawn yet).
+  flush() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    const target = this.store.first(this.limit);
+    const wanted = new Set(target.map((s) => s.id));
     for (const [id, item] of this.items) {
-      if (!this.sessions.has(id)) {
+      if (!wanted.has(id)) {
         item.remove();
         this.items.delete(id);
       }
     }
-    this.render();
+    const focused = this.el.list.contains(document.activeElement) ? document.activeElement : null;
+    let cursor = this.el.list.firstElementChild;
+    for (const session of target) {
+      let item = this.items.get(session.id);
+      if (!item) {
+        item = this.create(session.id);
+        this.fill(item, session);
+      } else if (this.all || this.dirty.has(session.id)) {
+        this.fill(item, session);
+      }
+      // Move only what is out of place: a moved node loses focus and costs a layout.
+      if (item !== cursor) this.el.list.insertBefore(item, cursor);
+      else cursor = cursor.nextElementSibling;
+    }
+    if (focused && document.activeElement !== focused && focused.isConnected) focused.focus();
+    this.dirty.clear();
+    this.all = false;
+    const total = this.store.size;
+    this.el.empty.hidden = total > 0;
+    this.el.count.textContent = total ? `(${total.toLocaleString()})` : "";
+    const hidden = total - target.length;
+    this.el.more.hidden = hidden <= 0;
+    if (hidden > 0) this.el.more.textContent = `Show ${Math.min(PAGE, hidden).toLocaleString()} more (${hidden.toLocaleString()} not shown)`;
   }
 
-  // A new session, or one we already hold (a replayed new-session, a fresh fetch): merge.
-  upsert(session) {
-    const known = this.sessions.get(session.id);
-    this.sessions.set(session.id, known ? { ...known, ...session, thinking: known.thinking } : session);
-    this.render();
-  }
-
-  // Changes to a session we do not hold (already deleted, or not fetched yet) are dropped.
-  patch(id, changes) {
-    const known = this.sessions.get(id);
-    if (!known) return null;
-    Object.assign(known, changes);
-    this.render();
-    return known;
-  }
-
-  remove(id) {
-    this.sessions.delete(id);
-    this.items.get(id)?.remove();
-    this.items.delete(id);
-    this.render();
+  // The next page of sessions; from a click, focus goes to the first one it shows.
+  showMore(byHand) {
+    if (this.el.more.hidden) return;
+    const first = this.limit;
+    this.limit += PAGE;
+    this.all = true;
+    this.flush();
+    if (byHand) this.focusIndex(first);
   }
 
   setCurrent(id) {
+    for (const previous of [this.currentId, id]) if (previous) this.dirty.add(previous);
     this.currentId = id;
-    this.render();
+    this.schedule();
   }
 
   focus(id) {
+    this.flush();
     this.items.get(id)?.querySelector("button").focus();
   }
 
-  render() {
-    const ordered = [...this.sessions.values()].sort((a, b) => b.updatedAt - a.updatedAt || (a.id < b.id ? 1 : -1));
-    const focused = this.list.contains(document.activeElement) ? document.activeElement : null;
-    let cursor = this.list.firstElementChild;
-    for (const session of ordered) {
-      const item = this.items.get(session.id) || this.create(session.id);
-      this.fill(item, session);
-      // Move only what is out of place: a moved node loses focus and costs a layout.
-      if (item !== cursor) this.list.insertBefore(item, cursor);
-      else cursor = cursor.nextElementSibling;
-    }
-    if (focused && document.activeElement !== focused && this.list.contains(focused)) focused.focus();
-    this.empty.hidden = ordered.length > 0;
-    this.count.textContent = ordered.length ? `(${ordered.length})` : "";
+  focusIndex(index) {
+    this.el.list.children[index]?.querySelector("button").focus();
   }
 
   create(id) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "session-item";
-    button.dataset.sessionId = id;
-    const dot = document.createElement("span");
-    dot.className = "dot";
-    dot.setAttribute("aria-hidden", "true");
-    const text = document.createElement("span");
-    text.className = "session-text";
-    const name = document.createElement("span");
-    name.className = "session-name";
-    const meta = document.createElement("span");
-    meta.className = "session-meta";
-    text.append(name, meta);
-    button.append(dot, text);
-    button.addEventListener("click", () => this.onOpen(id));
-    item.append(button);
+    const item = h("li", {},
+      h("button", { type: "button", class: "session-item", dataset: { sessionId: id }, on: { click: () => this.onOpen(id) } },
+        h("span", { class: "dot", "aria-hidden": "true" }),
+        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }))));
     this.items.set(id, item);
     return item;
   }
@@ -140,11 +111,10 @@ export class SessionList {
     const button = item.firstElementChild;
     const state = activity(session);
     button.dataset.activity = state;
-    const name = label(session);
-    button.querySelector(".session-name").textContent = name;
-    const details = [state, `updated ${when(session.updatedAt)}`];
-    if (session.title && session.tag) details.unshift(session.tag);
-    button.querySelector(".session-meta").textContent = details.join(" · ");
+    setUserText(button.querySelector(".session-name"), label(session));
+    const details = [`${state} · updated ${when(session.updatedAt)}`];
+    if (session.title && session.tag) details.unshift(userText(session.tag), " · ");
+    button.querySelector(".session-meta").replaceChildren(...details);
     if (session.id === this.currentId) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
   }

@@ -1,23 +1,29 @@
-// The open session: its header and its messages in seq order. The newest page loads first (v3
-// before_seq, reversed for display) so even a huge session opens at once; older pages load when the
-// top of the history scrolls into view. Messages are keyed by id: a page, a live update and the
-// answer to our own POST may all carry the same message, and it is shown once.
+// The open session: its header, and loading its messages into the timeline. The newest page loads
+// first (v3 before_seq, reversed for display) so even a huge session opens at once; older pages load
+// when the top of the history scrolls into view. Live messages are drawn once per animation frame,
+// however many arrive in it, with one look at the scroll position.
 
 import { json } from "./api.js";
+import { setUserText, userText } from "./dom.js";
 import { dateTime } from "./format.js";
-import { normalize, renderMessage } from "./messages.js";
-import { activity, label } from "./sessions.js";
+import { normalize } from "./messages.js";
+import { activity, label } from "./store.js";
+import { Timeline } from "./timeline.js";
 
 const PAGE = 50;
 const NEWEST = Number.MAX_SAFE_INTEGER; // before_seq for the newest page: every seq is below it
 const STICK_TO_BOTTOM_PX = 80;
 
 export class SessionView {
-  constructor(elements, sessions) {
+  constructor(elements, store) {
     this.el = elements;
-    this.sessions = sessions; // the SessionList: the one place a session's fields are kept
+    this.store = store;
+    this.timeline = new Timeline(elements.list);
     this.id = null;
     this.generation = 0; // bumped on every (re)load: answers for an older generation are dropped
+    this.queue = []; // live messages waiting for the next frame
+    this.reveal = false;
+    this.frame = 0;
     this.observer = new IntersectionObserver(
       (entries) => entries.some((e) => e.isIntersecting) && this.loadOlder(),
       { root: elements.scroller, rootMargin: "200px 0px 0px 0px" },
@@ -39,11 +45,11 @@ export class SessionView {
 
   clear() {
     this.generation += 1;
-    this.ids = new Set();
+    this.queue = [];
     this.oldest = NEWEST;
     this.hasMore = true;
     this.setLoading(false);
-    this.el.list.replaceChildren();
+    this.timeline.clear();
     this.el.older.hidden = true;
     this.el.start.hidden = true;
   }
@@ -78,12 +84,12 @@ export class SessionView {
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
     for (const m of page.messages) {
       this.oldest = Math.min(this.oldest, m.seq);
-      this.insert(normalize(m));
+      this.timeline.insert(normalize(m));
     }
     this.hasMore = page.hasMore;
     this.el.older.hidden = !this.hasMore;
     this.el.start.hidden = this.hasMore;
-    this.el.start.textContent = this.ids.size ? "Start of the session" : "No messages yet";
+    this.el.start.textContent = this.timeline.size ? "Start of the session" : "No messages yet";
     // Keep what the person was reading where it was; the first page starts at the newest message.
     scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
     // A short page may not fill the view: the observer only fires on a change, so look again.
@@ -105,38 +111,32 @@ export class SessionView {
 
   // A message that arrived live (an update, or the answer to our own send, which is always revealed).
   add(message, reveal = false) {
+    this.queue.push(message);
+    this.reveal ||= reveal;
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
     const scroller = this.el.scroller;
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
-    if (!this.insert(message)) return;
+    let added = false;
+    for (const message of this.queue) added = this.timeline.insert(message) || added;
+    const reveal = this.reveal;
+    this.queue = [];
+    this.reveal = false;
+    if (!added) return;
     if (!this.hasMore) this.el.start.textContent = "Start of the session";
     if (atBottom || reveal) scroller.scrollTop = scroller.scrollHeight;
   }
 
-  insert(message) {
-    if (this.ids.has(message.id)) return false;
-    this.ids.add(message.id);
-    const item = renderMessage(message);
-    // Pages arrive newest first (each one goes to the top); live messages go to the bottom.
-    const first = this.el.list.firstElementChild;
-    if (first && Number(first.dataset.seq) > message.seq) {
-      first.before(item);
-      return true;
-    }
-    let after = this.el.list.lastElementChild;
-    while (after && Number(after.dataset.seq) > message.seq) after = after.previousElementSibling;
-    if (after) after.after(item);
-    else this.el.list.prepend(item);
-    return true;
-  }
-
   showHeader() {
-    const s = this.sessions.get(this.id);
-    this.el.title.textContent = label(s);
-    const parts = [];
-    if (s.title && s.tag) parts.push(`tag ${s.tag}`);
-    parts.push(`started ${dateTime(s.createdAt)}`, activity(s));
+    const s = this.store.get(this.id);
+    setUserText(this.el.title, label(s));
+    const parts = [`started ${dateTime(s.createdAt)}`, activity(s)];
     if (s.systemPrompt) parts.push("has a system prompt");
-    this.el.subtitle.textContent = parts.join(" · ");
+    const tag = s.title && s.tag ? ["tag ", userText(s.tag), " · "] : [];
+    this.el.subtitle.replaceChildren(...tag, parts.join(" · "));
     this.el.subtitle.dataset.activity = activity(s);
   }
 }

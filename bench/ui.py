@@ -1,0 +1,238 @@
+"""The browser UI under load, in headless Chromium: how long a list of N sessions takes to show, what
+one live update costs with it on screen, and what a 1 MiB message costs; plus a bulk delete of 5,000
+sessions arriving as one update per session.
+
+A server is started the way a user does (`python app.py serve`, temporary database, token from the
+first-run link) from --root, so the same script measures another checkout of the UI (for a before /
+after comparison: `git archive OLD | tar -x -C /tmp/old && python bench/ui.py --root /tmp/old`). The N
+sessions are the real server's few real ones plus N synthetic ones added to the page's
+`GET /api/sessions` answer by Playwright (creating 100,000 real sessions takes minutes and is not what
+is measured); live updates are real (messages POSTed to the real sessions, which then move to the top).
+
+Every time runs until the frame that shows the change is painted. Columns: "show" from navigation
+until the list and its count are drawn (it includes making and
+sending the synthetic answer, the same for any UI); "page's part" the part of it after the page had
+the list as JavaScript objects (its own work: sorting, drawing); "event" mean time from POSTing a message
+until its session is drawn first in the list; "longest task" the longest main-thread task (the tab is
+frozen for that long) in that phase; "1 MiB" from POSTing a 1 MiB message to the open session until it
+is drawn.
+
+Usage: python bench/ui.py [--root DIR] [--sizes 1000,10000,100000] [--events 10] [--delete-all 5000]
+Numbers are comparable within one run only: the machine is shared (load average printed).
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from conftest import free_port  # noqa: E402
+from test_ui_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+PHASE_SECONDS = 60  # a phase that takes longer (the old list with 100k sessions) stops and says so
+LONG_TASKS = """
+window.__longest = 0;
+const json = Response.prototype.json;
+Response.prototype.json = async function () {
+  const value = await json.call(this);
+  if (new URL(this.url).pathname === '/api/sessions') window.__listParsed = performance.now();
+  return value;
+};
+new PerformanceObserver(list => list.getEntries().forEach(e => { window.__longest = Math.max(window.__longest, e.duration); }))
+  .observe({type: 'longtask', buffered: true});
+"""
+
+
+class Server:
+    def __init__(self, root):
+        self.dir = tempfile.mkdtemp(prefix="bench-ui-")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(self.dir) / "server.log", "wb+")
+        self.proc = subprocess.Popen([sys.executable, str(Path(root) / "app.py"), "serve", "--port", str(self.port)],
+                                     cwd=root, env={**os.environ, "SWITCHBOARD_DB": str(Path(self.dir) / "ui.db")},
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(400):
+            time.sleep(0.05)
+            self.log.seek(0)
+            match = re.search(rb"#token=(\S+)", self.log.read())
+            if match:
+                try:
+                    requests.get(self.url + "/health", timeout=1)
+                    self.token = match.group(1).decode()
+                    break
+                except requests.RequestException:
+                    pass
+        else:
+            raise SystemExit("the server did not start")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    def call(self, method, path, **kwargs):
+        response = self.http.request(method, self.url + path, timeout=60, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def session(self, tag):
+        return self.call("POST", "/v1/sessions", json={"tag": tag, "metadata": "{}"}).json()["session"]["id"]
+
+    def say(self, sid, content):
+        self.call("POST", f"/v3/sessions/{sid}/messages", json={"messages": [{"content": content}]})
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def synthetic(n):
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    iso = lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return [{"id": f"0synthetic{i:08d}", "title": f"synthetic session {i}", "system_prompt": None,
+             "tag": None, "active": False, "created_at": iso(start - timedelta(seconds=i)),
+             "updated_at": iso(start - timedelta(seconds=i)), "last_active_at": None} for i in range(n)]
+
+
+# The second frame callback runs after the first frame's style, layout and paint: what a person sees.
+PAINTED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now()))))"
+
+
+def wait(page, predicate, arg=None, seconds=PHASE_SECONDS):
+    """The page's clock once `predicate` holds (checked every frame) and the frame that draws it is
+    painted; None after `seconds`."""
+    try:
+        page.wait_for_function(predicate, arg=arg, polling="raf", timeout=seconds * 1000)
+    except Exception:
+        return None
+    return page.evaluate(PAINTED)
+
+
+def longest(page):
+    value = page.evaluate("() => { const v = window.__longest; window.__longest = 0; return v; }")
+    return f"{value:,.0f} ms" if value else "none ≥ 50 ms"  # Chromium reports tasks of 50 ms and more
+
+
+def list_phase(browser, server, real, n, events):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.add_init_script(LONG_TASKS)
+    extra = synthetic(n)
+
+    def fulfil(route):
+        answer = route.fetch()
+        items = answer.json()["items"] + extra
+        route.fulfill(response=answer, body=json.dumps({"items": items}))
+    page.route(re.compile(r"/api/sessions$"), fulfil)
+    row = {"sessions": f"{n + len(real):,}"}
+    start = time.perf_counter()
+    page.goto(f"{server.url}/#token={server.token}")
+    total = n + len(real)
+    shown = wait(page, """total => document.querySelectorAll('.session-item').length > 0 &&
+        Number(document.getElementById('session-count').textContent.replace(/\\D/g, '')) === total""", total)
+    row["show"] = f"{time.perf_counter() - start:,.2f} s" if shown else f"> {PHASE_SECONDS} s"
+    row["page's part"] = "-"
+    if shown:
+        row["page's part"] = f"{(shown - page.evaluate('window.__listParsed')) / 1000:,.2f} s"
+    row["show: longest task"] = longest(page)
+    if not shown:
+        context.close()
+        return row
+    # Live updates: a message to the real session drawn last comes first in the list.
+    times = []
+    phase_start = time.perf_counter()
+    for i in range(events):
+        sid = real[i % 2]
+        t0 = time.perf_counter()
+        server.say(sid, f"event {i}")
+        if not wait(page, "sid => document.querySelector('.session-item')?.dataset.sessionId === sid", sid):
+            break
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - phase_start > PHASE_SECONDS:
+            break
+    row["event"] = f"{sum(times) / len(times) * 1000:,.0f} ms (of {len(times)})" if times else f"> {PHASE_SECONDS} s"
+    row["events: longest task"] = longest(page)
+    # A 1 MiB message into the open session.
+    page.locator(f".session-item[data-session-id='{real[2]}']").click()
+    if wait(page, "() => document.querySelectorAll('#message-list > li').length > 0"):
+        page.wait_for_timeout(500)  # the open session's first page is in
+        longest(page)
+        count = page.evaluate("document.querySelectorAll('#message-list > li').length")
+        big = "\n".join(f"row {n} " + "y" * 90 for n in range(10_000))
+        t0 = time.perf_counter()
+        server.say(real[2], big)
+        done = wait(page, "n => document.querySelectorAll('#message-list > li').length > n", count)
+        row["1 MiB"] = f"{(time.perf_counter() - t0) * 1000:,.0f} ms" if done else f"> {PHASE_SECONDS} s"
+        row["1 MiB: longest task"] = longest(page)
+    context.close()
+    return row
+
+
+def delete_all_phase(browser, server, count):
+    ids = [server.session(f"doomed-{i}") for i in range(count)]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.add_init_script(LONG_TASKS)
+    page.goto(f"{server.url}/#token={server.token}")
+    wait(page, """n => Number(document.getElementById('session-count').textContent.replace(/\\D/g, '')) >= n""", count)
+    longest(page)
+    t0 = time.perf_counter()
+    deleted = server.call("DELETE", "/api/sessions").json()["deleted"]
+    gone = wait(page, "() => document.querySelectorAll('.session-item').length === 0")
+    elapsed = time.perf_counter() - t0
+    left = page.evaluate("document.querySelectorAll('.session-item').length")
+    row = {"bulk delete": f"{deleted:,} sessions, one delete-session update each",
+           "list empty after": f"{elapsed:,.2f} s" if gone else f"not after {PHASE_SECONDS} s: {left:,} still listed",
+           "longest task": longest(page)}
+    context.close()
+    return row
+
+
+def table(rows):
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    print(line(columns))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line([row.get(c, "") for c in columns]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default=str(ROOT), help="the checkout whose app.py and UI to serve")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--delete-all", type=int, default=5000)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped from outside: still stop the server
+    server = Server(args.root)
+    try:
+        real = [server.session(tag) for tag in ("real-a", "real-b", "real-open")]
+        server.say(real[2], "the open session's first message")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            rows = [list_phase(browser, server, real, int(n), args.events) for n in args.sizes.split(",")]
+            print(f"UI at {args.root}, load average before: {os.getloadavg()[0]:.2f}")
+            table(rows)
+            if args.delete_all:
+                print()
+                table([delete_all_phase(browser, server, args.delete_all)])
+            browser.close()
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+// The open session's messages as drawn: one card per message in seq order, except that consecutive
+// messages of a joining kind (command output) share one card, one line each, as a terminal shows
+// them. Messages are keyed by id: a page, a live update and the answer to our own POST may all carry
+// the same message, and it is drawn once. Cards carry data-seq (their first message) and data-last.
+
+import { h } from "./dom.js";
+import { when } from "./format.js";
+import { kindOf } from "./messages.js";
+
+const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
+
+export class Timeline {
+  constructor(list) {
+    this.list = list;
+    this.clear();
+  }
+
+  clear() {
+    this.ids = new Set();
+    this.list.replaceChildren();
+  }
+
+  get size() {
+    return this.ids.size;
+  }
+
+  // Draws the message where its seq says; false when it is already drawn.
+  insert(message) {
+    if (this.ids.has(message.id)) return false;
+    this.ids.add(message.id);
+    const kind = kindOf(message);
+    const after = this.cardBefore(message.seq);
+    const next = after ? after.nextElementSibling : this.list.firstElementChild;
+    if (kind.joins) {
+      const line = kind.render(message);
+      if (joinable(after, kind)) {
+        addLine(after, line);
+        if (joinable(next, kind)) merge(after, next);
+      } else if (joinable(next, kind)) {
+        addLine(next, line);
+      } else {
+        this.list.insertBefore(runCard(kind, message, line), next);
+      }
+      return true;
+    }
+    // Between two lines of one run (only if messages arrive out of order): the run splits around it.
+    if (after && after.classList.contains("run") && Number(after.dataset.last) > message.seq) split(after, message.seq);
+    this.list.insertBefore(card(kind, message), after ? after.nextElementSibling : this.list.firstElementChild);
+    return true;
+  }
+
+  // The last card whose first seq is below `seq`, or null. Pages arrive newest first (each one goes
+  // to the top) and live messages at the bottom, so both ends are checked first.
+  cardBefore(seq) {
+    const first = this.list.firstElementChild;
+    if (!first || Number(first.dataset.seq) > seq) return null;
+    let card = this.list.lastElementChild;
+    while (card && Number(card.dataset.seq) > seq) card = card.previousElementSibling;
+    return card;
+  }
+}
+
+function header(label, message, ...rest) {
+  const time = h("time");
+  setTime(time, message.createdAt);
+  return h("p", { class: "message-header" }, h("span", { class: "role" }, label), " ", time, " ", ...rest);
+}
+
+function setTime(time, ms) {
+  if (!Number.isFinite(ms)) return;
+  time.dateTime = new Date(ms).toISOString();
+  time.textContent = when(ms);
+}
+
+function card(kind, message) {
+  const role = message.role || "agent";
+  return h("li", { class: `message role-${role} kind-${kind.name}`, dataset: { seq: message.seq, last: message.seq, id: message.id } },
+    header(kind.label || ROLE_LABELS[role] || "Agent", message, h("span", { class: "seq" }, `#${message.seq}`)),
+    kind.render(message),
+    message.metadata === null ? null : h("details", { class: "metadata" },
+      h("summary", {}, "Metadata"), h("pre", {}, JSON.stringify(message.metadata, null, 2))));
+}
+
+// A card of joined lines: the header names the kind, the first line's time and the seq range.
+function runCard(kind, message, line) {
+  const item = h("li", { class: `message run role-${message.role || "agent"} kind-${kind.name}`, dataset: { seq: message.seq, last: message.seq } },
+    header(kind.label, message, h("span", { class: "seq" })),
+    h("pre", { class: "lines" }, line));
+  item.kind = kind;
+  updateRange(item);
+  return item;
+}
+
+const joinable = (item, kind) => item !== null && item.kind === kind;
+
+function addLine(item, line) {
+  const lines = item.querySelector(".lines");
+  const seq = Number(line.dataset.seq);
+  let after = lines.lastElementChild;
+  while (after && Number(after.dataset.seq) > seq) after = after.previousElementSibling;
+  lines.insertBefore(line, after ? after.nextElementSibling : lines.firstElementChild);
+  updateRange(item);
+}
+
+function merge(item, next) {
+  item.querySelector(".lines").append(...next.querySelector(".lines").children);
+  next.remove();
+  updateRange(item);
+}
+
+function split(item, seq) {
+  const lines = [...item.querySelector(".lines").children].filter((line) => Number(line.dataset.seq) > seq);
+  const rest = runCard(item.kind, { role: null, seq: Number(lines[0].dataset.seq), createdAt: NaN }, lines[0]);
+  rest.querySelector(".lines").append(...lines.slice(1));
+  updateRange(rest);
+  item.after(rest);
+  updateRange(item);
+}
+
+function updateRange(item) {
+  const lines = item.querySelector(".lines");
+  const first = Number(lines.firstElementChild.dataset.seq);
+  const last = Number(lines.lastElementChild.dataset.seq);
+  item.dataset.seq = first;
+  item.dataset.last = last;
+  setTime(item.querySelector("time"), Number(lines.firstElementChild.dataset.time));
+  const count = lines.children.length;
+  item.querySelector(".seq").textContent = first === last ? `#${first}` : `#${first}–${last} · ${count.toLocaleString()} lines`;
+}
