@@ -1,5 +1,7 @@
-"""Operational routes: the health check (no auth) and the OpenAPI document."""
-from flask import Blueprint, current_app
+"""Operational routes: the health check and `client.py` (no auth), and the OpenAPI document."""
+from pathlib import Path
+
+from flask import Blueprint, current_app, send_file
 
 import schemas
 from models import db
@@ -14,6 +16,20 @@ def health():
     """200 once the database answers."""
     db.execute_sql("SELECT 1")
     return schemas.health.dump({"status": "ok"})
+
+
+CLIENT = Path(__file__).resolve().parent.parent / "client.py"
+
+
+@bp.get("/client.py")
+@endpoint(responses={200: None}, errors=())
+def client():
+    """client.py, the standard-library client and command wrapper (holds no data: no token needed)."""
+    # no-cache: a client fetched long ago is checked against this server's (ETag), not reused blindly.
+    response = send_file(CLIENT, mimetype="text/x-python", max_age=0, etag=True, conditional=True)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @bp.get("/openapi.json")

@@ -1,0 +1,662 @@
+#!/usr/bin/env python3
+"""Connect any agent, script or command to a Switchboard server: one file, Python 3.9+ standard library.
+
+Get it from the server itself (`curl -O http://HOST:PORT/client.py`), then either wrap a command:
+
+    python client.py run -- ./long-build.sh --all
+
+or use it as a library:
+
+    from client import Switchboard
+    session = Switchboard("http://127.0.0.1:8000", "sb_...").session("nightly-report", title="Nightly report")
+    session.send({"text": "starting"})
+    for message in session.inbox():          # what people type in the browser
+        session.send({"text": "you said " + message["content"]})
+
+Every call retries network errors, 5xx and 429/503 answers (honouring Retry-After) with exponential
+backoff; messages carry localIds, so a batch sent twice is stored once. `python client.py --help` says more.
+"""
+import argparse
+import collections
+import http.client
+import itertools
+import json
+import os
+import random
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+__all__ = ["Switchboard", "Session", "SwitchboardError"]
+
+BATCH = 100  # messages per POST: the server's limit
+LINGER = 0.2  # seconds a message may wait for others to share its POST
+HEARTBEAT = 5.0  # seconds between `alive` heartbeats while a wrapped command runs
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 8.0  # seconds: the first retry's pause, doubling up to the longest
+RETRY_AFTER_MAX = 120.0  # a Retry-After longer than this is not waited for in one piece
+MAX_LINE_BYTES = 16_384  # a longer output line is sent as several messages (nothing is cut off)
+ROLES = (None, "user", "assistant", "system", "tool")
+TITLE_CHARS = 120
+
+
+class SwitchboardError(Exception):
+    """The server refused a request (4xx), or it stayed unreachable for longer than allowed."""
+
+    def __init__(self, message, status=None, answer=None):
+        super().__init__(message)
+        self.status = status
+        self.answer = answer
+
+
+class _Ambiguous(Exception):
+    """A failure after which the request may or may not have been carried out."""
+
+
+def _pause(attempt, retry_after=None):
+    if retry_after is not None:
+        return min(retry_after, RETRY_AFTER_MAX)
+    delay = min(BACKOFF_FIRST * 2 ** attempt, BACKOFF_MAX)
+    return delay * random.uniform(0.8, 1.2)  # clients that failed together do not all retry together
+
+
+def _retry_after(value):
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class Switchboard:
+    """A server and a token. Thread-safe: each thread keeps its own keep-alive connection.
+
+    `retry_for` bounds how long one call keeps retrying (None: for ever); `timeout` is per attempt.
+    `url` and `token` default to the SWITCHBOARD_URL and SWITCHBOARD_TOKEN environment variables.
+    """
+
+    def __init__(self, url=None, token=None, retry_for=300.0, timeout=30.0):
+        url = url or os.environ.get("SWITCHBOARD_URL")
+        token = token or os.environ.get("SWITCHBOARD_TOKEN")
+        if not url or not token:
+            raise ValueError("a server URL and a token are needed (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN)")
+        parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self._connect_to = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection,
+                            parts.hostname, parts.port)
+        self._base = parts.path.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                         "User-Agent": "switchboard-client.py/1"}
+        self.retry_for = retry_for
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def session(self, tag, title=None, metadata=None, **options):
+        """The session with this tag (created on first use), with `title` set when given."""
+        return Session(self, tag, title, metadata, **options)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _once(self, method, path, payload, timeout, stale_retry=True):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind, host, port = self._connect_to
+            connection = self._local.connection = kind(host, port, timeout=timeout)
+        connection.timeout = timeout
+        reused = connection.sock is not None
+        if reused:
+            connection.sock.settimeout(timeout)
+        headers = dict(self._headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            connection.request(method, self._base + path, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException as e:
+            connection.close()
+            self._local.connection = None
+            # The server closes keep-alive connections left idle (gunicorn: after 2 s): a request
+            # that meets a closed one was never read, and goes again at once on a new connection.
+            if stale_retry and reused and isinstance(e, (http.client.RemoteDisconnected, ConnectionError)):
+                return self._once(method, path, payload, timeout, stale_retry=False)
+            raise
+        if response.getheader("Connection", "").lower() == "close":
+            connection.close()
+            self._local.connection = None
+        return response.status, response, data
+
+    def request(self, method, path, body=None, *, query=None, timeout=None, deadline=None, recover=None):
+        """One API call; its JSON answer. Network errors, 5xx, 429 and 503 are retried with backoff until
+        `deadline` (a time.monotonic() value, or a function giving one; None: `retry_for` from now).
+
+        `recover`, for a request that is not safe to repeat, runs before each retry that follows a
+        failure that may have reached the server; when it returns an answer, that is the answer."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        if deadline is None and self.retry_for is not None:
+            deadline = time.monotonic() + self.retry_for
+        for attempt in itertools.count():
+            retry_after, problem = None, None
+            try:
+                status, response, data = self._once(method, path, payload, timeout or self.timeout,
+                                                    stale_retry=recover is None)
+            except (OSError, http.client.HTTPException) as e:
+                problem = _Ambiguous(f"{self.url}: {e.__class__.__name__}: {e}")
+            else:
+                if status < 300:
+                    return json.loads(data) if data else None
+                try:
+                    answer = json.loads(data)
+                except ValueError:
+                    answer = {"message": data[:200].decode("utf-8", "replace")}
+                text = f"{method} {path}: {status} {answer.get('message') or answer.get('error') if isinstance(answer, dict) else answer}"
+                if status in (429, 503):  # refused before any work: safe to repeat
+                    retry_after, problem = _retry_after(response.getheader("Retry-After")), SwitchboardError(text, status, answer)
+                elif status >= 500:
+                    problem = _Ambiguous(text)
+                else:
+                    raise SwitchboardError(text, status, answer)
+            if recover is not None and isinstance(problem, _Ambiguous):
+                try:
+                    found = recover()
+                except (OSError, http.client.HTTPException, SwitchboardError, ValueError):
+                    found = None
+                if found is not None:
+                    return found
+            pause = _pause(attempt, retry_after)
+            limit = deadline() if callable(deadline) else deadline
+            if limit is not None and time.monotonic() + pause > limit:
+                raise SwitchboardError(f"gave up after {attempt + 1} attempts: {problem}",
+                                       getattr(problem, "status", None)) from None
+            time.sleep(pause)
+
+
+class _Item:
+    __slots__ = ("content", "role", "local_id", "metadata", "size")
+
+    def __init__(self, content, role, local_id, metadata, size):
+        self.content, self.role, self.local_id, self.metadata, self.size = content, role, local_id, metadata, size
+
+
+class Session:
+    """One session: messages go out in the background, in order, in batches of up to 100.
+
+    Messages wait in a bounded buffer (`max_buffer` messages, `max_buffer_bytes`) while the server is
+    away. When it is full a message is dropped and counted (`dropped`), and a system message saying how
+    many were lost takes their place in the session. `connect=False` defers creating the session to the
+    background sender (the wrapper starts its command without waiting for the server).
+    """
+
+    def __init__(self, client, tag, title=None, metadata=None, *, connect=True, max_buffer=100_000,
+                 max_buffer_bytes=64 << 20):
+        self.client = client
+        self.tag = tag
+        self.title = title.strip()[:TITLE_CHARS] if title and title.strip() else None
+        self.metadata = metadata if metadata is None or isinstance(metadata, str) else json.dumps(metadata)
+        self.id = None
+        self.seq = None  # the session's seq when it was created or loaded: inbox() starts after it
+        self.dropped = 0  # messages the full buffer refused
+        self.undelivered = 0  # messages given up on (server away past the retry deadline)
+        self.error = None  # why the server refused the session (then nothing more is sent)
+        self.max_buffer, self.max_buffer_bytes = max_buffer, max_buffer_bytes
+        self._run = secrets.token_hex(8)  # localIds are `<run>-<n>`: unique to this object
+        self._numbers = itertools.count(1)
+        self._items = collections.deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._oldest = 0.0  # when the oldest buffered message arrived
+        self._queued = self._done = self._reported = 0
+        self._unreported_drops = 0
+        self._flushing = 0
+        self._closing = False
+        self._give_up_at = None  # while closing: deliver until then
+        self._last_seq = 0  # the highest seq the server acknowledged to this object
+        self._own = set()  # seqs of role-"user" messages sent from here: inbox() skips them
+        self._connected = threading.Event()
+        self._sender = None
+        if connect:
+            self._connect()
+
+    # --- the session itself ---------------------------------------------------------------------
+
+    def _connect(self, deadline=None):
+        body = {"tag": self.tag, "metadata": self.metadata or ""}
+        answer = self.client.request("POST", "/v1/sessions", body, deadline=deadline)["session"]
+        if self.title:
+            self.client.request("PATCH", f"/api/sessions/{answer['id']}", {"title": self.title}, deadline=deadline)
+        self.id, self.seq = answer["id"], answer["seq"]
+        self._last_seq = max(self._last_seq, self.seq)
+        self._connected.set()
+
+    def wait_connected(self, timeout=None):
+        return self._connected.wait(timeout)
+
+    def alive(self, thinking=False):
+        """A presence heartbeat. Best effort: one attempt; False if it did not reach the server."""
+        if self.id is None:
+            return False
+        try:
+            self.client.request("POST", f"/v1/sessions/{self.id}/alive", {"thinking": bool(thinking)},
+                                deadline=time.monotonic())
+            return True
+        except SwitchboardError:
+            return False
+
+    def end(self, timeout=None):
+        """Deliver what is buffered, then mark the session inactive; stops the background sender."""
+        self.close(timeout)
+        if self.id is not None:
+            self.client.request("POST", f"/v1/sessions/{self.id}/end", {},
+                                deadline=None if timeout is None else time.monotonic() + timeout)
+        self._raise_undelivered()
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def send(self, content, role=None, local_id=None):
+        """Queue a message (any JSON value; with a role, text or JSON as the management API takes it).
+        Returns False when the full buffer dropped it. Sent within 200 ms, in order, exactly once."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        if self.error is not None:
+            raise self.error
+        if self._closing:
+            raise SwitchboardError("this session object was closed: send() after end() or close()")
+        size = len(content) if isinstance(content, str) else len(json.dumps(content))
+        return self._put(_Item(content, role, local_id or self._new_local_id(), None, size + 64))
+
+    def _new_local_id(self):
+        return f"{self._run}-{next(self._numbers)}"
+
+    def _put(self, item, force=False):
+        with self._cond:
+            if self._closing or self.error is not None:
+                return False
+            if not force and (len(self._items) >= self.max_buffer or self._bytes + item.size > self.max_buffer_bytes):
+                self.dropped += 1
+                self._unreported_drops += 1
+                return False
+            if not self._items:
+                self._oldest = time.monotonic()
+            if self._unreported_drops:
+                self._append(self._drop_notice())
+            self._append(item)
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_forever, daemon=True, name="switchboard-sender")
+                self._sender.start()
+            if len(self._items) == 1 or len(self._items) == BATCH:
+                self._cond.notify_all()
+            return True
+
+    def _append(self, item):
+        self._items.append(item)
+        self._bytes += item.size
+        self._queued += 1
+
+    def _drop_notice(self):
+        count, self._unreported_drops = self._unreported_drops, 0
+        text = (f"{count} message{'s' if count != 1 else ''} dropped here: the server was unreachable and the "
+                f"client's buffer ({self.max_buffer} messages) was full.")
+        return _Item(text, "system", self._new_local_id(), {"type": "dropped", "dropped": count}, 64)
+
+    def flush(self, timeout=None):
+        """Wait until everything sent so far is acknowledged. Raises SwitchboardError if some of it was
+        given up on (the server stayed away past `retry_for`) or the server refused the session."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._queued
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._done < target and self._sender is not None and self._sender.is_alive():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
+        self._raise_undelivered()
+        return self._done >= target
+
+    def close(self, timeout=None):
+        """Stop the background sender once it has delivered everything queued, or `timeout` seconds
+        pass (then what is left is counted in `undelivered`)."""
+        with self._cond:
+            if self._unreported_drops:
+                self._append(self._drop_notice())
+            self._closing = True
+            if timeout is not None:
+                self._give_up_at = time.monotonic() + timeout
+            self._cond.notify_all()
+            sender = self._sender
+        if sender is not None:
+            sender.join()
+
+    def _raise_undelivered(self):
+        if self.error is not None:
+            raise self.error
+        with self._cond:
+            missing, self._reported = self.undelivered - self._reported, self.undelivered
+        if missing:
+            raise SwitchboardError(f"{missing} message(s) could not be delivered: the server stayed unreachable")
+
+    def _next_batch(self):
+        """The next messages to send (waiting for them as needed), or None once closed and empty."""
+        with self._cond:
+            while True:
+                if self._items:
+                    due = self._oldest + LINGER - time.monotonic()
+                    if len(self._items) >= BATCH or self._closing or self._flushing or due <= 0:
+                        break
+                    self._cond.wait(due)
+                elif self._closing:
+                    return None
+                else:
+                    self._cond.wait()
+            batch = []
+            while self._items and len(batch) < BATCH:
+                if self._items[0].role is not None and batch:
+                    break  # a message with a role goes over the management API, on its own
+                batch.append(self._items.popleft())
+                if batch[-1].role is not None:
+                    break
+            self._bytes -= sum(item.size for item in batch)
+            if self._items:
+                self._oldest = time.monotonic() - LINGER  # the rest have waited already: they go next
+            return batch
+
+    def _deadline(self, started):
+        limits = [t for t in (self._give_up_at,
+                              None if self.client.retry_for is None else started + self.client.retry_for)
+                  if t is not None]
+        return min(limits) if limits else None
+
+    def _send_forever(self):
+        started = time.monotonic()
+        try:
+            if self.id is None:
+                self._connect(deadline=lambda: self._deadline(started))
+        except SwitchboardError as e:
+            self._fail(e)
+            return
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            started = time.monotonic()
+            try:
+                self._deliver(batch, lambda: self._deadline(started))
+            except SwitchboardError as e:
+                if e.status is not None and 400 <= e.status < 500 and e.status not in (408, 429):
+                    self._fail(e)  # refused, not unreachable: retrying cannot help
+                    return
+                with self._cond:
+                    self.undelivered += len(batch)
+                    self._done += len(batch)
+                    if self._closing:  # the drain time is over: the rest is undelivered too
+                        self.undelivered += len(self._items)
+                        self._done += len(self._items)
+                        self._items.clear()
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._done += len(batch)
+                self._cond.notify_all()
+
+    def _fail(self, error):
+        with self._cond:
+            self.error = error
+            self.undelivered += len(self._items)
+            self._done = self._queued
+            self._items.clear()
+            self._cond.notify_all()
+
+    def _deliver(self, batch, deadline):
+        if batch[0].role is None:
+            answer = self.client.request(
+                "POST", f"/v3/sessions/{self.id}/messages",
+                {"messages": [{"content": item.content, "localId": item.local_id} for item in batch]},
+                deadline=deadline)
+            if answer["messages"]:
+                self._last_seq = max(self._last_seq, answer["messages"][-1]["seq"])
+            return
+        # A message with a role goes through the management API, which takes no localId: it rides in
+        # the message's metadata, and after a failure that may have reached the server the message is
+        # looked for before it is sent again.
+        [item] = batch
+        metadata = dict(item.metadata or {}, localId=item.local_id)
+        answer = self.client.request(
+            "POST", f"/api/sessions/{self.id}/messages",
+            {"role": item.role, "content": item.content, "metadata": metadata},
+            deadline=deadline, recover=lambda: self._find_sent(item.local_id))
+        self._last_seq = max(self._last_seq, answer["seq"])
+        if item.role == "user":
+            self._own.add(answer["seq"])
+
+    def _find_sent(self, local_id):
+        after = self._last_seq
+        while True:
+            page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
+                                       query={"after_seq": after, "limit": 500}, deadline=time.monotonic())
+            for message in page["messages"]:
+                if isinstance(message.get("metadata"), dict) and message["metadata"].get("localId") == local_id:
+                    return message
+            if not page["hasMore"]:
+                return None
+            after = page["messages"][-1]["seq"]
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def inbox(self, after_seq=None, wait=30):
+        """What people send to this session: every message with role "user" posted after `after_seq`
+        (default: the session's seq when this object created or loaded it), oldest first, for ever.
+
+        One long-poll at a time (`wait` seconds each). Messages the agent posted are skipped: they have
+        no role, or (sent with a role from this object) their seqs are known from the acknowledgements."""
+        self._connected.wait()
+        cursor = self.seq if after_seq is None else after_seq
+        while True:
+            page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
+                                       query={"after_seq": cursor, "wait": wait, "limit": 500},
+                                       timeout=wait + self.client.timeout)
+            for message in page["messages"]:
+                cursor = message["seq"]
+                if message.get("role") == "user" and cursor not in self._own:
+                    yield message
+                self._own.discard(cursor)
+
+
+# --- python client.py run -- CMD ------------------------------------------------------------------
+
+class _Wrapper:
+    """Runs a command and mirrors it into a session (see `run --help`)."""
+
+    def __init__(self, session, command, drain):
+        self.session = session
+        self.command = command
+        self.drain = drain
+        self.last_output = 0.0
+        self.stop = threading.Event()
+        self.input_lost = 0
+
+    def run(self):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            # Its own process group: Ctrl-C reaches the command once, through the wrapper (below).
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as e:
+            print(f"switchboard: cannot run {self.command[0]!r}: {e}", file=sys.stderr)
+            return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(number, self.forward)
+        readers = [threading.Thread(target=self.pump, args=(pipe, name, echo), daemon=True)
+                   for pipe, name, echo in ((self.proc.stdout, "stdout", sys.stdout),
+                                            (self.proc.stderr, "stderr", sys.stderr))]
+        for thread in readers + [threading.Thread(target=self.beat, daemon=True),
+                                 threading.Thread(target=self.feed, daemon=True)]:
+            thread.start()
+        code = self.proc.wait()
+        for thread in readers:  # what is left in the pipes; a background child may hold them open
+            thread.join(5)
+        self.stop.set()
+        # From now on Ctrl-C ends the wrapper (it gives up delivering what is left).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(number, signal.SIG_DFL)
+        if code < 0:
+            name = signal.Signals(-code).name
+            return self.finish(128 - code, name, f"Killed by {name} (exit code {128 - code}).")
+        return self.finish(code, None, f"Exited with code {code}.")
+
+    def forward(self, number, frame):
+        try:
+            os.killpg(self.proc.pid, number)
+        except ProcessLookupError:
+            pass
+
+    def pump(self, pipe, stream, echo):
+        out = echo.buffer
+        put, new_id = self.session._put, self.session._new_local_id
+        for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
+            if out is not None:
+                try:
+                    out.write(raw)
+                    out.flush()
+                except (OSError, ValueError):  # our own output was closed: mirror on, echo no more
+                    out = None
+            text = raw.decode("utf-8", "replace")
+            if text.endswith("\n"):
+                text = text[:-2] if text.endswith("\r\n") else text[:-1]
+            self.last_output = time.monotonic()
+            put(_Item({"type": "output", "stream": stream, "text": text}, None, new_id(), None, len(raw) + 64))
+
+    def beat(self):
+        self.session.wait_connected()
+        while not self.stop.is_set():
+            self.session.alive(thinking=time.monotonic() - self.last_output < HEARTBEAT)
+            self.stop.wait(HEARTBEAT)
+
+    def feed(self):
+        """What people type in the browser, a line at a time, to the command's stdin."""
+        try:
+            for message in self.session.inbox():
+                content = message["content"]
+                text = content if isinstance(content, str) else json.dumps(content)
+                try:
+                    self.proc.stdin.write((text if text.endswith("\n") else text + "\n").encode("utf-8"))
+                    self.proc.stdin.flush()
+                except OSError:  # the command closed its stdin or ended
+                    self.input_lost += 1
+        except SwitchboardError as e:
+            if self.session.error is None:
+                print(f"switchboard: input from the browser stopped: {e}", file=sys.stderr)
+
+    def finish(self, code, signal_name, text):
+        session = self.session
+        metadata = {"type": "exit", "exitCode": code, "signal": signal_name, "dropped": session.dropped}
+        session._put(_Item(text, "system", session._new_local_id(), metadata, 64), force=True)
+        try:
+            session.close(self.drain)
+            if session.error is None and session.id is not None:
+                session.client.request("POST", f"/v1/sessions/{session.id}/end", {},
+                                       deadline=time.monotonic() + max(1.0, self.drain))
+        except SwitchboardError:
+            pass
+        except KeyboardInterrupt:
+            print("switchboard: interrupted: what was not delivered yet is lost", file=sys.stderr)
+            return code
+        if session.error is not None:
+            print(f"switchboard: nothing more was mirrored: {session.error}", file=sys.stderr)
+        elif session.dropped or session.undelivered:
+            print(f"switchboard: {session.dropped} line(s) dropped (buffer full while the server was away), "
+                  f"{session.undelivered} not delivered before giving up", file=sys.stderr)
+        return code
+
+
+def _default_tag(command):
+    started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{socket.gethostname()}:{os.path.basename(command[0])}:{started}:{os.getpid()}"
+
+
+RUN_HELP = """\
+Run CMD and mirror it into a Switchboard session, live:
+  - each line CMD prints becomes a message (no role; content {"type": "output", "stream": "stdout" or
+    "stderr", "text": the line without its newline}), sent in batches of up to 100 lines or every 200 ms;
+    a line over 16 KiB is sent as several messages. CMD's output still shows here too.
+  - what a person sends to the session in the browser (role "user") is written to CMD's stdin, a line
+    each; CMD gets no other input (and PYTHONUNBUFFERED=1, so Python output is not held back).
+  - heartbeats every 5 s keep the session shown as active ("thinking" while CMD prints).
+  - when CMD ends, its exit code becomes a system message and the session is ended. The wrapper exits
+    with CMD's exit code (128+N when a signal N killed it).
+  - Ctrl-C (SIGINT), SIGTERM, SIGHUP and SIGQUIT are passed on to CMD's process group.
+  - while the server is unreachable (or not started yet) CMD runs on and its lines wait in a buffer of
+    up to --buffer lines, sent when the server is back: a restart loses and duplicates nothing. Lines a
+    full buffer drops are counted, reported here and in the session.
+
+The session: the one tagged --tag (created, or continued when it exists); by default a new one per run,
+tagged HOST:COMMAND:START-TIME:PID. Its title is --title, else the command line.
+
+example:
+  export SWITCHBOARD_URL=http://127.0.0.1:8000 SWITCHBOARD_TOKEN=sb_...
+  python client.py run -- ping -c 3 127.0.0.1
+"""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python client.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Switchboard's client: mirror any command into a Switchboard session, or `import client` "
+                    "in Python (Switchboard, Session: send, flush, alive, end, inbox).")
+    commands = parser.add_subparsers(dest="name", metavar="COMMAND")
+    run = commands.add_parser("run", help="run a command and mirror it into a session",
+                              usage="python client.py run [--url URL] [--token TOKEN] [--tag TAG] [--title TITLE] "
+                                    "-- CMD [ARGS...]",
+                              description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL"),
+                     help="the server, e.g. http://127.0.0.1:8000 (default: $SWITCHBOARD_URL)")
+    run.add_argument("--token", default=os.environ.get("SWITCHBOARD_TOKEN"),
+                     help="an API token, sb_... (default: $SWITCHBOARD_TOKEN)")
+    run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
+    run.add_argument("--title", help="the session's title (default: the command line)")
+    run.add_argument("--buffer", type=int, default=100_000, metavar="LINES",
+                     help="lines kept while the server is away (default: 100000)")
+    run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
+                     help="after CMD ends, how long to keep trying to deliver what is left (default: 60)")
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    args = parser.parse_args(argv)
+    if args.name is None:
+        parser.print_help()
+        return 2
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        run.error("give the command to run after --")
+    if not args.url or not args.token:
+        run.error("--url and --token (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN) are required")
+    try:
+        client = Switchboard(args.url, args.token, retry_for=None)
+    except ValueError as e:
+        run.error(str(e))
+    metadata = {"agent": "client.py", "host": socket.gethostname(), "cwd": os.getcwd(), "command": command}
+    session = client.session(args.tag or _default_tag(command), args.title or shlex.join(command), metadata,
+                             connect=False, max_buffer=max(1, args.buffer))
+    return _Wrapper(session, command, args.drain).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
