@@ -61,10 +61,10 @@ class _Ambiguous(Exception):
 
 
 def _pause(attempt, retry_after=None):
-    if retry_after is not None:
-        return min(retry_after, RETRY_AFTER_MAX)
     delay = min(BACKOFF_FIRST * 2 ** attempt, BACKOFF_MAX)
-    return delay * random.uniform(0.8, 1.2)  # clients that failed together do not all retry together
+    delay *= random.uniform(0.8, 1.2)  # clients that failed together do not all retry together
+    # Retry-After is the least wait (never a busy loop on "0"), capped so a typo cannot stall for a day.
+    return delay if retry_after is None else min(max(retry_after, delay), RETRY_AFTER_MAX)
 
 
 def _retry_after(value):
@@ -401,6 +401,9 @@ class Session:
             started = time.monotonic()
             try:
                 self._deliver(batch, lambda: self._deadline(started))
+            except (KeyError, TypeError, ValueError) as e:  # an answer not in the documented shape
+                self._fail(SwitchboardError(f"unexpected answer from the server: {e!r}"))
+                return
             except SwitchboardError as e:
                 if e.status is not None and 400 <= e.status < 500 and e.status not in (408, 429):
                     self._fail(e)  # refused, not unreachable: retrying cannot help
