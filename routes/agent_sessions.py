@@ -116,11 +116,12 @@ def messages_page(session_id, args):
         rows = page()
     else:
         # Watching starts before the read, so a message committed after it always wakes the wait.
-        # Every publication for the session wakes it (heartbeats too): it then reads again.
+        # Every publication for the session wakes it (heartbeats too): it then reads again. A stopping
+        # server wakes it too and it answers what there is, so no poll holds up the shutdown.
         deadline = time.monotonic() + args["wait"]
         with hub.watch(g.account_id, session.id) as watcher:
             rows = page()
-            while not rows and time.monotonic() < deadline:
+            while not rows and not hub.stopping and time.monotonic() < deadline:
                 # A waiting poll holds no pooled connection: thousands may wait, and the pool is small.
                 db.close()
                 woken = watcher.wait(deadline - time.monotonic())

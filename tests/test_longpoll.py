@@ -91,6 +91,20 @@ def test_a_session_deleted_while_polled_answers_404(live_server):
     assert result["r"].status_code == 404 and result["r"].json()["error"] == "Session not found"
 
 
+def test_a_stopping_server_answers_waiting_polls_at_once(make_server):
+    server = make_server()
+    sid = _session(server)
+    result = {}
+    poller = threading.Thread(target=lambda: result.update(zip(("r", "elapsed"), _poll(server, sid, 0, 30))))
+    poller.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert server.stop() == 0
+    poller.join(20)
+    assert result["r"].status_code == 200 and result["r"].json() == {"messages": [], "hasMore": False}
+    assert time.monotonic() - started < 4  # not the 5 s graceful timeout, nor the 30 s wait
+
+
 def test_another_accounts_session_is_404_at_once_without_waiting(live_server):
     sid = _session(live_server)
     stranger = {"Authorization": f"Bearer {live_server.new_token('stranger')}"}
