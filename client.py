@@ -24,6 +24,7 @@ import json
 import os
 import random
 import secrets
+import select
 import shlex
 import signal
 import socket
@@ -35,6 +36,12 @@ import urllib.parse
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
+try:
+    import fcntl  # the wrapper needs a Unix-like system; the library does not
+except ImportError:
+    fcntl = None
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python < 3.10 does not name it
+
 __all__ = ["Switchboard", "Session", "SwitchboardError"]
 
 BATCH = 100  # messages per POST: the server's limit
@@ -42,7 +49,9 @@ LINGER = 0.2  # seconds a message may wait for others to share its POST
 HEARTBEAT = 5.0  # seconds between `alive` heartbeats while a wrapped command runs
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 8.0  # seconds: the first retry's pause, doubling up to the longest
 RETRY_AFTER_MAX = 120.0  # a Retry-After longer than this is not waited for in one piece
-MAX_LINE_BYTES = 16_384  # a longer output line is sent as several messages (nothing is cut off)
+MAX_LINE_CHARS = 16_384  # a longer output line is sent as several messages (nothing is cut off)
+PARTIAL_LINE_WAIT = 0.2  # seconds: output without a newline (a prompt) is sent after this much quiet
+MAX_PARTIAL_BYTES = 1 << 16  # ... or once this long
 ROLES = (None, "user", "assistant", "system", "tool")
 TITLE_CHARS = 120
 
@@ -188,10 +197,20 @@ class Switchboard:
 
 
 class _Item:
-    __slots__ = ("content", "role", "local_id", "metadata", "size")
+    """One message waiting to be sent."""
+    __slots__ = ("content", "role", "local_id", "metadata")
 
-    def __init__(self, content, role, local_id, metadata, size):
-        self.content, self.role, self.local_id, self.metadata, self.size = content, role, local_id, metadata, size
+    def __init__(self, content, role, local_id, metadata=None):
+        self.content, self.role, self.local_id, self.metadata = content, role, local_id, metadata
+
+
+class _Output:
+    """Complete lines a command printed, as read (bytes, each line ending in a newline): turned into
+    messages only when they are sent, so reading them costs the wrapper next to nothing per line."""
+    __slots__ = ("stream", "data", "lines")
+
+    def __init__(self, stream, data):
+        self.stream, self.data, self.lines = stream, data, data.count(b"\n")
 
 
 class Session:
@@ -203,31 +222,32 @@ class Session:
     background sender (the wrapper starts its command without waiting for the server).
     """
 
-    def __init__(self, client, tag, title=None, metadata=None, *, connect=True, max_buffer=100_000,
-                 max_buffer_bytes=64 << 20):
+    def __init__(self, client, tag, title=None, metadata=None, *, connect=True, max_buffer=1_000_000,
+                 max_buffer_bytes=256 << 20):
         self.client = client
         self.tag = tag
         self.title = title.strip()[:TITLE_CHARS] if title and title.strip() else None
         self.metadata = metadata if metadata is None or isinstance(metadata, str) else json.dumps(metadata)
         self.id = None
         self.seq = None  # the session's seq when it was created or loaded: inbox() starts after it
-        self.dropped = 0  # messages the full buffer refused
+        self.dropped = 0  # messages (lines) the full buffer refused
         self.undelivered = 0  # messages given up on (server away past the retry deadline)
         self.error = None  # why the server refused the session (then nothing more is sent)
         self.max_buffer, self.max_buffer_bytes = max_buffer, max_buffer_bytes
         self._run = secrets.token_hex(8)  # localIds are `<run>-<n>`: unique to this object
         self._numbers = itertools.count(1)
-        self._items = collections.deque()
-        self._bytes = 0
         self._cond = threading.Condition()
-        self._oldest = 0.0  # when the oldest buffered message arrived
-        self._queued = self._done = self._reported = 0
+        self._entries = collections.deque()  # _Item or _Output, in order
+        self._lines = self._bytes = 0  # what the entries hold
+        self._oldest = 0.0  # when the oldest entry arrived
+        self._queued = self._done = 0  # entries ever accepted / entries delivered or given up on
+        self._reported = 0  # undelivered messages flush() has already raised about
         self._unreported_drops = 0
         self._flushing = 0
         self._closing = False
         self._give_up_at = None  # while closing: deliver until then
-        self._last_seq = 0  # the highest seq the server acknowledged to this object
-        self._own = set()  # seqs of role-"user" messages sent from here: inbox() skips them
+        self._ready = collections.deque()  # the sender's: (_Item, ends an entry) taken from _entries
+        self._own = collections.deque()  # [first, last] seq ranges the server acknowledged to this object
         self._connected = threading.Event()
         self._sender = None
         if connect:
@@ -241,7 +261,6 @@ class Session:
         if self.title:
             self.client.request("PATCH", f"/api/sessions/{answer['id']}", {"title": self.title}, deadline=deadline)
         self.id, self.seq = answer["id"], answer["seq"]
-        self._last_seq = max(self._last_seq, self.seq)
         self._connected.set()
 
     def wait_connected(self, timeout=None):
@@ -278,41 +297,60 @@ class Session:
         if self._closing:
             raise SwitchboardError("this session object was closed: send() after end() or close()")
         size = len(content) if isinstance(content, str) else len(json.dumps(content))
-        return self._put(_Item(content, role, local_id or self._new_local_id(), None, size + 64))
+        return self._put(_Item(content, role, local_id or self._new_local_id()), 1, size)
 
     def _new_local_id(self):
         return f"{self._run}-{next(self._numbers)}"
 
-    def _put(self, item, force=False):
+    def _put_output(self, stream, data):
+        """Lines a wrapped command printed (bytes ending in a newline): as many as the buffer has room
+        for; the rest are dropped and counted."""
+        with self._cond:  # a re-entrant lock: _put takes it again
+            lines = data.count(b"\n")
+            room = max(0, min(lines, self.max_buffer - self._lines))
+            if room < lines and not (self._closing or self.error is not None):
+                cut = 0
+                for _ in range(room):
+                    cut = data.index(b"\n", cut) + 1
+                if cut:
+                    self._put(_Output(stream, data[:cut]), room, cut)
+                self.dropped += lines - room
+                self._unreported_drops += lines - room
+                return False
+            return self._put(_Output(stream, data), lines, len(data))
+
+    def _put(self, entry, lines, size, force=False):
+        size += 64 * lines  # what each message costs beyond its content, roughly
         with self._cond:
             if self._closing or self.error is not None:
                 return False
-            if not force and (len(self._items) >= self.max_buffer or self._bytes + item.size > self.max_buffer_bytes):
-                self.dropped += 1
-                self._unreported_drops += 1
+            if not force and (self._lines + lines > self.max_buffer or self._bytes + size > self.max_buffer_bytes):
+                self.dropped += lines
+                self._unreported_drops += lines
                 return False
-            if not self._items:
+            if not self._entries:
                 self._oldest = time.monotonic()
             if self._unreported_drops:
-                self._append(self._drop_notice())
-            self._append(item)
+                self._append(self._drop_notice(), 1, 64)
+            self._append(entry, lines, size)
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send_forever, daemon=True, name="switchboard-sender")
                 self._sender.start()
-            if len(self._items) == 1 or len(self._items) == BATCH:
+            if len(self._entries) == 1 or self._lines >= BATCH:
                 self._cond.notify_all()
             return True
 
-    def _append(self, item):
-        self._items.append(item)
-        self._bytes += item.size
+    def _append(self, entry, lines, size):
+        self._entries.append((entry, lines, size))
+        self._lines += lines
+        self._bytes += size
         self._queued += 1
 
     def _drop_notice(self):
         count, self._unreported_drops = self._unreported_drops, 0
         text = (f"{count} message{'s' if count != 1 else ''} dropped here: the server was unreachable and the "
                 f"client's buffer ({self.max_buffer} messages) was full.")
-        return _Item(text, "system", self._new_local_id(), {"type": "dropped", "dropped": count}, 64)
+        return _Item(text, "system", self._new_local_id(), {"type": "dropped", "dropped": count})
 
     def flush(self, timeout=None):
         """Wait until everything sent so far is acknowledged. Raises SwitchboardError if some of it was
@@ -338,7 +376,7 @@ class Session:
         pass (then what is left is counted in `undelivered`)."""
         with self._cond:
             if self._unreported_drops:
-                self._append(self._drop_notice())
+                self._append(self._drop_notice(), 1, 64)
             self._closing = True
             if timeout is not None:
                 self._give_up_at = time.monotonic() + timeout
@@ -355,30 +393,57 @@ class Session:
         if missing:
             raise SwitchboardError(f"{missing} message(s) could not be delivered: the server stayed unreachable")
 
-    def _next_batch(self):
-        """The next messages to send (waiting for them as needed), or None once closed and empty."""
+    def _take(self):
+        """The next entry's messages into _ready, waiting for one as needed; False once closed and empty.
+        An entry waits up to LINGER for others to fill a batch, unless a flush or close is asked for."""
         with self._cond:
             while True:
-                if self._items:
+                if self._entries:
                     due = self._oldest + LINGER - time.monotonic()
-                    if len(self._items) >= BATCH or self._closing or self._flushing or due <= 0:
+                    if self._lines >= BATCH or self._closing or self._flushing or due <= 0:
                         break
                     self._cond.wait(due)
                 elif self._closing:
-                    return None
+                    return False
                 else:
                     self._cond.wait()
-            batch = []
-            while self._items and len(batch) < BATCH:
-                if self._items[0].role is not None and batch:
-                    break  # a message with a role goes over the management API, on its own
-                batch.append(self._items.popleft())
-                if batch[-1].role is not None:
-                    break
-            self._bytes -= sum(item.size for item in batch)
-            if self._items:
+            entry, lines, size = self._entries.popleft()
+            self._lines -= lines
+            self._bytes -= size
+            if self._entries:
                 self._oldest = time.monotonic() - LINGER  # the rest have waited already: they go next
-            return batch
+        if isinstance(entry, _Item):
+            self._ready.append((entry, True))
+            return True
+        items = []
+        for line in entry.data.decode("utf-8", "replace").split("\n")[:-1]:
+            if line.endswith("\r"):
+                line = line[:-1]
+            for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
+                items.append((_Item({"type": "output", "stream": entry.stream, "text": line[start:start + MAX_LINE_CHARS]},
+                                    None, self._new_local_id()), False))
+        items[-1] = (items[-1][0], True)
+        self._ready.extend(items)
+        return True
+
+    def _next_batch(self):
+        """Up to BATCH messages without a role, or one with a role; None once closed and empty."""
+        batch = []
+        while len(batch) < BATCH:
+            if not self._ready:
+                if batch:
+                    with self._cond:
+                        if not self._entries:
+                            break  # send what is ready now rather than wait for more
+                if not self._take():
+                    break
+            item = self._ready[0][0]
+            if item.role is not None and batch:
+                break  # a message with a role goes over the management API, on its own
+            batch.append(self._ready.popleft())
+            if item.role is not None:
+                break
+        return batch or None
 
     def _deadline(self, started):
         limits = [t for t in (self._give_up_at,
@@ -400,33 +465,46 @@ class Session:
                 return
             started = time.monotonic()
             try:
-                self._deliver(batch, lambda: self._deadline(started))
+                self._deliver([item for item, _ in batch], lambda: self._deadline(started))
             except (KeyError, TypeError, ValueError) as e:  # an answer not in the documented shape
-                self._fail(SwitchboardError(f"unexpected answer from the server: {e!r}"))
+                self._fail(SwitchboardError(f"unexpected answer from the server: {e!r}"), batch)
                 return
             except SwitchboardError as e:
                 if e.status is not None and 400 <= e.status < 500 and e.status not in (408, 429):
-                    self._fail(e)  # refused, not unreachable: retrying cannot help
+                    self._fail(e, batch)  # refused, not unreachable: retrying cannot help
                     return
                 with self._cond:
                     self.undelivered += len(batch)
-                    self._done += len(batch)
+                    self._done += sum(1 for _, ends in batch if ends)
                     if self._closing:  # the drain time is over: the rest is undelivered too
-                        self.undelivered += len(self._items)
-                        self._done += len(self._items)
-                        self._items.clear()
+                        self._abandon()
                     self._cond.notify_all()
                 continue
             with self._cond:
-                self._done += len(batch)
+                self._done += sum(1 for _, ends in batch if ends)
                 self._cond.notify_all()
 
-    def _fail(self, error):
+    def _abandon(self):
+        self.undelivered += self._lines + len(self._ready)
+        self._done = self._queued
+        self._entries.clear()
+        self._ready.clear()
+        self._lines = self._bytes = 0
+
+    def _fail(self, error, batch=()):
         with self._cond:
             self.error = error
-            self.undelivered += len(self._items)
-            self._done = self._queued
-            self._items.clear()
+            self.undelivered += len(batch)
+            self._abandon()
+            self._cond.notify_all()
+
+    def _acknowledged(self, seqs):
+        with self._cond:
+            for seq in seqs:
+                if self._own and self._own[-1][1] == seq - 1:
+                    self._own[-1][1] = seq
+                else:
+                    self._own.append([seq, seq])
             self._cond.notify_all()
 
     def _deliver(self, batch, deadline):
@@ -435,8 +513,7 @@ class Session:
                 "POST", f"/v3/sessions/{self.id}/messages",
                 {"messages": [{"content": item.content, "localId": item.local_id} for item in batch]},
                 deadline=deadline)
-            if answer["messages"]:
-                self._last_seq = max(self._last_seq, answer["messages"][-1]["seq"])
+            self._acknowledged(m["seq"] for m in answer["messages"])
             return
         # A message with a role goes through the management API, which takes no localId: it rides in
         # the message's metadata, and after a failure that may have reached the server the message is
@@ -447,12 +524,11 @@ class Session:
             "POST", f"/api/sessions/{self.id}/messages",
             {"role": item.role, "content": item.content, "metadata": metadata},
             deadline=deadline, recover=lambda: self._find_sent(item.local_id))
-        self._last_seq = max(self._last_seq, answer["seq"])
-        if item.role == "user":
-            self._own.add(answer["seq"])
+        self._acknowledged([answer["seq"]])
 
     def _find_sent(self, local_id):
-        after = self._last_seq
+        with self._cond:
+            after = self._own[-1][1] if self._own else self.seq
         while True:
             page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
                                        query={"after_seq": after, "limit": 500}, deadline=time.monotonic())
@@ -469,19 +545,40 @@ class Session:
         """What people send to this session: every message with role "user" posted after `after_seq`
         (default: the session's seq when this object created or loaded it), oldest first, for ever.
 
-        One long-poll at a time (`wait` seconds each). Messages the agent posted are skipped: they have
-        no role, or (sent with a role from this object) their seqs are known from the acknowledgements."""
+        One long-poll at a time, `wait` seconds each. What this object sent is skipped without being
+        read back: its seqs are known from the server's acknowledgements, and a poll asks for one
+        message at a time, so a wake-up by the agent's own output costs one row, not the whole batch."""
         self._connected.wait()
         cursor = self.seq if after_seq is None else after_seq
         while True:
+            cursor = self._past_own(cursor)
             page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
-                                       query={"after_seq": cursor, "wait": wait, "limit": 500},
+                                       query={"after_seq": cursor, "wait": wait, "limit": 1},
                                        timeout=wait + self.client.timeout)
             for message in page["messages"]:
-                cursor = message["seq"]
-                if message.get("role") == "user" and cursor not in self._own:
-                    yield message
-                self._own.discard(cursor)
+                if self._mine(message):
+                    with self._cond:  # its acknowledgement is on its way to the sender: wait for it
+                        self._cond.wait_for(lambda: self._owns(message["seq"]), timeout=self.client.timeout)
+                else:
+                    if message.get("role") == "user":
+                        yield message
+                cursor = max(cursor, message["seq"])
+
+    def _mine(self, message):
+        prefix = self._run + "-"
+        metadata = message.get("metadata")
+        return (str(message.get("localId") or "").startswith(prefix)
+                or (isinstance(metadata, dict) and str(metadata.get("localId") or "").startswith(prefix)))
+
+    def _owns(self, seq):
+        return any(first <= seq <= last for first, last in self._own)
+
+    def _past_own(self, cursor):
+        """The cursor moved past every seq right after it that this object sent; older ranges forgotten."""
+        with self._cond:
+            while self._own and self._own[0][0] <= cursor + 1:
+                cursor = max(cursor, self._own.popleft()[1])
+        return cursor
 
 
 # --- python client.py run -- CMD ------------------------------------------------------------------
@@ -508,6 +605,12 @@ class _Wrapper:
             return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(number, self.forward)
+        # Room for a burst: the command writes on while the readers wait their turn for the GIL.
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            try:
+                fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, 1 << 20)
+            except OSError:  # above the system's pipe-max-size: the default size it is
+                pass
         readers = [threading.Thread(target=self.pump, args=(pipe, name, echo), daemon=True)
                    for pipe, name, echo in ((self.proc.stdout, "stdout", sys.stdout),
                                             (self.proc.stderr, "stderr", sys.stderr))]
@@ -534,20 +637,36 @@ class _Wrapper:
             pass
 
     def pump(self, pipe, stream, echo):
-        out = echo.buffer
-        put, new_id = self.session._put, self.session._new_local_id
-        for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
+        """Read what the command prints, as fast as it prints it: whole chunks, echoed here and queued
+        as they are (lines become messages in the sender). A line still without its newline after
+        PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is."""
+        fd, out, put = pipe.fileno(), echo.buffer, self.session._put_output
+        partial = b""
+        while True:
+            if partial and not select.select([fd], [], [], PARTIAL_LINE_WAIT)[0]:
+                put(stream, partial + b"\n")
+                partial = b""
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            self.last_output = time.monotonic()
             if out is not None:
                 try:
-                    out.write(raw)
+                    out.write(chunk)
                     out.flush()
                 except (OSError, ValueError):  # our own output was closed: mirror on, echo no more
                     out = None
-            text = raw.decode("utf-8", "replace")
-            if text.endswith("\n"):
-                text = text[:-2] if text.endswith("\r\n") else text[:-1]
-            self.last_output = time.monotonic()
-            put(_Item({"type": "output", "stream": stream, "text": text}, None, new_id(), None, len(raw) + 64))
+            data = partial + chunk if partial else chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                put(stream, data[:cut])
+            partial = data[cut:]
+            if len(partial) >= MAX_PARTIAL_BYTES:
+                put(stream, partial + b"\n")
+                partial = b""
+        if partial:
+            put(stream, partial + b"\n")
 
     def beat(self):
         self.session.wait_connected()
@@ -573,7 +692,7 @@ class _Wrapper:
     def finish(self, code, signal_name, text):
         session = self.session
         metadata = {"type": "exit", "exitCode": code, "signal": signal_name, "dropped": session.dropped}
-        session._put(_Item(text, "system", session._new_local_id(), metadata, 64), force=True)
+        session._put(_Item(text, "system", session._new_local_id(), metadata), 1, 64, force=True)
         try:
             session.close(self.drain)
             if session.error is None and session.id is not None:
@@ -601,7 +720,8 @@ RUN_HELP = """\
 Run CMD and mirror it into a Switchboard session, live:
   - each line CMD prints becomes a message (no role; content {"type": "output", "stream": "stdout" or
     "stderr", "text": the line without its newline}), sent in batches of up to 100 lines or every 200 ms;
-    a line over 16 KiB is sent as several messages. CMD's output still shows here too.
+    a line over 16,384 characters is sent as several messages, and text without a newline (a prompt)
+    once CMD has been quiet for 200 ms. CMD's output still shows here too.
   - what a person sends to the session in the browser (role "user") is written to CMD's stdin, a line
     each; CMD gets no other input (and PYTHONUNBUFFERED=1, so Python output is not held back).
   - heartbeats every 5 s keep the session shown as active ("thinking" while CMD prints).
@@ -637,8 +757,8 @@ def main(argv=None):
                      help="an API token, sb_... (default: $SWITCHBOARD_TOKEN)")
     run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
     run.add_argument("--title", help="the session's title (default: the command line)")
-    run.add_argument("--buffer", type=int, default=100_000, metavar="LINES",
-                     help="lines kept while the server is away (default: 100000)")
+    run.add_argument("--buffer", type=int, default=1_000_000, metavar="LINES",
+                     help="lines kept while the server is away or behind (default: 1000000, and at most 256 MiB)")
     run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
                      help="after CMD ends, how long to keep trying to deliver what is left (default: 60)")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
