@@ -46,6 +46,7 @@ __all__ = ["Switchboard", "Session", "SwitchboardError"]
 
 BATCH = 100  # messages per POST: the server's limit
 LINGER = 0.2  # seconds a message may wait for others to share its POST
+OWN_OUTPUT_PAUSE = 0.2  # seconds inbox() rests after a wake-up by this object's own messages
 HEARTBEAT = 5.0  # seconds between `alive` heartbeats while a wrapped command runs
 BACKOFF_FIRST, BACKOFF_MAX = 0.25, 8.0  # seconds: the first retry's pause, doubling up to the longest
 RETRY_AFTER_MAX = 120.0  # a Retry-After longer than this is not waited for in one piece
@@ -547,7 +548,8 @@ class Session:
 
         One long-poll at a time, `wait` seconds each. What this object sent is skipped without being
         read back: its seqs are known from the server's acknowledgements, and a poll asks for one
-        message at a time, so a wake-up by the agent's own output costs one row, not the whole batch."""
+        message at a time, so a wake-up by the agent's own output costs one row, not the whole batch;
+        while that output streams, polls come at most every 200 ms."""
         self._connected.wait()
         cursor = self.seq if after_seq is None else after_seq
         while True:
@@ -559,9 +561,11 @@ class Session:
                 if self._mine(message):
                     with self._cond:  # its acknowledgement is on its way to the sender: wait for it
                         self._cond.wait_for(lambda: self._owns(message["seq"]), timeout=self.client.timeout)
-                else:
-                    if message.get("role") == "user":
-                        yield message
+                    # Woken by our own output: while it streams, look again a little later rather than
+                    # after every batch (a person's message then waits up to this much longer).
+                    time.sleep(OWN_OUTPUT_PAUSE)
+                elif message.get("role") == "user":
+                    yield message
                 cursor = max(cursor, message["seq"])
 
     def _mine(self, message):
