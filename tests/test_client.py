@@ -473,3 +473,27 @@ def test_a_message_with_a_role_whose_answer_was_lost_is_not_sent_twice(stub, lib
     posts = [(m, p) for m, p, _, _ in server.seen if m == "POST" and p.startswith("/api/")]
     assert posts == [("POST", "/api/sessions/s1/messages")]
     assert stored["metadata"]["localId"]
+
+
+def test_the_readme_library_example_runs_as_written(live_server, lib):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Connect any agent"):readme.index("## Agent API")]
+    example = section[section.index("```python\n") + 10:]
+    example = example[:example.index("```")]
+    example = example.replace('"http://127.0.0.1:8000"', repr(live_server.url)).replace('"sb_..."', repr(live_server.token))
+    runner = threading.Thread(target=exec, args=(example, {}), daemon=True)
+    runner.start()
+    sid = session_by_tag(live_server, "nightly-report")["id"]
+    assert api(live_server, "GET", f"/api/sessions/{sid}")["title"] == "Nightly report"
+    for text in ("the summary", "stop"):
+        api(live_server, "POST", f"/api/sessions/{sid}/messages", json={"role": "user", "content": text})
+    runner.join(30)
+    assert not runner.is_alive()
+    # The example's first messages are sent in the background: the person's may come before them.
+    found = [(m["role"], json.dumps(m["content"])) for m in messages(live_server, sid)]
+    reply = (None, json.dumps({"text": "working on: the summary"}))
+    assert sorted(found, key=repr) == sorted([
+        (None, json.dumps({"text": "Starting the report"})), ("assistant", '"Step 1 of 3 done"'),
+        ("user", '"the summary"'), ("user", '"stop"'), reply], key=repr)
+    assert found.index(reply) > found.index(("user", '"the summary"'))
+    assert api(live_server, "GET", f"/api/sessions/{sid}")["active"] is False
