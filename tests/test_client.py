@@ -231,6 +231,40 @@ def test_what_a_person_sends_reaches_the_commands_stdin_and_nothing_else_does(li
     assert outputs(messages(live_server, sid)) == ["waiting", *expected]
 
 
+def test_a_prompt_without_a_newline_shows_and_long_lines_arrive_whole_in_pieces(live_server):
+    long_line = "".join(chr(0x41 + i % 26) for i in range(40_000)) + "é"
+    command = [PY, "-c", f"import sys\nprint({long_line!r})\nprint('Name? ', end='', flush=True)\n"
+               "name = sys.stdin.readline().strip()\nprint('Hello ' + name)"]
+    proc = wrap(live_server, *command, tag="prompt")
+    sid = session_by_tag(live_server, "prompt")["id"]
+    deadline = time.monotonic() + 30
+    while "Name? " not in outputs(messages(live_server, sid)):  # sent after 200 ms of quiet, no newline needed
+        assert time.monotonic() < deadline, outputs(messages(live_server, sid))
+        time.sleep(0.1)
+    api(live_server, "POST", f"/api/sessions/{sid}/messages", json={"role": "user", "content": "Ana"})
+    code, _, _ = finished(proc)
+    assert code == 0
+    lines = outputs(messages(live_server, sid))
+    assert [len(line) for line in lines[:3]] == [16_384, 16_384, 7_233]  # 16,384 characters a message
+    assert "".join(lines[:3]) == long_line
+    assert lines[3:] == ["Name? ", "Hello Ana"]
+
+
+def test_heartbeats_show_the_command_running_and_printing(live_server, ws_connect):
+    watcher = ws_connect(live_server)
+    proc = wrap(live_server, *printer(60, every=1, pause=0.1), tag="beats")  # prints for 6 s
+    activity = None
+    deadline = time.monotonic() + 30
+    while activity is None:  # a beat every 5 s: the first may come before the first line
+        assert time.monotonic() < deadline
+        frame = watcher.recv(10)
+        if frame["event"] == "ephemeral" and frame["data"]["thinking"]:
+            activity = frame["data"]
+    assert activity["type"] == "activity" and activity["active"] is True
+    assert finished(proc)[0] == 0
+    assert api(live_server, "GET", "/api/sessions")["items"][0]["active"] is False
+
+
 def test_a_server_killed_and_restarted_mid_run_loses_and_duplicates_no_line(make_server, tmp_path):
     server = make_server()
     count = 4000
