@@ -175,9 +175,11 @@ class Switchboard:
                     answer = json.loads(data)
                 except ValueError:
                     answer = {"message": data[:200].decode("utf-8", "replace")}
-                text = f"{method} {path}: {status} {answer.get('message') or answer.get('error') if isinstance(answer, dict) else answer}"
+                said = answer.get("message") or answer.get("error") if isinstance(answer, dict) else answer
+                text = f"{method} {path}: {status} {said}"
                 if status in (429, 503):  # refused before any work: safe to repeat
-                    retry_after, problem = _retry_after(response.getheader("Retry-After")), SwitchboardError(text, status, answer)
+                    retry_after = _retry_after(response.getheader("Retry-After"))
+                    problem = SwitchboardError(text, status, answer)
                 elif status >= 500:
                     problem = _Ambiguous(text)
                 else:
@@ -421,8 +423,8 @@ class Session:
             if line.endswith("\r"):
                 line = line[:-1]
             for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
-                items.append((_Item({"type": "output", "stream": entry.stream, "text": line[start:start + MAX_LINE_CHARS]},
-                                    None, self._new_local_id()), False))
+                content = {"type": "output", "stream": entry.stream, "text": line[start:start + MAX_LINE_CHARS]}
+                items.append((_Item(content, None, self._new_local_id()), False))
         items[-1] = (items[-1][0], True)
         self._ready.extend(items)
         return True
@@ -596,7 +598,7 @@ class _Wrapper:
         self.drain = drain
         self.last_output = 0.0
         self.stop = threading.Event()
-        self.input_lost = 0
+        self.told = False  # the person was told the server refused the session
 
     def run(self):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -673,10 +675,20 @@ class _Wrapper:
             put(stream, partial + b"\n")
 
     def beat(self):
-        self.session.wait_connected()
+        """Heartbeats while CMD runs; and if the server refuses the session (a bad token), say so now."""
         while not self.stop.is_set():
+            if self.session.error is not None:
+                return self.tell_refused()
+            if self.session.id is None:
+                self.stop.wait(0.2)
+                continue
             self.session.alive(thinking=time.monotonic() - self.last_output < HEARTBEAT)
             self.stop.wait(HEARTBEAT)
+
+    def tell_refused(self):
+        if not self.told:
+            self.told = True
+            print(f"switchboard: not mirrored (the command runs on): {self.session.error}", file=sys.stderr)
 
     def feed(self):
         """What people type in the browser, a line at a time, to the command's stdin."""
@@ -687,8 +699,8 @@ class _Wrapper:
                 try:
                     self.proc.stdin.write((text if text.endswith("\n") else text + "\n").encode("utf-8"))
                     self.proc.stdin.flush()
-                except OSError:  # the command closed its stdin or ended
-                    self.input_lost += 1
+                except OSError:  # the command closed its stdin or ended: it reads no more
+                    pass
         except SwitchboardError as e:
             if self.session.error is None:
                 print(f"switchboard: input from the browser stopped: {e}", file=sys.stderr)
@@ -708,7 +720,7 @@ class _Wrapper:
             print("switchboard: interrupted: what was not delivered yet is lost", file=sys.stderr)
             return code
         if session.error is not None:
-            print(f"switchboard: nothing more was mirrored: {session.error}", file=sys.stderr)
+            self.tell_refused()
         elif session.dropped or session.undelivered:
             print(f"switchboard: {session.dropped} line(s) dropped (buffer full while the server was away), "
                   f"{session.undelivered} not delivered before giving up", file=sys.stderr)
@@ -775,6 +787,8 @@ def main(argv=None):
         run.error("give the command to run after --")
     if not args.url or not args.token:
         run.error("--url and --token (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN) are required")
+    if os.name != "posix":
+        run.error("the wrapper needs a Unix-like system (Linux, macOS); the library works anywhere")
     try:
         client = Switchboard(args.url, args.token, retry_for=None)
     except ValueError as e:

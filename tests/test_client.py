@@ -103,7 +103,8 @@ def printer(count, every=None, pause=0.0, stderr=None, code=0):
 
 def test_client_imports_only_the_standard_library():
     tree = ast.parse(CLIENT.read_text())
-    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names = {alias.name.split(".")[0]
+             for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert names and names <= sys.stdlib_module_names, names - sys.stdlib_module_names
     # and it loads with no site-packages at all, under the oldest Python it claims
@@ -514,7 +515,8 @@ def test_the_readme_library_example_runs_as_written(live_server, lib):
     section = readme[readme.index("## Connect any agent"):readme.index("## Agent API")]
     example = section[section.index("```python\n") + 10:]
     example = example[:example.index("```")]
-    example = example.replace('"http://127.0.0.1:8000"', repr(live_server.url)).replace('"sb_..."', repr(live_server.token))
+    example = (example.replace('"http://127.0.0.1:8000"', repr(live_server.url))
+               .replace('"sb_..."', repr(live_server.token)))
     runner = threading.Thread(target=exec, args=(example, {}), daemon=True)
     runner.start()
     sid = session_by_tag(live_server, "nightly-report")["id"]
@@ -531,3 +533,13 @@ def test_the_readme_library_example_runs_as_written(live_server, lib):
         ("user", '"the summary"'), ("user", '"stop"'), reply], key=repr)
     assert found.index(reply) > found.index(("user", '"the summary"'))
     assert api(live_server, "GET", f"/api/sessions/{sid}")["active"] is False
+
+
+def test_a_refused_token_is_said_at_once_and_the_command_runs_on(live_server):
+    proc = wrap(live_server, "sh", "-c", "echo first; sleep 3; echo second; exit 4", token="sb_wrong")
+    said = proc.stderr.readline()
+    assert said.startswith("switchboard: not mirrored (the command runs on):") and "401" in said
+    assert proc.poll() is None  # said while the command runs
+    code, out, err = finished(proc)
+    assert code == 4 and out == "first\nsecond\n" and err == ""  # said once
+    assert api(live_server, "GET", "/api/sessions")["items"] == []

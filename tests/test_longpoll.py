@@ -12,7 +12,8 @@ from conftest import assert_refused
 
 
 def _session(server, tag="poller"):
-    r = requests.post(f"{server.url}/v1/sessions", json={"tag": tag, "metadata": ""}, headers=server.headers, timeout=10)
+    r = requests.post(f"{server.url}/v1/sessions", json={"tag": tag, "metadata": ""}, headers=server.headers,
+                      timeout=10)
     return r.json()["session"]["id"]
 
 
