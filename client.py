@@ -609,7 +609,8 @@ class _Wrapper:
         except OSError as e:
             print(f"switchboard: cannot run {self.command[0]!r}: {e}", file=sys.stderr)
             return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+        for number in forwarded:
             signal.signal(number, self.forward)
         # Room for a burst: the command writes on while the readers wait their turn for the GIL.
         for pipe in (self.proc.stdout, self.proc.stderr):
@@ -620,9 +621,16 @@ class _Wrapper:
         readers = [threading.Thread(target=self.pump, args=(pipe, name, echo), daemon=True)
                    for pipe, name, echo in ((self.proc.stdout, "stdout", sys.stdout),
                                             (self.proc.stderr, "stderr", sys.stderr))]
-        for thread in readers + [threading.Thread(target=self.beat, daemon=True),
-                                 threading.Thread(target=self.feed, daemon=True)]:
-            thread.start()
+        # The kernel hands a signal to any thread that does not block it, but only the main thread runs
+        # Python's handlers: every other thread (they inherit this mask, the sender too) blocks them, so
+        # a signal always interrupts the main thread's wait below instead of waiting for it to end.
+        signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+        try:
+            for thread in readers + [threading.Thread(target=self.beat, daemon=True),
+                                     threading.Thread(target=self.feed, daemon=True)]:
+                thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
         code = self.proc.wait()
         for thread in readers:  # what is left in the pipes; a background child may hold them open
             thread.join(5)
