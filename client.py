@@ -737,7 +737,7 @@ class _Wrapper:
 
 def _default_tag(command):
     started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{socket.gethostname()}:{os.path.basename(command[0])}:{started}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.path.basename(command[0])[:100]}:{started}:{os.getpid()}"
 
 
 RUN_HELP = """\
