@@ -86,11 +86,14 @@ class Sessions:
 
 def expressible(case):
     """Whether a valid case also meets the rules the document can state in words only (OpenAPI 3.0 has
-    no keyword for them): after_seq and before_seq exclude each other; an imported message with a role
+    no keyword for them): after_seq and before_seq exclude each other, and so do before_seq and a long-poll
+    wait; an imported message with a role
     has text of 1..MAX_TEXT_CHARS characters; no two imported messages share a local_id; timestamps are
     instants of the years 1 to 9999 UTC."""
     query = case.query or {}
     if "after_seq" in query and "before_seq" in query:
+        return False
+    if "before_seq" in query and query.get("wait"):
         return False
     if case.operation.path != "/api/sessions/import" or not isinstance(case.body, dict):
         return True
@@ -117,6 +120,9 @@ def send(http, sessions, row, case, choice):
     if "Authorization" in (case.headers or {}):
         case.headers["Authorization"] = sessions.headers["Authorization"]
     sessions.use(case, choice)
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0.1 < wait <= 60:
+        case.query["wait"] = 0.1  # a valid long-poll may wait a minute; tests/test_longpoll.py covers waiting
     row.cases += 1
     try:
         response = case.call(session=http)
