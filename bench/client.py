@@ -3,8 +3,8 @@
 1. Wrapping a command that prints as fast as it can (`python client.py run -- python -c ...`): lines/s
    from the wrapper's start until every line is stored and the session ended; the wrapper's own CPU per
    line (its children's CPU less what the command reports for itself); the server's CPU per line; and
-   the command's own run time (measured inside the command) alone, writing to /dev/null, and under the
-   wrapper: the wrapper must not slow it down. Beside it, the same batches POSTed directly by a client
+   the command's own run time (measured inside the command) alone, writing to /dev/null or into a pipe
+   that `cat` drains, and under the wrapper: the wrapper must not slow it down. Beside it, the same batches POSTed directly by a client
    that does nothing else: the server's own ceiling for this traffic.
 2. `--polls` long-polls waiting at once (`wait=60`, one session, from a separate process) while this
    process measures GET /health one request at a time: p50/p99 with and without them; then one message
@@ -61,10 +61,19 @@ def own_run(stderr):
     return float(seconds), float(cpu)
 
 
-def alone(lines):
-    proc = subprocess.run([sys.executable, "-c", PRINTER.format(lines=lines)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, check=True)
-    return own_run(proc.stderr)[0]
+def alone(lines, reader=None):
+    """The printer's own run time writing to /dev/null, or into a pipe that `reader` drains."""
+    if reader is None:
+        proc = subprocess.run([sys.executable, "-c", PRINTER.format(lines=lines)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, check=True)
+        return own_run(proc.stderr)[0]
+    printer = subprocess.Popen([sys.executable, "-c", PRINTER.format(lines=lines)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    drain = subprocess.Popen(reader, stdin=printer.stdout, stdout=subprocess.DEVNULL)
+    printer.stdout.close()
+    _, err = printer.communicate()
+    drain.wait()
+    return own_run(err)[0]
 
 
 def wrapped(server, lines, tag):
@@ -120,11 +129,13 @@ def direct(server, lines, tag):
 def bench_wrapper(server, lines, rounds):
     print(f"\n1. python client.py run -- (a command printing {lines:,} lines as fast as it can), best of {rounds}")
     best_alone = min(alone(lines) for _ in range(rounds))
+    best_cat = min(alone(lines, ["cat"]) for _ in range(rounds))
     runs = [wrapped(server, lines, f"bench-{i}") for i in range(rounds)]
     best = max(runs, key=lambda r: r["rate"])
     ceiling = max((direct(server, lines, f"direct-{i}") for i in range(rounds)), key=lambda r: r["rate"])
     print(f"{'':<28}{'lines/s':>9} {'server CPU/line':>16} {'wrapper CPU/line':>17} {'command run time':>17}")
     print(f"{'command alone (> /dev/null)':<28}{'':>9} {'':>16} {'':>17} {best_alone:>15.3f} s")
+    print(f"{'command | cat > /dev/null':<28}{'':>9} {'':>16} {'':>17} {best_cat:>15.3f} s")
     print(f"{'wrapped, end to end':<28}{best['rate']:>9,.0f} {best['server_us']:>13.1f} µs "
           f"{best['wrapper_us']:>14.1f} µs {min(r['command'] for r in runs):>15.3f} s")
     print(f"{'same batches POSTed direct':<28}{ceiling['rate']:>9,.0f} {ceiling['server_us']:>13.1f} µs")
