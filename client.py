@@ -769,7 +769,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python client.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Switchboard's client: mirror any command into a Switchboard session, or `import client` "
-                    "in Python (Switchboard, Session: send, flush, alive, end, inbox).")
+                    "in Python (Switchboard, Session: send, flush, alive, end, inbox).",
+        epilog="`python client.py run --help` explains the wrapper; the module's docstring the library.")
     commands = parser.add_subparsers(dest="name", metavar="COMMAND")
     run = commands.add_parser("run", help="run a command and mirror it into a session",
                               usage="python client.py run [--url URL] [--token TOKEN] [--tag TAG] [--title TITLE] "
