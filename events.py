@@ -156,6 +156,7 @@ class Hub:
         self._write_lock = threading.Lock()
         self._group = None  # the write transaction writers join, while one is open
         self._outbox = None
+        self.stopping = False  # set by shutdown(): waiting requests answer now instead of holding it up
         self.configure()
 
     def configure(self, queue_size=1024, busy_wait=5.0, background_fanout=False, on_store=None):
@@ -240,6 +241,12 @@ class Hub:
             subscriber.overflowed = True  # closes it just the same
 
     def shutdown(self):
+        """Close every websocket (1001) and wake every watcher, which then sees `stopping` and answers."""
+        self.stopping = True
+        with self._lock:
+            watchers = [s for group in self._subscribers.values() for s in group if isinstance(s, Watcher)]
+        for watcher in watchers:
+            watcher.offer(None)
         for subscriber in self.subscribers():
             self.close(subscriber, 1001, "Server shutting down.")
 

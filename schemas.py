@@ -379,16 +379,25 @@ class SessionsPageQuery(BaseSchema):
     changed_since = Int(data_key="changedSince", validate=validate.Range(min=1))
 
 
+MAX_WAIT_SECONDS = 60
+
+
 class MessagesPageQuery(BaseSchema):
     after_seq = Int(metadata={"description": "Messages after this seq, ascending. Not with before_seq."})
     before_seq = Int(validate=validate.Range(min=1),
                      metadata={"description": "Messages before this seq, descending. Not with after_seq."})
     limit = Int(load_default=100, validate=validate.Range(1, 500))
+    wait = fields.Float(load_default=0.0, validate=validate.Range(0, MAX_WAIT_SECONDS),
+                        metadata={"description": "Long-poll: with nothing after after_seq, wait up to this "
+                                                 "many seconds (decimals allowed) for a message. Not with "
+                                                 "before_seq."})
 
     @validates_schema
     def one_direction(self, data, **kwargs):
         if "after_seq" in data and "before_seq" in data:
             raise ValidationError("Give after_seq or before_seq, not both.", "_schema")
+        if "before_seq" in data and data["wait"]:
+            raise ValidationError("Waiting is for newer messages: wait only goes with after_seq.", "wait")
 
 
 # --- management contract (snake_case, ISO timestamps) --------------------------------------------

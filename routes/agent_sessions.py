@@ -2,11 +2,14 @@
 
 Views look up the caller's session, call one domain operation and dump; error bodies are the seed's.
 """
+import time
+
 from flask import Blueprint, g
 
 import domain
 import schemas
-from models import Message, Session, now_ms
+from events import hub
+from models import Message, Session, db, now_ms
 from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("agent_sessions", __name__)
@@ -97,14 +100,36 @@ def delete(session_id):
 @bp.get("/v3/sessions/<session_id>/messages")
 @endpoint(query=schemas.messages_page_query, responses={200: schemas.MessagePage}, errors=(401, 404))
 def messages_page(session_id, args):
-    """Messages after a seq (ascending, the default from 0) or before one (descending)."""
+    """Messages after a seq (ascending, the default from 0) or before one (descending); with `wait`,
+    an empty answer after a seq waits up to that many seconds for a message (long-poll)."""
     session = domain.find_session(g.account_id, session_id)
-    query = Message.select().where(Message.session == session.id)
-    if "before_seq" in args:
-        query = query.where(Message.seq < args["before_seq"]).order_by(Message.seq.desc())
+
+    def page():
+        query = Message.select().where(Message.session == session.id)
+        if "before_seq" in args:
+            query = query.where(Message.seq < args["before_seq"]).order_by(Message.seq.desc())
+        else:
+            query = query.where(Message.seq > args.get("after_seq", 0)).order_by(Message.seq)
+        return list(query.limit(args["limit"] + 1))
+
+    if not args["wait"]:
+        rows = page()
     else:
-        query = query.where(Message.seq > args.get("after_seq", 0)).order_by(Message.seq)
-    rows = list(query.limit(args["limit"] + 1))
+        # Watching starts before the read, so a message committed after it always wakes the wait.
+        # Every publication for the session wakes it (heartbeats too): it then reads again. A stopping
+        # server wakes it too and it answers what there is, so no poll holds up the shutdown.
+        deadline = time.monotonic() + args["wait"]
+        with hub.watch(g.account_id, session.id) as watcher:
+            rows = page()
+            while not rows and not hub.stopping and time.monotonic() < deadline:
+                # A waiting poll holds no pooled connection: thousands may wait, and the pool is small.
+                db.close()
+                woken = watcher.wait(deadline - time.monotonic())
+                db.connect()
+                if not woken:
+                    break
+                session = domain.find_session(g.account_id, session_id)  # deleted meanwhile: 404
+                rows = page()
     return schemas.message_page.dump({"messages": rows[:args["limit"]], "hasMore": len(rows) > args["limit"]})
 
 

@@ -1,5 +1,8 @@
-"""Operational routes: the health check (no auth), the OpenAPI document, and who the caller is."""
-from flask import Blueprint, current_app, g
+"""Operational routes: the health check and `client.py` (no auth), the OpenAPI document, and who the
+caller is."""
+from pathlib import Path
+
+from flask import Blueprint, current_app, g, send_file
 
 import schemas
 from models import Account, Token, db
@@ -14,6 +17,20 @@ def health():
     """200 once the database answers."""
     db.execute_sql("SELECT 1")
     return schemas.health.dump({"status": "ok"})
+
+
+CLIENT = Path(__file__).resolve().parent.parent / "client.py"
+
+
+@bp.get("/client.py")
+@endpoint(responses={200: None}, errors=())
+def client():
+    """client.py, the standard-library client and command wrapper (holds no data: no token needed)."""
+    # no-cache: a client fetched long ago is checked against this server's (ETag), not reused blindly.
+    response = send_file(CLIENT, mimetype="text/x-python", max_age=0, etag=True, conditional=True)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @bp.get("/openapi.json")

@@ -88,7 +88,8 @@ class Sessions:
 
 def expressible(case):
     """Whether a valid case also meets the rules the document can state in words only (OpenAPI 3.0 has
-    no keyword for them): after_seq and before_seq exclude each other; an imported message with a role
+    no keyword for them): after_seq and before_seq exclude each other, and so do before_seq and a long-poll
+    wait; an imported message with a role
     has text of 1..MAX_TEXT_CHARS characters; no two imported messages share a local_id; timestamps are
     instants of the years 1 to 9999 UTC; a webhook's or push endpoint's URL has a valid host."""
     query = case.query or {}
@@ -101,6 +102,8 @@ def expressible(case):
                     http_url(url)
         except ValidationError:
             return False
+    if "before_seq" in query and query.get("wait"):
+        return False
     if case.operation.path != "/api/sessions/import" or not isinstance(case.body, dict):
         return True
     session = case.body.get("session") or {}
@@ -134,6 +137,9 @@ def send(http, sessions, row, case, choice):
     keys = case.body.get("keys") if isinstance(case.body, dict) else None
     if not case.meta.generation.mode.is_negative and isinstance(keys, dict) and isinstance(keys.get("p256dh"), str):
         keys["p256dh"] = A_P256_POINT
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0.1 < wait <= 60:
+        case.query["wait"] = 0.1  # a valid long-poll may wait a minute; tests/test_longpoll.py covers waiting
     row.cases += 1
     try:
         response = case.call(session=http)

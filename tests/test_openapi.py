@@ -10,7 +10,7 @@ AGENT_ROUTES = {
     ("get", "/v2/sessions"): (None, {"cursor", "limit", "changedSince"}, "SessionPage"),
     ("get", "/v1/sessions/{session_id}/messages"): (None, None, "MessageList"),
     ("delete", "/v1/sessions/{session_id}"): (None, None, "Success"),
-    ("get", "/v3/sessions/{session_id}/messages"): (None, {"after_seq", "before_seq", "limit"}, "MessagePage"),
+    ("get", "/v3/sessions/{session_id}/messages"): (None, {"after_seq", "before_seq", "limit", "wait"}, "MessagePage"),
     ("post", "/v3/sessions/{session_id}/messages"): ("MessagesAppend", None, "AppendedList"),
     ("post", "/v1/sessions/{session_id}/metadata"): ("MetadataUpdate", None, "MetadataResult"),
     ("post", "/v1/sessions/{session_id}/agent-state"): ("AgentStateUpdate", None, "AgentStateResult"),

@@ -1,0 +1,812 @@
+#!/usr/bin/env python3
+"""Connect any agent, script or command to a Switchboard server: one file, Python 3.9+ standard library.
+
+Get it from the server itself (`curl -O http://HOST:PORT/client.py`), then either wrap a command:
+
+    python client.py run -- ./long-build.sh --all
+
+or use it as a library:
+
+    from client import Switchboard
+    session = Switchboard("http://127.0.0.1:8000", "sb_...").session("nightly-report", title="Nightly report")
+    session.send({"text": "starting"})
+    for message in session.inbox():          # what people type in the browser
+        session.send({"text": "you said " + message["content"]})
+
+Every call retries network errors, 5xx and 429/503 answers (honouring Retry-After) with exponential
+backoff; messages carry localIds, so a batch sent twice is stored once. `python client.py --help` says more.
+"""
+import argparse
+import collections
+import http.client
+import itertools
+import json
+import os
+import random
+import secrets
+import select
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+try:
+    import fcntl  # the wrapper needs a Unix-like system; the library does not
+except ImportError:
+    fcntl = None
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python < 3.10 does not name it
+
+__all__ = ["Switchboard", "Session", "SwitchboardError"]
+
+BATCH = 100  # messages per POST: the server's limit
+LINGER = 0.2  # seconds a message may wait for others to share its POST
+OWN_OUTPUT_PAUSE = 0.2  # seconds inbox() rests after a wake-up by this object's own messages
+HEARTBEAT = 5.0  # seconds between `alive` heartbeats while a wrapped command runs
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 8.0  # seconds: the first retry's pause, doubling up to the longest
+RETRY_AFTER_MAX = 120.0  # a Retry-After longer than this is not waited for in one piece
+MAX_LINE_CHARS = 16_384  # a longer output line is sent as several messages (nothing is cut off)
+PARTIAL_LINE_WAIT = 0.2  # seconds: output without a newline (a prompt) is sent after this much quiet
+MAX_PARTIAL_BYTES = 1 << 16  # ... or once this long
+ROLES = (None, "user", "assistant", "system", "tool")
+TITLE_CHARS = 120
+
+
+class SwitchboardError(Exception):
+    """The server refused a request (4xx), or it stayed unreachable for longer than allowed."""
+
+    def __init__(self, message, status=None, answer=None):
+        super().__init__(message)
+        self.status = status
+        self.answer = answer
+
+
+class _Ambiguous(Exception):
+    """A failure after which the request may or may not have been carried out."""
+
+
+def _pause(attempt, retry_after=None):
+    delay = min(BACKOFF_FIRST * 2 ** attempt, BACKOFF_MAX)
+    delay *= random.uniform(0.8, 1.2)  # clients that failed together do not all retry together
+    # Retry-After is the least wait (never a busy loop on "0"), capped so a typo cannot stall for a day.
+    return delay if retry_after is None else min(max(retry_after, delay), RETRY_AFTER_MAX)
+
+
+def _retry_after(value):
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class Switchboard:
+    """A server and a token. Thread-safe: each thread keeps its own keep-alive connection.
+
+    `retry_for` bounds how long one call keeps retrying (None: for ever); `timeout` is per attempt.
+    `url` and `token` default to the SWITCHBOARD_URL and SWITCHBOARD_TOKEN environment variables.
+    """
+
+    def __init__(self, url=None, token=None, retry_for=300.0, timeout=30.0):
+        url = url or os.environ.get("SWITCHBOARD_URL")
+        token = token or os.environ.get("SWITCHBOARD_TOKEN")
+        if not url or not token:
+            raise ValueError("a server URL and a token are needed (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN)")
+        parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self._connect_to = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection,
+                            parts.hostname, parts.port)
+        self._base = parts.path.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                         "User-Agent": "switchboard-client.py/1"}
+        self.retry_for = retry_for
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def session(self, tag, title=None, metadata=None, **options):
+        """The session with this tag (created on first use), with `title` set when given."""
+        return Session(self, tag, title, metadata, **options)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _once(self, method, path, payload, timeout, stale_retry=True):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind, host, port = self._connect_to
+            connection = self._local.connection = kind(host, port, timeout=timeout)
+        connection.timeout = timeout
+        reused = connection.sock is not None
+        if reused:
+            connection.sock.settimeout(timeout)
+        headers = dict(self._headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            connection.request(method, self._base + path, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException as e:
+            connection.close()
+            self._local.connection = None
+            # The server closes keep-alive connections left idle (gunicorn: after 2 s): a request
+            # that meets a closed one was never read, and goes again at once on a new connection.
+            if stale_retry and reused and isinstance(e, (http.client.RemoteDisconnected, ConnectionError)):
+                return self._once(method, path, payload, timeout, stale_retry=False)
+            raise
+        if response.getheader("Connection", "").lower() == "close":
+            connection.close()
+            self._local.connection = None
+        return response.status, response, data
+
+    def request(self, method, path, body=None, *, query=None, timeout=None, deadline=None, recover=None):
+        """One API call; its JSON answer. Network errors, 5xx, 429 and 503 are retried with backoff until
+        `deadline` (a time.monotonic() value, or a function giving one; None: `retry_for` from now).
+
+        `recover`, for a request that is not safe to repeat, runs before each retry that follows a
+        failure that may have reached the server; when it returns an answer, that is the answer."""
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        if deadline is None and self.retry_for is not None:
+            deadline = time.monotonic() + self.retry_for
+        for attempt in itertools.count():
+            retry_after, problem = None, None
+            try:
+                status, response, data = self._once(method, path, payload, timeout or self.timeout,
+                                                    stale_retry=recover is None)
+            except (OSError, http.client.HTTPException) as e:
+                problem = _Ambiguous(f"{self.url}: {e.__class__.__name__}: {e}")
+            else:
+                if status < 300:
+                    return json.loads(data) if data else None
+                try:
+                    answer = json.loads(data)
+                except ValueError:
+                    answer = {"message": data[:200].decode("utf-8", "replace")}
+                said = answer.get("message") or answer.get("error") if isinstance(answer, dict) else answer
+                text = f"{method} {path}: {status} {said}"
+                if status in (429, 503):  # refused before any work: safe to repeat
+                    retry_after = _retry_after(response.getheader("Retry-After"))
+                    problem = SwitchboardError(text, status, answer)
+                elif status >= 500:
+                    problem = _Ambiguous(text)
+                else:
+                    raise SwitchboardError(text, status, answer)
+            if recover is not None and isinstance(problem, _Ambiguous):
+                try:
+                    found = recover()
+                except (OSError, http.client.HTTPException, SwitchboardError, ValueError):
+                    found = None
+                if found is not None:
+                    return found
+            pause = _pause(attempt, retry_after)
+            limit = deadline() if callable(deadline) else deadline
+            if limit is not None and time.monotonic() + pause > limit:
+                raise SwitchboardError(f"gave up after {attempt + 1} attempts: {problem}",
+                                       getattr(problem, "status", None)) from None
+            time.sleep(pause)
+
+
+class _Item:
+    """One message waiting to be sent."""
+    __slots__ = ("content", "role", "local_id", "metadata")
+
+    def __init__(self, content, role, local_id, metadata=None):
+        self.content, self.role, self.local_id, self.metadata = content, role, local_id, metadata
+
+
+class _Output:
+    """Complete lines a command printed, as read (bytes, each line ending in a newline): turned into
+    messages only when they are sent, so reading them costs the wrapper next to nothing per line."""
+    __slots__ = ("stream", "data", "lines")
+
+    def __init__(self, stream, data):
+        self.stream, self.data, self.lines = stream, data, data.count(b"\n")
+
+
+class Session:
+    """One session: messages go out in the background, in order, in batches of up to 100.
+
+    Messages wait in a bounded buffer (`max_buffer` messages, `max_buffer_bytes`) while the server is
+    away. When it is full a message is dropped and counted (`dropped`), and a system message saying how
+    many were lost takes their place in the session. `connect=False` defers creating the session to the
+    background sender (the wrapper starts its command without waiting for the server).
+    """
+
+    def __init__(self, client, tag, title=None, metadata=None, *, connect=True, max_buffer=1_000_000,
+                 max_buffer_bytes=256 << 20):
+        self.client = client
+        self.tag = tag
+        self.title = title.strip()[:TITLE_CHARS] if title and title.strip() else None
+        self.metadata = metadata if metadata is None or isinstance(metadata, str) else json.dumps(metadata)
+        self.id = None
+        self.seq = None  # the session's seq when it was created or loaded: inbox() starts after it
+        self.dropped = 0  # messages (lines) the full buffer refused
+        self.undelivered = 0  # messages given up on (server away past the retry deadline)
+        self.error = None  # why the server refused the session (then nothing more is sent)
+        self.max_buffer, self.max_buffer_bytes = max_buffer, max_buffer_bytes
+        self._run = secrets.token_hex(8)  # localIds are `<run>-<n>`: unique to this object
+        self._numbers = itertools.count(1)
+        self._cond = threading.Condition()
+        self._entries = collections.deque()  # _Item or _Output, in order
+        self._lines = self._bytes = 0  # what the entries hold
+        self._oldest = 0.0  # when the oldest entry arrived
+        self._queued = self._done = 0  # entries ever accepted / entries delivered or given up on
+        self._reported = 0  # undelivered messages flush() has already raised about
+        self._unreported_drops = 0
+        self._flushing = 0
+        self._closing = False
+        self._give_up_at = None  # while closing: deliver until then
+        self._ready = collections.deque()  # the sender's: (_Item, ends an entry) taken from _entries
+        self._own = collections.deque()  # [first, last] seq ranges the server acknowledged to this object
+        self._connected = threading.Event()
+        self._sender = None
+        if connect:
+            self._connect()
+
+    # --- the session itself ---------------------------------------------------------------------
+
+    def _connect(self, deadline=None):
+        body = {"tag": self.tag, "metadata": self.metadata or ""}
+        answer = self.client.request("POST", "/v1/sessions", body, deadline=deadline)["session"]
+        if self.title:
+            self.client.request("PATCH", f"/api/sessions/{answer['id']}", {"title": self.title}, deadline=deadline)
+        self.id, self.seq = answer["id"], answer["seq"]
+        self._connected.set()
+
+    def wait_connected(self, timeout=None):
+        return self._connected.wait(timeout)
+
+    def alive(self, thinking=False):
+        """A presence heartbeat. Best effort: one attempt; False if it did not reach the server."""
+        if self.id is None:
+            return False
+        try:
+            self.client.request("POST", f"/v1/sessions/{self.id}/alive", {"thinking": bool(thinking)},
+                                deadline=time.monotonic())
+            return True
+        except SwitchboardError:
+            return False
+
+    def end(self, timeout=None):
+        """Deliver what is buffered, then mark the session inactive; stops the background sender."""
+        self.close(timeout)
+        if self.id is not None:
+            self.client.request("POST", f"/v1/sessions/{self.id}/end", {},
+                                deadline=None if timeout is None else time.monotonic() + timeout)
+        self._raise_undelivered()
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def send(self, content, role=None, local_id=None):
+        """Queue a message (any JSON value; with a role, text or JSON as the management API takes it).
+        Returns False when the full buffer dropped it. Sent within 200 ms, in order, exactly once."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        if self.error is not None:
+            raise self.error
+        if self._closing:
+            raise SwitchboardError("this session object was closed: send() after end() or close()")
+        size = len(content) if isinstance(content, str) else len(json.dumps(content))
+        return self._put(_Item(content, role, local_id or self._new_local_id()), 1, size)
+
+    def _new_local_id(self):
+        return f"{self._run}-{next(self._numbers)}"
+
+    def _put_output(self, stream, data):
+        """Lines a wrapped command printed (bytes ending in a newline): as many as the buffer has room
+        for; the rest are dropped and counted."""
+        with self._cond:  # a re-entrant lock: _put takes it again
+            lines = data.count(b"\n")
+            room = max(0, min(lines, self.max_buffer - self._lines))
+            if room < lines and not (self._closing or self.error is not None):
+                cut = 0
+                for _ in range(room):
+                    cut = data.index(b"\n", cut) + 1
+                if cut:
+                    self._put(_Output(stream, data[:cut]), room, cut)
+                self.dropped += lines - room
+                self._unreported_drops += lines - room
+                return False
+            return self._put(_Output(stream, data), lines, len(data))
+
+    def _put(self, entry, lines, size, force=False):
+        size += 64 * lines  # what each message costs beyond its content, roughly
+        with self._cond:
+            if self._closing or self.error is not None:
+                return False
+            if not force and (self._lines + lines > self.max_buffer or self._bytes + size > self.max_buffer_bytes):
+                self.dropped += lines
+                self._unreported_drops += lines
+                return False
+            if not self._entries:
+                self._oldest = time.monotonic()
+            if self._unreported_drops:
+                self._append(self._drop_notice(), 1, 64)
+            self._append(entry, lines, size)
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_forever, daemon=True, name="switchboard-sender")
+                self._sender.start()
+            if len(self._entries) == 1 or self._lines >= BATCH:
+                self._cond.notify_all()
+            return True
+
+    def _append(self, entry, lines, size):
+        self._entries.append((entry, lines, size))
+        self._lines += lines
+        self._bytes += size
+        self._queued += 1
+
+    def _drop_notice(self):
+        count, self._unreported_drops = self._unreported_drops, 0
+        text = (f"{count} message{'s' if count != 1 else ''} dropped here: the server was unreachable and the "
+                f"client's buffer ({self.max_buffer} messages) was full.")
+        return _Item(text, "system", self._new_local_id(), {"type": "dropped", "dropped": count})
+
+    def flush(self, timeout=None):
+        """Wait until everything sent so far is acknowledged. Raises SwitchboardError if some of it was
+        given up on (the server stayed away past `retry_for`) or the server refused the session."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._queued
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._done < target and self._sender is not None and self._sender.is_alive():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
+        self._raise_undelivered()
+        return self._done >= target
+
+    def close(self, timeout=None):
+        """Stop the background sender once it has delivered everything queued, or `timeout` seconds
+        pass (then what is left is counted in `undelivered`)."""
+        with self._cond:
+            if self._unreported_drops:
+                self._append(self._drop_notice(), 1, 64)
+            self._closing = True
+            if timeout is not None:
+                self._give_up_at = time.monotonic() + timeout
+            self._cond.notify_all()
+            sender = self._sender
+        if sender is not None:
+            sender.join()
+
+    def _raise_undelivered(self):
+        if self.error is not None:
+            raise self.error
+        with self._cond:
+            missing, self._reported = self.undelivered - self._reported, self.undelivered
+        if missing:
+            raise SwitchboardError(f"{missing} message(s) could not be delivered: the server stayed unreachable")
+
+    def _take(self):
+        """The next entry's messages into _ready, waiting for one as needed; False once closed and empty.
+        An entry waits up to LINGER for others to fill a batch, unless a flush or close is asked for."""
+        with self._cond:
+            while True:
+                if self._entries:
+                    due = self._oldest + LINGER - time.monotonic()
+                    if self._lines >= BATCH or self._closing or self._flushing or due <= 0:
+                        break
+                    self._cond.wait(due)
+                elif self._closing:
+                    return False
+                else:
+                    self._cond.wait()
+            entry, lines, size = self._entries.popleft()
+            self._lines -= lines
+            self._bytes -= size
+            if self._entries:
+                self._oldest = time.monotonic() - LINGER  # the rest have waited already: they go next
+        if isinstance(entry, _Item):
+            self._ready.append((entry, True))
+            return True
+        items = []
+        for line in entry.data.decode("utf-8", "replace").split("\n")[:-1]:
+            if line.endswith("\r"):
+                line = line[:-1]
+            for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
+                content = {"type": "output", "stream": entry.stream, "text": line[start:start + MAX_LINE_CHARS]}
+                items.append((_Item(content, None, self._new_local_id()), False))
+        items[-1] = (items[-1][0], True)
+        self._ready.extend(items)
+        return True
+
+    def _next_batch(self):
+        """Up to BATCH messages without a role, or one with a role; None once closed and empty."""
+        batch = []
+        while len(batch) < BATCH:
+            if not self._ready:
+                if batch:
+                    with self._cond:
+                        if not self._entries:
+                            break  # send what is ready now rather than wait for more
+                if not self._take():
+                    break
+            item = self._ready[0][0]
+            if item.role is not None and batch:
+                break  # a message with a role goes over the management API, on its own
+            batch.append(self._ready.popleft())
+            if item.role is not None:
+                break
+        return batch or None
+
+    def _deadline(self, started):
+        limits = [t for t in (self._give_up_at,
+                              None if self.client.retry_for is None else started + self.client.retry_for)
+                  if t is not None]
+        return min(limits) if limits else None
+
+    def _send_forever(self):
+        started = time.monotonic()
+        try:
+            if self.id is None:
+                self._connect(deadline=lambda: self._deadline(started))
+        except SwitchboardError as e:
+            self._fail(e)
+            return
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            started = time.monotonic()
+            try:
+                self._deliver([item for item, _ in batch], lambda: self._deadline(started))
+            except (KeyError, TypeError, ValueError) as e:  # an answer not in the documented shape
+                self._fail(SwitchboardError(f"unexpected answer from the server: {e!r}"), batch)
+                return
+            except SwitchboardError as e:
+                if e.status is not None and 400 <= e.status < 500 and e.status not in (408, 429):
+                    self._fail(e, batch)  # refused, not unreachable: retrying cannot help
+                    return
+                with self._cond:
+                    self.undelivered += len(batch)
+                    self._done += sum(1 for _, ends in batch if ends)
+                    if self._closing:  # the drain time is over: the rest is undelivered too
+                        self._abandon()
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._done += sum(1 for _, ends in batch if ends)
+                self._cond.notify_all()
+
+    def _abandon(self):
+        self.undelivered += self._lines + len(self._ready)
+        self._done = self._queued
+        self._entries.clear()
+        self._ready.clear()
+        self._lines = self._bytes = 0
+
+    def _fail(self, error, batch=()):
+        with self._cond:
+            self.error = error
+            self.undelivered += len(batch)
+            self._abandon()
+            self._cond.notify_all()
+
+    def _acknowledged(self, seqs):
+        with self._cond:
+            for seq in seqs:
+                if self._own and self._own[-1][1] == seq - 1:
+                    self._own[-1][1] = seq
+                else:
+                    self._own.append([seq, seq])
+            self._cond.notify_all()
+
+    def _deliver(self, batch, deadline):
+        if batch[0].role is None:
+            answer = self.client.request(
+                "POST", f"/v3/sessions/{self.id}/messages",
+                {"messages": [{"content": item.content, "localId": item.local_id} for item in batch]},
+                deadline=deadline)
+            self._acknowledged(m["seq"] for m in answer["messages"])
+            return
+        # A message with a role goes through the management API, which takes no localId: it rides in
+        # the message's metadata, and after a failure that may have reached the server the message is
+        # looked for before it is sent again.
+        [item] = batch
+        metadata = dict(item.metadata or {}, localId=item.local_id)
+        answer = self.client.request(
+            "POST", f"/api/sessions/{self.id}/messages",
+            {"role": item.role, "content": item.content, "metadata": metadata},
+            deadline=deadline, recover=lambda: self._find_sent(item.local_id))
+        self._acknowledged([answer["seq"]])
+
+    def _find_sent(self, local_id):
+        with self._cond:
+            after = self._own[-1][1] if self._own else self.seq
+        while True:
+            page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
+                                       query={"after_seq": after, "limit": 500}, deadline=time.monotonic())
+            for message in page["messages"]:
+                if isinstance(message.get("metadata"), dict) and message["metadata"].get("localId") == local_id:
+                    return message
+            if not page["hasMore"]:
+                return None
+            after = page["messages"][-1]["seq"]
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def inbox(self, after_seq=None, wait=30):
+        """What people send to this session: every message with role "user" posted after `after_seq`
+        (default: the session's seq when this object created or loaded it), oldest first, for ever.
+
+        One long-poll at a time, `wait` seconds each. What this object sent is skipped without being
+        read back: its seqs are known from the server's acknowledgements, and a poll asks for one
+        message at a time, so a wake-up by the agent's own output costs one row, not the whole batch;
+        while that output streams, polls come at most every 200 ms."""
+        self._connected.wait()
+        cursor = self.seq if after_seq is None else after_seq
+        while True:
+            cursor = self._past_own(cursor)
+            page = self.client.request("GET", f"/v3/sessions/{self.id}/messages",
+                                       query={"after_seq": cursor, "wait": wait, "limit": 1},
+                                       timeout=wait + self.client.timeout)
+            for message in page["messages"]:
+                if self._mine(message):
+                    with self._cond:  # its acknowledgement is on its way to the sender: wait for it
+                        self._cond.wait_for(lambda: self._owns(message["seq"]), timeout=self.client.timeout)
+                    # Woken by our own output: while it streams, look again a little later rather than
+                    # after every batch (a person's message then waits up to this much longer).
+                    time.sleep(OWN_OUTPUT_PAUSE)
+                elif message.get("role") == "user":
+                    yield message
+                cursor = max(cursor, message["seq"])
+
+    def _mine(self, message):
+        prefix = self._run + "-"
+        metadata = message.get("metadata")
+        return (str(message.get("localId") or "").startswith(prefix)
+                or (isinstance(metadata, dict) and str(metadata.get("localId") or "").startswith(prefix)))
+
+    def _owns(self, seq):
+        return any(first <= seq <= last for first, last in self._own)
+
+    def _past_own(self, cursor):
+        """The cursor moved past every seq right after it that this object sent; older ranges forgotten."""
+        with self._cond:
+            while self._own and self._own[0][0] <= cursor + 1:
+                cursor = max(cursor, self._own.popleft()[1])
+        return cursor
+
+
+# --- python client.py run -- CMD ------------------------------------------------------------------
+
+class _Wrapper:
+    """Runs a command and mirrors it into a session (see `run --help`)."""
+
+    def __init__(self, session, command, drain):
+        self.session = session
+        self.command = command
+        self.drain = drain
+        self.last_output = 0.0
+        self.stop = threading.Event()
+        self.told = False  # the person was told the server refused the session
+
+    def run(self):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            # Its own process group: Ctrl-C reaches the command once, through the wrapper (below).
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as e:
+            print(f"switchboard: cannot run {self.command[0]!r}: {e}", file=sys.stderr)
+            return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
+        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+        for number in forwarded:
+            signal.signal(number, self.forward)
+        # Room for a burst: the command writes on while the readers wait their turn for the GIL.
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            try:
+                fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, 1 << 20)
+            except OSError:  # above the system's pipe-max-size: the default size it is
+                pass
+        readers = [threading.Thread(target=self.pump, args=(pipe, name, echo), daemon=True)
+                   for pipe, name, echo in ((self.proc.stdout, "stdout", sys.stdout),
+                                            (self.proc.stderr, "stderr", sys.stderr))]
+        # The kernel hands a signal to any thread that does not block it, but only the main thread runs
+        # Python's handlers: every other thread (they inherit this mask, the sender too) blocks them, so
+        # a signal always interrupts the main thread's wait below instead of waiting for it to end.
+        signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+        try:
+            for thread in readers + [threading.Thread(target=self.beat, daemon=True),
+                                     threading.Thread(target=self.feed, daemon=True)]:
+                thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
+        code = self.proc.wait()
+        for thread in readers:  # what is left in the pipes; a background child may hold them open
+            thread.join(5)
+        self.stop.set()
+        # From now on Ctrl-C ends the wrapper (it gives up delivering what is left).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(number, signal.SIG_DFL)
+        if code < 0:
+            name = signal.Signals(-code).name
+            return self.finish(128 - code, name, f"Killed by {name} (exit code {128 - code}).")
+        return self.finish(code, None, f"Exited with code {code}.")
+
+    def forward(self, number, frame):
+        try:
+            os.killpg(self.proc.pid, number)
+        except ProcessLookupError:
+            pass
+
+    def pump(self, pipe, stream, echo):
+        """Read what the command prints, as fast as it prints it: whole chunks, echoed here and queued
+        as they are (lines become messages in the sender). A line still without its newline after
+        PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is."""
+        fd, out, put = pipe.fileno(), echo.buffer, self.session._put_output
+        partial = b""
+        while True:
+            if partial and not select.select([fd], [], [], PARTIAL_LINE_WAIT)[0]:
+                put(stream, partial + b"\n")
+                partial = b""
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            self.last_output = time.monotonic()
+            if out is not None:
+                try:
+                    out.write(chunk)
+                    out.flush()
+                except (OSError, ValueError):  # our own output was closed: mirror on, echo no more
+                    out = None
+            data = partial + chunk if partial else chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                put(stream, data[:cut])
+            partial = data[cut:]
+            if len(partial) >= MAX_PARTIAL_BYTES:
+                put(stream, partial + b"\n")
+                partial = b""
+        if partial:
+            put(stream, partial + b"\n")
+
+    def beat(self):
+        """Heartbeats while CMD runs; and if the server refuses the session (a bad token), say so now."""
+        while not self.stop.is_set():
+            if self.session.error is not None:
+                return self.tell_refused()
+            if self.session.id is None:
+                self.stop.wait(0.2)
+                continue
+            self.session.alive(thinking=time.monotonic() - self.last_output < HEARTBEAT)
+            self.stop.wait(HEARTBEAT)
+
+    def tell_refused(self):
+        if not self.told:
+            self.told = True
+            print(f"switchboard: not mirrored (the command runs on): {self.session.error}", file=sys.stderr)
+
+    def feed(self):
+        """What people type in the browser, a line at a time, to the command's stdin."""
+        try:
+            for message in self.session.inbox():
+                content = message["content"]
+                text = content if isinstance(content, str) else json.dumps(content)
+                try:
+                    self.proc.stdin.write((text if text.endswith("\n") else text + "\n").encode("utf-8"))
+                    self.proc.stdin.flush()
+                except OSError:  # the command closed its stdin or ended: it reads no more
+                    pass
+        except SwitchboardError as e:
+            if self.session.error is None:
+                print(f"switchboard: input from the browser stopped: {e}", file=sys.stderr)
+
+    def finish(self, code, signal_name, text):
+        session = self.session
+        metadata = {"type": "exit", "exitCode": code, "signal": signal_name, "dropped": session.dropped}
+        session._put(_Item(text, "system", session._new_local_id(), metadata), 1, 64, force=True)
+        try:
+            session.close(self.drain)
+            if session.error is None and session.id is not None:
+                session.client.request("POST", f"/v1/sessions/{session.id}/end", {},
+                                       deadline=time.monotonic() + max(1.0, self.drain))
+        except SwitchboardError:
+            pass
+        except KeyboardInterrupt:
+            print("switchboard: interrupted: what was not delivered yet is lost", file=sys.stderr)
+            return code
+        if session.error is not None:
+            self.tell_refused()
+        elif session.dropped or session.undelivered:
+            print(f"switchboard: {session.dropped} line(s) dropped (buffer full while the server was away), "
+                  f"{session.undelivered} not delivered before giving up", file=sys.stderr)
+        return code
+
+
+def _default_tag(command):
+    started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{socket.gethostname()}:{os.path.basename(command[0])[:100]}:{started}:{os.getpid()}"
+
+
+RUN_HELP = """\
+Run CMD and mirror it into a Switchboard session, live:
+  - each line CMD prints becomes a message (no role; content {"type": "output", "stream": "stdout" or
+    "stderr", "text": the line without its newline}), sent in batches of up to 100 lines or every 200 ms;
+    a line over 16,384 characters is sent as several messages, and text without a newline (a prompt)
+    once CMD has been quiet for 200 ms. CMD's output still shows here too.
+  - what a person sends to the session in the browser (role "user") is written to CMD's stdin, a line
+    each; CMD gets no other input (and PYTHONUNBUFFERED=1, so Python output is not held back).
+  - heartbeats every 5 s keep the session shown as active ("thinking" while CMD prints).
+  - when CMD ends, its exit code becomes a system message and the session is ended. The wrapper exits
+    with CMD's exit code (128+N when a signal N killed it).
+  - Ctrl-C (SIGINT), SIGTERM, SIGHUP and SIGQUIT are passed on to CMD's process group.
+  - while the server is unreachable (or not started yet) CMD runs on and its lines wait in a buffer of
+    up to --buffer lines, sent when the server is back: a restart loses and duplicates nothing. Lines a
+    full buffer drops are counted, reported here and in the session.
+
+The session: the one tagged --tag (created, or continued when it exists); by default a new one per run,
+tagged HOST:COMMAND:START-TIME:PID. Its title is --title, else the command line.
+
+example:
+  export SWITCHBOARD_URL=http://127.0.0.1:8000 SWITCHBOARD_TOKEN=sb_...
+  python client.py run -- ping -c 3 127.0.0.1
+"""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python client.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Switchboard's client: mirror any command into a Switchboard session, or `import client` "
+                    "in Python (Switchboard, Session: send, flush, alive, end, inbox).",
+        epilog="`python client.py run --help` explains the wrapper; the module's docstring the library.")
+    commands = parser.add_subparsers(dest="name", metavar="COMMAND")
+    run = commands.add_parser("run", help="run a command and mirror it into a session",
+                              usage="python client.py run [--url URL] [--token TOKEN] [--tag TAG] [--title TITLE] "
+                                    "-- CMD [ARGS...]",
+                              description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL"),
+                     help="the server, e.g. http://127.0.0.1:8000 (default: $SWITCHBOARD_URL)")
+    run.add_argument("--token", default=os.environ.get("SWITCHBOARD_TOKEN"),
+                     help="an API token, sb_... (default: $SWITCHBOARD_TOKEN)")
+    run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
+    run.add_argument("--title", help="the session's title (default: the command line)")
+    run.add_argument("--buffer", type=int, default=1_000_000, metavar="LINES",
+                     help="lines kept while the server is away or behind (default: 1000000, and at most 256 MiB)")
+    run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
+                     help="after CMD ends, how long to keep trying to deliver what is left (default: 60)")
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    args = parser.parse_args(argv)
+    if args.name is None:
+        parser.print_help()
+        return 2
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        run.error("give the command to run after --")
+    if not args.url or not args.token:
+        run.error("--url and --token (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN) are required")
+    if os.name != "posix":
+        run.error("the wrapper needs a Unix-like system (Linux, macOS); the library works anywhere")
+    try:
+        client = Switchboard(args.url, args.token, retry_for=None)
+    except ValueError as e:
+        run.error(str(e))
+    metadata = {"agent": "client.py", "host": socket.gethostname(), "cwd": os.getcwd(), "command": command}
+    session = client.session(args.tag or _default_tag(command), args.title or shlex.join(command), metadata,
+                             connect=False, max_buffer=max(1, args.buffer))
+    return _Wrapper(session, command, args.drain).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
