@@ -29,6 +29,8 @@ DEFAULTS = {
     "MAX_METADATA_BYTES": 1 << 20,
     "MAX_KEY_CHARS": 256,
     "MAX_FRAME_BYTES": 4 << 20,
+    "BODY_TIMEOUT_SECONDS": 30.0,
+    "MAX_INFLIGHT_BODY_BYTES": 64 << 20,
     "BUSY_WAIT_SECONDS": 5.0,
     "UPDATE_RETENTION_DAYS": 7.0,
     "WS_AUTH_TIMEOUT_SECONDS": 10.0,
@@ -65,7 +67,8 @@ def create_app(config=None):
     import events
     import models
     import schemas
-    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
+    from routes import (ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, meta,
+                        release_body, ui, updates)
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -83,17 +86,16 @@ def create_app(config=None):
                          background_fanout=bool(app.config.get("SERVING")))
 
     @app.before_request
-    def connect():
+    def take_turn():
         # gevent runs a greenlet until it blocks, so a keep-alive client whose next request is
         # already waiting is served again and again while others wait (bench/append.py's p99).
-        # Yielding once per request, before taking a pooled connection, serves them in turn.
+        # Yielding once per request, before it takes a pooled connection, serves them in turn.
+        # Nothing else happens before the blueprint's authentication: the body is read after it
+        # (routes.read_body), and the pool's connections are taken on first use.
         time.sleep(0)
-        # A websocket lives for hours: it takes a connection per step instead (routes/updates.py).
-        if request.blueprint != updates.bp.name:
-            # The body first: a slow upload must not hold one of the pool's connections while it
-            # trickles in (one over MAX_CONTENT_LENGTH is refused here, before it is read whole).
-            read_body()
-            models.db.connect(reuse_if_open=True)
+
+    app.after_request(close_unread_body)
+    app.teardown_request(release_body)
 
     @app.teardown_request
     def release(exc):

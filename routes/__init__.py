@@ -4,14 +4,17 @@ the API error, and the `endpoint` decorator whose declarations also become the O
 Views stay thin: `endpoint` loads and validates input before the view runs, so a view only looks up,
 calls one domain operation and dumps.
 """
+import functools
 import hmac
+import socket
 import threading
 from collections import namedtuple
 from functools import wraps
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import g, jsonify, request
+import gevent
+from flask import current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
@@ -88,7 +91,14 @@ def authenticate():
     """before_request hook for every authenticated blueprint: sets g.account_id."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    # From the headers alone, before any body byte is read: a request that fails here never has its
+    # body read. The connection goes back to the pool while the body is read (read_body).
+    opened = db.is_closed()
+    try:
+        token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    finally:
+        if opened:
+            db.close()
     if token is None:
         raise ApiError(401, "unauthorized", "A valid 'Authorization: Bearer <token>' header is required.",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -113,24 +123,98 @@ def load_body(schema):
     return schema.load(data)
 
 
+class RequestTimeout(ApiError):
+    def __init__(self):
+        super().__init__(408, "request_timeout", "The request body did not arrive in time.")
+
+
+class _InFlight:
+    """Body bytes being read or held by requests, bounded in total: past the budget a request is
+    answered 503 before its body is read. Each body counts as at least MIN_CHARGE, as it also holds one
+    of the worker's connections: that caps slow uploads at budget / MIN_CHARGE, far below the pool."""
+    MIN_CHARGE = 64 << 10
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.used = 0
+
+    def reserve(self, size, budget):
+        charge = max(size, self.MIN_CHARGE)
+        with self._lock:
+            if self.used + charge > budget:
+                return 0
+            self.used += charge
+        return charge
+
+    def release(self, charge):
+        with self._lock:
+            self.used -= charge
+
+
+in_flight = _InFlight()
+
+
 def read_body():
-    """The body's bytes, read once per request; 413 past MAX_CONTENT_LENGTH without reading further.
+    """The body's bytes, read once per request, after authentication (the caller's job: a request that
+    fails it never has its body read). 413 past MAX_CONTENT_LENGTH without reading further; 503 when the
+    in-flight budget is spent; 408 when the whole body takes longer than BODY_TIMEOUT_SECONDS.
 
     werkzeug refuses a Content-Length over the limit before reading a byte, but cuts a chunked body
     at the limit without a word, leaving invalid JSON or, worse, a valid prefix that would be stored.
     """
     if "body" not in g:
-        if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
-            g.body = request.get_data()
-        else:
-            limit = request.max_content_length
-            try:
-                g.body = request.environ["wsgi.input"].read(limit + 1)
-            except Exception:  # the server's own parser refused the chunk framing (gunicorn's ParseException)
-                raise BadRequest("The chunked body is malformed.") from None
-            if len(g.body) > limit:
-                raise RequestEntityTooLarge()
+        limit = request.max_content_length
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if not chunked and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
+        config = current_app.config
+        charge = in_flight.reserve(limit if chunked else request.content_length or 0, config["MAX_INFLIGHT_BODY_BYTES"])
+        if not charge:
+            raise ApiError(503, "server_busy", "Too many uploads in progress; retry shortly.",
+                           headers={"Retry-After": "1"})
+        g.body_charge = charge  # released when the request ends (release_body)
+        # The whole body has one deadline: a client trickling a byte at a time must not hold a
+        # connection (and its share of the budget) for as long as it likes.
+        with gevent.Timeout(config["BODY_TIMEOUT_SECONDS"], RequestTimeout):
+            if not chunked:
+                g.body = request.get_data()
+            else:
+                try:
+                    g.body = request.environ["wsgi.input"].read(limit + 1)
+                except Exception:  # the server's own parser refused the chunk framing (gunicorn's ParseException)
+                    raise BadRequest("The chunked body is malformed.") from None
+                if len(g.body) > limit:
+                    raise RequestEntityTooLarge()
     return g.body
+
+
+def release_body(exc=None):
+    """teardown_request: give back the request's share of the in-flight budget."""
+    charge = g.pop("body_charge", 0)
+    if charge:
+        in_flight.release(charge)
+
+
+def close_unread_body(response):
+    """after_request: a body that was sent but not read whole is never drained. The connection ends
+    with this answer (its reading side shut once the answer is out), so nobody can make the worker
+    read a body it refused, or one no route wanted."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None and _body_left_unread():
+        response.call_on_close(functools.partial(_shut_reading, sock))
+    return response
+
+
+def _body_left_unread():
+    declared = request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(declared) and "body" not in g
+
+
+def _shut_reading(sock):
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
 
 
 def load_query(schema):

@@ -1,0 +1,135 @@
+"""Abuse: nothing unauthenticated can hurt, memory stays bounded, nothing freezes the worker.
+
+Each test proves a mechanism at small scale against the real server (limits lowered where the real
+figure would take minutes); bench/abuse.py measures the same scenarios at full scale.
+"""
+import json
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+TIMEOUT = 5
+
+
+def raw_request(server, path, token, extra=b"", method="POST", content_length=None):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\n").encode()
+    if content_length is not None:
+        head += b"Content-Length: %d\r\n" % content_length
+    sock.sendall(head + b"\r\n" + extra)
+    return sock
+
+
+def read_response(sock, timeout=TIMEOUT):
+    """(status, JSON body) of one Content-Length framed response."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.decode().partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), json.loads(body[:length]), headers
+
+
+def closed_within(sock, seconds):
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except (TimeoutError, socket.timeout):
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def new_session(server, tag="t"):
+    return requests.post(server.url + "/v1/sessions", json={"tag": tag, "metadata": ""}, headers=server.headers,
+                         timeout=TIMEOUT).json()["session"]["id"]
+
+
+# --- 1, 2: bodies -------------------------------------------------------------------------------
+
+def test_a_bad_token_is_refused_from_the_headers_before_any_body_byte(live_server):
+    sid = new_session(live_server)
+    started = time.monotonic()
+    sock = raw_request(live_server, f"/v3/sessions/{sid}/messages", "sb_wrong", content_length=100_000)
+    status, body, _ = read_response(sock)
+    assert (status, body["error"]) == (401, "unauthorized")
+    # the body is never read, and the connection ends with the answer instead of draining it
+    assert closed_within(sock, 1)
+    assert time.monotonic() - started < 2
+    sock.close()
+
+
+def test_unauthenticated_bodies_are_not_buffered(live_server):
+    """Several connections with a wrong token each push megabytes: none of it reaches the worker's memory."""
+    worker = live_server.worker
+    before = worker.memory_info().rss
+    socks = [raw_request(live_server, "/api/sessions/import", "sb_wrong", content_length=14 << 20) for _ in range(8)]
+    chunk = b" " * (1 << 20)
+    for sock in socks:
+        assert read_response(sock)[0] == 401
+        try:
+            for _ in range(4):
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server shut its side: exactly what should happen
+    grown = worker.memory_info().rss - before
+    for sock in socks:
+        sock.close()
+    assert grown < 8 << 20, f"RSS grew by {grown >> 20} MiB"
+
+
+def test_a_body_that_trickles_in_past_its_deadline_gets_408(make_server):
+    server = make_server({"SWITCHBOARD_BODY_TIMEOUT_SECONDS": "1"})
+    sid = new_session(server)
+    sock = raw_request(server, f"/v3/sessions/{sid}/messages", server.token, content_length=1000)
+    started = time.monotonic()
+    try:
+        for _ in range(15):  # a byte every 0.1 s: it would take 100 s to finish
+            sock.sendall(b" ")
+            time.sleep(0.1)
+    except OSError:
+        pass
+    status, body, _ = read_response(sock, timeout=3)
+    assert (status, body["error"]) == (408, "request_timeout")
+    assert time.monotonic() - started < 4
+    assert closed_within(sock, 1)
+    sock.close()
+
+
+def test_uploads_past_the_in_flight_budget_get_503_and_everyone_else_is_served(make_server, ws_connect):
+    # Each body counts as at least 64 KiB: a budget of 256 KiB admits four slow uploads at a time.
+    server = make_server({"SWITCHBOARD_MAX_INFLIGHT_BODY_BYTES": str(256 << 10)})
+    sid = new_session(server)
+    path = f"/v3/sessions/{sid}/messages"
+    body = json.dumps({"messages": [{"content": "slow"}]}).encode()
+    slow = [raw_request(server, path, server.token, body[:5], content_length=len(body)) for _ in range(4)]
+    time.sleep(0.3)  # the four are reading their bodies
+    extra = raw_request(server, path, server.token, body[:5], content_length=len(body))
+    status, answer, headers = read_response(extra)
+    assert (status, answer["error"], headers.get("retry-after")) == (503, "server_busy", "1")
+    extra.close()
+    # the pool is not theirs: health, reads, websockets and small writes elsewhere all go on
+    assert requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200
+    assert requests.get(server.url + "/api/sessions", headers=server.headers, timeout=TIMEOUT).status_code == 200
+    ws_connect(server)
+    for sock in slow:  # the slow ones finish and are served
+        sock.sendall(body[5:])
+        assert read_response(sock)[0] == 200
+        sock.close()
+    # and the budget is whole again
+    r = requests.post(server.url + path, json={"messages": [{"content": "after"}]}, headers=server.headers,
+                      timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
