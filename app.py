@@ -11,10 +11,12 @@ import os
 import resource
 import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
 
+import peewee
 from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from playhouse.pool import MaxConnectionsExceeded
@@ -68,7 +70,7 @@ def create_app(config=None):
     import models
     import schemas
     from routes import (ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, meta,
-                        release_body, ui, updates)
+                        release_body, storage_error, ui, updates)
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -126,6 +128,18 @@ def create_app(config=None):
     def busy(e):
         return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
                         headers={"Retry-After": "1"}).response()
+
+    @app.errorhandler(models.StorageUnavailable)
+    def storage_unavailable(e):
+        return storage_error(e).response()
+
+    @app.errorhandler(sqlite3.Error)
+    @app.errorhandler(peewee.DatabaseError)
+    def database_error(e):
+        failure = models.storage_failure(e)
+        if failure is None:
+            return internal(e)
+        return storage_error(failure).response()
 
     @app.errorhandler(HTTPException)
     def http_error(e):

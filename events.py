@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from models import Account, Update, db, new_ids, now_ms
+from models import Account, Update, db, new_ids, now_ms, storage, storage_failure
 from schemas import to_json
 
 
@@ -267,6 +267,7 @@ class Hub:
         try:
             group = self._group
             if group is None:
+                storage.check()
                 group = _Group(db.connection())
                 self._begin(group.connection.cursor(), deadline)
                 self._group, leading = group, True
@@ -275,12 +276,16 @@ class Hub:
                 changes._store()
                 cursor.execute("RELEASE write")
             group.members.append(changes)
-        except BaseException:
+        except BaseException as e:
             if leading:  # nobody else can have joined yet: this write held the lock throughout
                 self._group = None
                 if group.connection.in_transaction:
                     group.connection.cursor().execute("ROLLBACK")
-            raise
+            failure = storage_failure(e)
+            if failure is None or failure is e:
+                raise
+            storage.failure = failure
+            raise failure from e
         finally:
             self._write_lock.release()
         if leading:
@@ -298,10 +303,13 @@ class Hub:
                 try:
                     cursor.execute("COMMIT")
                 except BaseException as e:
-                    group.error = e
+                    group.error = storage_failure(e) or e
+                    if group.error is not e:
+                        storage.failure = group.error
                     if group.connection.in_transaction:
                         cursor.execute("ROLLBACK")
                     return
+                storage.failure = None
                 for changes in group.members:
                     for seq, session_id, text in changes.published:
                         self.publish(changes.account_id, session_id, (seq, text), changes.origin)

@@ -50,6 +50,12 @@ class JsonProvider(DefaultJSONProvider):
         return to_json(obj)
 
 
+def storage_error(failure):
+    """The answer to a write the storage could not take: 507 when the disk is full, else 503."""
+    return ApiError(507 if failure.full else 503, "storage_unavailable", failure.reason,
+                    headers={"Retry-After": "30"})
+
+
 # --- authentication -----------------------------------------------------------------------------
 
 _last_used = {}  # token id -> ms of the last last_used_at write

@@ -20,7 +20,7 @@ from simple_websocket import ConnectionClosed
 import domain
 import schemas
 from events import Busy, frame, hub
-from models import Account, db
+from models import Account, db, storage_failure
 from models import Token
 from routes import token_for_secret
 
@@ -29,6 +29,7 @@ log = logging.getLogger("switchboard")
 sock = Sock()
 
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 
@@ -173,6 +174,10 @@ class Connection:
                 self.catch_up(auth["since"], scope)
                 threading.Thread(target=self.read, daemon=True).start()
                 self.serve()
+            except (OSError, ConnectionClosed):
+                raise
+            except Exception:
+                internal_error(self.ws)  # before release_reader's normal close
             finally:
                 self.release_reader()
 
@@ -272,6 +277,11 @@ class Connection:
             return self.reply("error", {"error": "session_not_found", "message": "Session not found."}, ack)
         except Busy:
             return self.reply("error", {"error": "database_busy", "message": "Database busy; retry."}, ack)
+        except Exception as e:
+            failure = storage_failure(e)
+            if failure is None:
+                raise  # unexpected: the connection closes with 1011 (updates)
+            return self.reply("error", {"error": "storage_unavailable", "message": failure.reason}, ack)
         if ack is not None:
             self.reply("ack", result, ack)
 
@@ -347,3 +357,17 @@ def updates(ws):
         Connection(ws, current_app.config).run()
     except OSError:
         hang_up(ws)  # the peer vanished or stopped reading past the send timeout
+    except ConnectionClosed:
+        pass
+    except Exception:
+        internal_error(ws)
+
+
+def internal_error(ws):
+    """Close with 1011 after an unexpected error. It must never reach Flask, whose 500 answer would
+    be written into the upgraded stream."""
+    log.exception("websocket handler failed")
+    try:
+        ws.close(CLOSE_INTERNAL_ERROR, "Internal error.")
+    except (ConnectionClosed, OSError):
+        pass

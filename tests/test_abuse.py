@@ -4,7 +4,9 @@ Each test proves a mechanism at small scale against the real server (limits lowe
 figure would take minutes); bench/abuse.py measures the same scenarios at full scale.
 """
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -133,3 +135,83 @@ def test_uploads_past_the_in_flight_budget_get_503_and_everyone_else_is_served(m
     r = requests.post(server.url + path, json={"messages": [{"content": "after"}]}, headers=server.headers,
                       timeout=TIMEOUT)
     assert r.status_code == 200, r.text
+
+
+# --- 6, 7, 8: storage -----------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs (mounted as root, as CI runs), unmounted at the end."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(path)], check=True)
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(path):
+    """Write a file until the disk is full; returns it."""
+    filler = path / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def post_big(server, sid, n=1):
+    return requests.post(f"{server.url}/v3/sessions/{sid}/messages", headers=server.headers, timeout=TIMEOUT,
+                         json={"messages": [{"content": "x" * 400_000}] * n})
+
+
+def test_a_full_disk_is_storage_unavailable_everywhere_and_a_start_on_it_works(small_disk, make_server, ws_connect):
+    server = make_server(db_path=small_disk / "full.db")
+    sid = new_session(server)
+    ws = ws_connect(server)
+    filler = fill(small_disk)
+    r = post_big(server, sid)
+    assert r.status_code == 507, r.text
+    assert r.json()["error"] == "storage_unavailable" and r.headers["Retry-After"]
+    health = requests.get(server.url + "/health", timeout=TIMEOUT)
+    assert (health.status_code, health.json()["error"]) == (503, "storage_unavailable")
+    # a websocket event that cannot be stored gets an error frame with its ack; the socket stays open
+    ws.send("message", {"sid": sid, "content": "y" * 400_000}, ack=7)
+    error = ws.expect("error")
+    assert (error["ack"], error["data"]["error"]) == (7, "storage_unavailable")
+    ws.send("ping", ack=8)
+    assert ws.expect("ack")["ack"] == 8
+    assert "Traceback" not in server.log()
+
+    # a start on the full disk writes nothing, so it starts, and reads work
+    assert server.stop() == 0
+    again = make_server(db_path=small_disk / "full.db")
+    again.token = server.token
+    items = requests.get(again.url + "/api/sessions", headers=again.headers, timeout=TIMEOUT).json()["items"]
+    assert [s["id"] for s in items] == [sid]
+    # room again: writes succeed and health recovers
+    assert post_big(again, sid).status_code == 507
+    filler.unlink()
+    assert post_big(again, sid).status_code == 200
+    assert requests.get(again.url + "/health", timeout=TIMEOUT).status_code == 200
+
+
+def test_a_database_file_deleted_under_the_server_is_detected(make_server, ws_connect):
+    server = make_server()
+    sid = new_session(server)
+    ws = ws_connect(server)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(server.db_path + suffix)
+        except FileNotFoundError:
+            pass
+    r = requests.post(f"{server.url}/v3/sessions/{sid}/messages", json={"messages": [{"content": "lost?"}]},
+                      headers=server.headers, timeout=TIMEOUT)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_unavailable"), r.text
+    health = requests.get(server.url + "/health", timeout=TIMEOUT)
+    assert (health.status_code, health.json()["error"]) == (503, "storage_unavailable")
+    ws.send("message", {"sid": sid, "content": "lost?"}, ack=1)
+    assert ws.expect("error")["data"]["error"] == "storage_unavailable"
+    assert "DATABASE FILE LOST" in server.log()
