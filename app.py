@@ -39,6 +39,8 @@ DEFAULTS = {
     "WS_PING_INTERVAL_SECONDS": 25.0,
     "WS_SEND_TIMEOUT_SECONDS": 30.0,
     "WS_QUEUE_SIZE": 1024,
+    "WS_QUEUE_BYTES": 16 << 20,
+    "WS_INCOMING_BYTES": 16 << 20,
     "WS_TOKEN_CHECK_SECONDS": 2.0,
     "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
@@ -84,7 +86,8 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
-    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
+    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
+                         busy_wait=app.config["BUSY_WAIT_SECONDS"],
                          background_fanout=bool(app.config.get("SERVING")))
 
     @app.before_request

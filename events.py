@@ -35,25 +35,51 @@ def update_frame(update_id, seq, body_text, created_at):
 
 
 class Subscriber:
-    """One connection's view of the hub: what it wants, and the queue its handler drains."""
+    """One connection's view of the hub: what it wants, and the queue its handler drains.
 
-    def __init__(self, account_id, session_id, maxsize, token_id=None):
+    What the hub offers is bounded in count and in bytes (a thousand 1 MiB frames must not pile up
+    behind one reader that stopped); the connection's own items (its incoming frames) share the queue
+    to keep one order, but never count toward those bounds (`take` tells them apart)."""
+
+    def __init__(self, account_id, session_id, maxsize, token_id=None, max_bytes=1 << 60):
         self.account_id = account_id
         self.session_id = session_id
         self.token_id = token_id
-        self.queue = queue.Queue(maxsize)
+        self.queue = queue.Queue()
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.pending = 0  # items offered by the hub and not yet taken
+        self.pending_bytes = 0
+        self._lock = threading.Lock()
         self.overflowed = False
 
     def wants(self, session_id, origin):
         return origin is not self and (self.session_id is None or self.session_id == session_id)
 
     def offer(self, item):
-        """Queue `item`; False when the queue is full (the subscriber is then dropped)."""
-        try:
-            self.queue.put_nowait(item)
-            return True
-        except queue.Full:
-            return False
+        """Queue `item` ((seq or kind, payload)); False when that would pass either bound (the
+        subscriber is then dropped)."""
+        size = len(item[1]) if isinstance(item[1], str) else 0
+        with self._lock:
+            if self.pending >= self.maxsize or self.pending_bytes + size > self.max_bytes:
+                return False
+            self.pending += 1
+            self.pending_bytes += size
+        self.queue.put_nowait((*item, size))
+        return True
+
+    def take(self, timeout=None):
+        """The next item, as (kind, payload): hub items are counted off the bounds."""
+        kind, payload, size = self.queue.get(timeout=timeout)
+        if size is not None:
+            with self._lock:
+                self.pending -= 1
+                self.pending_bytes -= size
+        return kind, payload
+
+    def put_own(self, kind, payload):
+        """Queue an item of the connection's own (not the hub's): unbounded here, bounded by its caller."""
+        self.queue.put_nowait((kind, payload, None))
 
 
 class Watcher(Subscriber):
@@ -158,11 +184,12 @@ class Hub:
         self._outbox = None
         self.configure()
 
-    def configure(self, queue_size=1024, busy_wait=5.0, background_fanout=False):
+    def configure(self, queue_size=1024, queue_bytes=16 << 20, busy_wait=5.0, background_fanout=False):
         """`background_fanout` (the server's worker) hands each publication to one fan-out thread,
         so a publishing request costs the same at 10 subscribers or 10,000; without it (tests
         driving the app in-process) publication happens inline, in the same order."""
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.busy_wait = busy_wait
         if background_fanout and self._outbox is None:
             self._outbox = queue.Queue()
@@ -170,7 +197,7 @@ class Hub:
 
     def subscribe(self, account_id, session_id=None, token_id=None):
         """A websocket's Subscriber, registered for the duration of the block."""
-        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id))
+        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id, self.queue_bytes))
 
     def watch(self, account_id, session_id):
         """A Watcher of one session for the duration of the block. Start watching before reading

@@ -2,12 +2,11 @@
 ephemerals and client events (DESIGN.md §5).
 
 Only a connection's own handler sends on its socket. A reader thread turns incoming frames into
-items on the same bounded queue the hub fills, so one loop serialises updates and acks in order.
+items on the queue the hub fills (bounded separately), so one loop serialises updates and acks in order.
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
 import functools
 import logging
-import queue
 import socket
 import threading
 import time
@@ -28,6 +27,7 @@ bp = Blueprint("updates", __name__)
 log = logging.getLogger("switchboard")
 sock = Sock()
 
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -135,6 +135,8 @@ class Connection:
         self.account_id = None
         self.last_seq = 0
         self.subscriber = None
+        self.incoming_bytes = 0  # frames read and not yet answered (read)
+        self._incoming_lock = threading.Lock()
 
     def send(self, text, encode=frame_bytes):
         if not self.ws.connected:
@@ -182,7 +184,7 @@ class Connection:
                 self.release_reader()
 
     def release_reader(self):
-        """Let the reader thread finish: close the socket, wake its receive(), unblock its put()."""
+        """Let the reader thread finish: close the socket and wake its receive()."""
         if self.ws.connected:
             try:
                 self.ws.close()
@@ -190,11 +192,6 @@ class Connection:
                 pass
         self.ws.connected = False
         self.ws.event.set()
-        try:
-            while True:
-                self.subscriber.queue.get_nowait()
-        except queue.Empty:
-            pass
 
     def catch_up(self, since, scope):
         """Replay what the client missed; live items already queued are deduplicated by seq."""
@@ -214,19 +211,29 @@ class Connection:
         self.send(frame("ready", {"seq": latest}))
 
     def read(self):
+        """Hand incoming frames to the handler's loop, in order. They never count toward the 1013 bound
+        (that is for events the client does not read), and none is dropped: past WS_INCOMING_BYTES
+        waiting for an answer, the connection closes with 1008 after answering those already in."""
         try:
             while True:
                 raw = self.ws.receive()
                 if raw is None:
                     continue
-                self.subscriber.queue.put((INCOMING, raw))
+                with self._incoming_lock:
+                    self.incoming_bytes += len(raw)
+                    over = self.incoming_bytes > self.config["WS_INCOMING_BYTES"]
+                if over:
+                    self.subscriber.put_own(hub.CLOSE, (CLOSE_POLICY_VIOLATION,
+                                                        "Too many frames waiting for an answer: wait for acks."))
+                    return
+                self.subscriber.put_own(INCOMING, raw)
         except ConnectionClosed:
             pass
-        self.subscriber.queue.put((CLOSED, None))
+        self.subscriber.put_own(CLOSED, None)
 
     def serve(self):
         while True:
-            kind, payload = self.subscriber.queue.get()
+            kind, payload = self.subscriber.take()
             if self.subscriber.overflowed:
                 self.ws.close(CLOSE_TRY_AGAIN_LATER, "Too slow: reconnect with since.")
                 return hang_up(self.ws)
@@ -237,6 +244,8 @@ class Connection:
                     self.ws.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
                     return
                 self.handle(payload)
+                with self._incoming_lock:
+                    self.incoming_bytes -= len(payload)
             elif kind is None:
                 self.send(payload, shared_frame_bytes)
             elif kind == hub.CLOSE:

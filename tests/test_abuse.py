@@ -215,3 +215,81 @@ def test_a_database_file_deleted_under_the_server_is_detected(make_server, ws_co
     ws.send("message", {"sid": sid, "content": "lost?"}, ack=1)
     assert ws.expect("error")["data"]["error"] == "storage_unavailable"
     assert "DATABASE FILE LOST" in server.log()
+
+
+# --- 9, 10: websocket queues ----------------------------------------------------------------------
+
+def raw_websocket(server, token, since=None):
+    """An authenticated websocket on a raw socket with a small receive buffer, which reads only when told."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET /v1/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    assert data.startswith(b"HTTP/1.1 101"), data
+    auth = {"token": token, "clientType": "user-scoped"}
+    if since is not None:
+        auth["since"] = since
+    payload = json.dumps({"event": "auth", "data": auth}).encode()
+    assert len(payload) < 126
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)  # a zero mask leaves it as is
+    return sock
+
+
+def test_a_reader_that_stops_is_dropped_by_the_bytes_it_holds_not_only_the_count(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_QUEUE_BYTES": str(1 << 20)})
+    sid = new_session(server)
+    stuck = raw_websocket(server, server.token)
+    reader = ws_connect(server)
+    for i in range(24):  # 24 events of 300 KB: far fewer than the 1,024 the count allows
+        r = requests.post(f"{server.url}/v3/sessions/{sid}/messages", headers=server.headers, timeout=TIMEOUT,
+                          json={"messages": [{"content": f"{i}" + "x" * 300_000}]})
+        assert r.status_code == 200
+    for i in range(24):  # the one that reads gets everything
+        assert reader.expect("update")["data"]["body"]["message"]["content"].startswith(f"{i}x")
+    time.sleep(1)
+    assert closed_within(stuck, 5), "the stuck reader was not dropped"
+    stuck.close()
+
+
+def test_a_client_that_pipelines_frames_is_answered_in_full_and_not_closed(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_QUEUE_SIZE": "20"})
+    sid = new_session(server)
+    ws = ws_connect(server)
+    writer = threading.Thread(target=lambda: [
+        requests.post(f"{server.url}/v3/sessions/{sid}/messages", headers=server.headers, timeout=TIMEOUT,
+                      json={"messages": [{"content": n}]}) for n in range(10)])
+    writer.start()
+    for n in range(300):  # writes, far more than the queue's 20, sent without waiting for answers
+        ws.send("message", {"sid": sid, "content": f"ws {n}"}, ack=n)
+    writer.join()
+    acks, updates = [], []
+    while len(acks) < 300 or len(updates) < 10:
+        frame = ws.recv(timeout=TIMEOUT)
+        (acks if frame["event"] == "ack" else updates).append(frame)
+    assert [f["ack"] for f in acks] == list(range(300))
+    assert [f["data"]["body"]["message"]["content"] for f in updates] == list(range(10))
+    ws.send("ping", ack=99999)
+    assert ws.expect("ack")["ack"] == 99999
+
+
+def test_frames_past_the_incoming_backlog_close_with_1008_after_the_earlier_ones_are_answered(make_server,
+                                                                                            ws_connect):
+    server = make_server({"SWITCHBOARD_WS_INCOMING_BYTES": str(64 << 10)})
+    sid = new_session(server)
+    ws = ws_connect(server)
+    for n in range(400):  # 400 writes of 8 KB sent at once: the handler cannot keep up with the reader
+        ws.send("message", {"sid": sid, "content": "z" * 8000}, ack=n)
+    acks = []
+    with pytest.raises(Exception):
+        while True:
+            acks.append(ws.expect("ack", timeout=TIMEOUT)["ack"])
+    assert ws.client.close_reason == 1008
+    assert acks == list(range(len(acks))) and len(acks) < 400
+    stored = requests.get(f"{server.url}/v3/sessions/{sid}/messages?limit=500", headers=server.headers,
+                          timeout=TIMEOUT).json()["messages"]
+    assert len(stored) == len(acks)  # every frame the server took in was answered

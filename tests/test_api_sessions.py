@@ -43,7 +43,7 @@ def published(sub):
     """The update bodies queued for a hub subscriber, in order."""
     bodies = []
     while not sub.queue.empty():
-        seq, text = sub.queue.get_nowait()
+        seq, text = sub.take()
         frame = json.loads(text)
         assert frame["event"] == "update" and frame["data"]["seq"] == seq
         bodies.append(frame["data"]["body"])
