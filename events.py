@@ -357,8 +357,13 @@ class Hub:
                     raise Busy() from e
                 time.sleep(0.02)
 
-    def replay(self, account_id, since):
-        """Frames of every update after `since`, or None when the log no longer reaches back that far."""
+    def replay(self, account_id, since, page_rows=500, page_bytes=1 << 20):
+        """(pages, latest): the frames of every update after `since` up to the latest seq, as an
+        iterator of pages; pages is None when the log no longer reaches back that far.
+
+        Each page (page_rows rows, or page_bytes of bodies) is read on a pooled connection held only
+        while reading it, by keyset on (account, seq): a connection holds one page, however long the
+        log, and no read transaction stays open while a slow peer takes the frames."""
         latest = Account.get_by_id(account_id).seq
         if since > latest:
             return None, latest
@@ -370,13 +375,31 @@ class Hub:
                  .scalar())
         if since < latest and (first is None or first > since + 1):
             return None, latest
-        rows = (Update
-                .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
-                .where((Update.account == account_id) & (Update.seq > since))
-                .order_by(Update.seq)
-                .tuples())
-        return [(seq, session_id, update_frame(uid, seq, body, created_at))
-                for uid, seq, session_id, body, created_at in rows], latest
+        return self._pages(account_id, since, latest, page_rows, page_bytes), latest
+
+    @staticmethod
+    def _pages(account_id, after, latest, page_rows, page_bytes):
+        while after < latest:
+            query = (Update
+                     .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
+                     .where((Update.account == account_id) & (Update.seq > after) & (Update.seq <= latest))
+                     .order_by(Update.seq)
+                     .limit(page_rows))
+            page, size = [], 0
+            with db.connection_context():
+                cursor = db.execute(query)
+                try:
+                    for uid, seq, session_id, body, created_at in cursor:
+                        page.append((seq, session_id, update_frame(uid, seq, body, created_at)))
+                        size += len(body)
+                        if size >= page_bytes:
+                            break
+                finally:
+                    cursor.close()  # ends the read transaction, even after a break
+            if not page:
+                return
+            yield page
+            after = page[-1][0]
 
     def prune(self, older_than_ms):
         """Delete updates older than `older_than_ms`, an account at a time; returns how many."""

@@ -173,7 +173,8 @@ class Connection:
         scope = auth["session_id"] if auth["client_type"] == "session-scoped" else None
         with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
             try:
-                self.catch_up(auth["since"], scope)
+                if not self.catch_up(auth["since"], scope):
+                    return
                 threading.Thread(target=self.read, daemon=True).start()
                 self.serve()
             except (OSError, ConnectionClosed):
@@ -194,21 +195,29 @@ class Connection:
         self.ws.event.set()
 
     def catch_up(self, since, scope):
-        """Replay what the client missed; live items already queued are deduplicated by seq."""
+        """Replay what the client missed, a page at a time; live items already queued are
+        deduplicated by seq. False when the replay outlasted WS_REPLAY_SECONDS: the connection is
+        closed with 1013, and the client resumes from the last seq it got."""
         with db.connection_context():
             if since is None:
-                latest = Account.get_by_id(self.account_id).seq
-                replayed = []
+                pages, latest = [], Account.get_by_id(self.account_id).seq
             else:
-                replayed, latest = hub.replay(self.account_id, since)
-        if replayed is None:
+                pages, latest = hub.replay(self.account_id, since)
+        if pages is None:
             self.send(frame("resync", {"seq": latest}))
         else:
-            for seq, session_id, text in replayed:
-                if scope is None or session_id == scope:
-                    self.send(text)
+            deadline = time.monotonic() + self.config["WS_REPLAY_SECONDS"]
+            for page in pages:
+                for seq, session_id, text in page:
+                    if scope is None or session_id == scope:
+                        self.send(text)
+                if time.monotonic() > deadline:
+                    self.ws.close(CLOSE_TRY_AGAIN_LATER, "Replay too slow: reconnect with since.")
+                    return False
+                time.sleep(0)  # the worker serves everyone else between pages
         self.last_seq = latest
         self.send(frame("ready", {"seq": latest}))
+        return True
 
     def read(self):
         """Hand incoming frames to the handler's loop, in order. They never count toward the 1013 bound

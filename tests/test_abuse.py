@@ -6,6 +6,7 @@ figure would take minutes); bench/abuse.py measures the same scenarios at full s
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -234,7 +235,7 @@ def raw_websocket(server, token, since=None):
     auth = {"token": token, "clientType": "user-scoped"}
     if since is not None:
         auth["since"] = since
-    payload = json.dumps({"event": "auth", "data": auth}).encode()
+    payload = json.dumps({"event": "auth", "data": auth}, separators=(",", ":")).encode()
     assert len(payload) < 126
     sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)  # a zero mask leaves it as is
     return sock
@@ -293,3 +294,53 @@ def test_frames_past_the_incoming_backlog_close_with_1008_after_the_earlier_ones
     stored = requests.get(f"{server.url}/v3/sessions/{sid}/messages?limit=500", headers=server.headers,
                           timeout=TIMEOUT).json()["messages"]
     assert len(stored) == len(acks)  # every frame the server took in was answered
+
+
+# --- 3: replay ------------------------------------------------------------------------------------
+
+def seed_log(server, rows, body_bytes):
+    """Give the server's account an update log of `rows` updates of `body_bytes` each, written straight
+    into the file while the server is stopped (posting them would take most of the test's time)."""
+    assert server.stop() == 0
+    body = json.dumps({"t": "new-message", "sid": "s", "message": {"content": "x" * body_bytes}})
+    with sqlite3.connect(server.db_path) as db:
+        [(account,)] = db.execute("SELECT id FROM account")
+        db.executemany('INSERT INTO "update" (account_id, seq, id, session_id, body, created_at) '
+                       "VALUES (?, ?, ?, 's', ?, ?)",
+                       [(account, seq, f"u{seq}", body, int(time.time() * 1000)) for seq in range(1, rows + 1)])
+        db.execute("UPDATE account SET seq = ?", (rows,))
+    token = server.token
+    server.start()
+    server.token = token
+
+
+def test_replay_holds_one_page_per_connection_whatever_the_log_size(make_server):
+    server = make_server()
+    seed_log(server, 300, 100_000)  # a 30 MB log
+    before = server.worker.memory_info().rss
+    stuck = [raw_websocket(server, server.token, since=0) for _ in range(5)]
+    time.sleep(3)  # each replay fills its socket's buffers and waits
+    grown = server.worker.memory_info().rss - before
+    for sock in stuck:
+        sock.close()
+    assert grown < 40 << 20, f"RSS grew by {grown >> 20} MiB for 5 replays of a 30 MB log"
+    assert requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200
+
+
+def test_a_replay_that_outlasts_its_deadline_closes_with_1013(make_server):
+    server = make_server({"SWITCHBOARD_WS_REPLAY_SECONDS": "1"})
+    seed_log(server, 100, 100_000)
+    sock = raw_websocket(server, server.token, since=0)
+    got = b""
+    for _ in range(10):  # a slow reader: 64 KB every 0.2 s
+        got += sock.recv(65536)
+        time.sleep(0.2)
+    sock.settimeout(5)
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    sock.close()
+    assert b"\x88" in got[-64:] and (1013).to_bytes(2, "big") + b"Replay too slow" in got[-64:]
+    assert b'"event":"ready"' not in got
