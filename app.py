@@ -30,6 +30,7 @@ DEFAULTS = {
     "MAX_CONTENT_BYTES": 1 << 20,
     "MAX_METADATA_BYTES": 1 << 20,
     "MAX_KEY_CHARS": 256,
+    "MAX_IMPORT_MESSAGES": 100_000,
     "MAX_FRAME_BYTES": 4 << 20,
     "BODY_TIMEOUT_SECONDS": 30.0,
     "MAX_INFLIGHT_BODY_BYTES": 64 << 20,
@@ -87,6 +88,7 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
+    schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
                          busy_wait=app.config["BUSY_WAIT_SECONDS"],
                          background_fanout=bool(app.config.get("SERVING")))
@@ -275,6 +277,10 @@ def cmd_serve(args, settings):
         "--pythonpath", here,
         "--no-control-socket",
         "--graceful-timeout", "5",
+        # The master restarts a worker whose loop has not turned for this long. No request holds the
+        # loop for more than a fraction of a second (long work yields between steps), so a worker
+        # silent for a minute is hung, not busy; a restart closes every websocket, so not sooner.
+        "--timeout", "60",
         "--log-level", "info",
         "app:create_app({'SERVING': True})",
     ], env)

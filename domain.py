@@ -10,7 +10,7 @@ import threading
 from peewee import fn
 
 from events import hub
-from models import Message, Session, db, new_ids, now_ms
+from models import Message, Session, db, new_ids, now_ms, pause
 from schemas import agent_message_schema, event_session_schema
 
 
@@ -170,13 +170,22 @@ def delete_session(session, origin=None):
     presence.forget(session.id)
 
 
+# Rows written or deleted between two yields of a long write: each step takes milliseconds, so the
+# worker serves everyone else in between (the write itself still holds the write lock throughout).
+WRITE_STEP_ROWS = 1000
+
+
 def delete_all_sessions(account_id, origin=None):
-    """Delete every session of the account in one transaction; returns how many."""
+    """Delete every session of the account in one transaction; returns how many.
+
+    It emits one `delete-all` update ({"deleted": N}: every session the account had before it is
+    gone), not one per session: 100,000 of them overflowed every watcher's queue and the log."""
     with hub.write(account_id, origin) as changes:
         ids = [sid for (sid,) in Session.select(Session.id).where(Session.account == account_id).tuples()]
-        Session.delete().where(Session.account == account_id).execute()
-        for sid in ids:
-            changes.add(sid, {"t": "delete-session", "sid": sid})
+        for start in range(0, len(ids), WRITE_STEP_ROWS):
+            Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
+            pause()
+        changes.add(None, {"t": "delete-all", "deleted": len(ids)})
     for sid in ids:
         presence.forget(sid)
     return len(ids)
@@ -202,14 +211,17 @@ def import_session(account_id, document, origin=None):
             active=False, created_at=now if imported["created_at"] is None else imported["created_at"],
             updated_at=now,
         )
-        if messages:
+        # The rows are already database values: sqlite3's executemany writes them ~3.5x faster than
+        # insert_many, which renders and converts every value of every chunk in Python.
+        sql = None
+        for start in range(0, len(messages), WRITE_STEP_ROWS):
+            step = messages[start:start + WRITE_STEP_ROWS]
             rows = [(message_id, session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
                      now if m["created_at"] is None else m["created_at"], now)
-                    for seq, m, message_id in zip(itertools.count(1), messages, new_ids(len(messages)))]
-            # The rows are already database values: sqlite3's executemany writes them ~3.5x faster
-            # than insert_many, which renders and converts every value of every chunk in Python.
-            sql, _ = Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()
+                    for seq, m, message_id in zip(itertools.count(start + 1), step, new_ids(len(step)))]
+            sql = sql or Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()[0]
             db.cursor().executemany(sql, rows)
+            pause()
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session
 

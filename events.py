@@ -54,7 +54,8 @@ class Subscriber:
         self.overflowed = False
 
     def wants(self, session_id, origin):
-        return origin is not self and (self.session_id is None or self.session_id == session_id)
+        """An update of no session (delete-all) concerns every connection of the account."""
+        return origin is not self and (self.session_id is None or session_id in (None, self.session_id))
 
     def offer(self, item):
         """Queue `item` ((seq or kind, payload)); False when that would pass either bound (the

@@ -327,3 +327,11 @@ class Storage:
 
 
 storage = Storage()
+
+
+def pause():
+    """Let the worker serve everyone else between two steps of a long piece of work (pages of a
+    listing or a replay, chunks of an import). time.sleep(0) is not enough under gevent: it runs the
+    greenlets already ready but does not poll the sockets, so /health waited out a whole 60,000-session
+    listing; a millisecond's timer makes the loop poll them."""
+    time.sleep(0.001)

@@ -121,7 +121,8 @@ def load_body(schema):
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
         try:
-            data = parse_json(read_body())
+            # A schema for long documents parses its body in steps (schemas.parse_json_in_steps).
+            data = getattr(schema, "parse", parse_json)(read_body())
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser's stack
             data = None
         if data is None:

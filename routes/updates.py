@@ -19,7 +19,7 @@ from simple_websocket import ConnectionClosed
 import domain
 import schemas
 from events import Busy, frame, hub
-from models import Account, db, storage_failure
+from models import Account, db, pause, storage_failure
 from models import Token
 from routes import token_for_secret
 
@@ -209,12 +209,12 @@ class Connection:
             deadline = time.monotonic() + self.config["WS_REPLAY_SECONDS"]
             for page in pages:
                 for seq, session_id, text in page:
-                    if scope is None or session_id == scope:
+                    if scope is None or session_id in (None, scope):
                         self.send(text)
                 if time.monotonic() > deadline:
                     self.ws.close(CLOSE_TRY_AGAIN_LATER, "Replay too slow: reconnect with since.")
                     return False
-                time.sleep(0)  # the worker serves everyone else between pages
+                pause()  # the worker serves everyone else between pages
         self.last_seq = latest
         self.send(frame("ready", {"seq": latest}))
         return True

@@ -344,3 +344,122 @@ def test_a_replay_that_outlasts_its_deadline_closes_with_1013(make_server):
     sock.close()
     assert b"\x88" in got[-64:] and (1013).to_bytes(2, "big") + b"Replay too slow" in got[-64:]
     assert b'"event":"ready"' not in got
+
+
+# --- 4: nothing holds the worker --------------------------------------------------------------
+
+def longest_health_stall(server, work):
+    """Run `work` in a thread while polling /health: (the longest a /health answer took, how long the
+    work took, its result). The machine is shared, so a stall is judged against the work's duration:
+    a worker held by the work stalls for about all of it."""
+    done = threading.Event()
+    result = {}
+
+    def run():
+        try:
+            result["value"] = work()
+        finally:
+            done.set()
+    thread = threading.Thread(target=run)
+    longest = 0.0
+    with requests.Session() as http:
+        http.get(server.url + "/health", timeout=TIMEOUT)
+        began = time.monotonic()
+        thread.start()
+        while not done.is_set():
+            started = time.monotonic()
+            assert http.get(server.url + "/health", timeout=30).status_code == 200
+            longest = max(longest, time.monotonic() - started)
+            time.sleep(0.01)
+    thread.join()
+    return longest, time.monotonic() - began, result.get("value")
+
+
+def export_document(count):
+    return {"version": 1, "session": {"title": "big"}, "messages": [{"content": n % 10} for n in range(count)]}
+
+
+def test_an_import_is_capped_in_messages_and_refused_before_the_rest_is_parsed(make_server):
+    server = make_server({"SWITCHBOARD_MAX_IMPORT_MESSAGES": "1000"})
+    url = server.url + "/api/sessions/import"
+    over = requests.post(url, json=export_document(1001), headers=server.headers, timeout=TIMEOUT)
+    assert over.status_code == 400 and over.json()["errors"] == {"messages": ["At most 1000 items."]}
+    exact = requests.post(url, json=export_document(1000), headers=server.headers, timeout=TIMEOUT)
+    assert exact.status_code == 201 and exact.json()["imported_messages"] == 1000
+
+
+def test_a_large_import_does_not_hold_the_worker(live_server, tmp_path):
+    document = tmp_path / "export.json"
+    document.write_text(json.dumps(export_document(100_000)))
+    stall, took, answer = longest_health_stall(live_server, lambda: curl(
+        live_server, "-H", "Content-Type: application/json", "--data-binary", f"@{document}",
+        live_server.url + "/api/sessions/import"))
+    assert json.loads(answer)["imported_messages"] == 100_000, answer
+    assert stall < took / 3, f"/health waited {stall:.2f} s during an import of {took:.2f} s"
+
+
+def seed_sessions(server, count):
+    assert server.stop() == 0
+    now = int(time.time() * 1000)
+    with sqlite3.connect(server.db_path) as db:
+        [(account,)] = db.execute("SELECT id FROM account")
+        db.executemany('INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, '
+                       "seq, active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, ?, ?)",
+                       [(f"s{n:07d}", account, f"session {n}", now, now, now - n) for n in range(count)])
+    token = server.token
+    server.start()
+    server.token = token
+
+
+def curl(server, *args):
+    """The work of longest_health_stall, run by curl in a process of its own: a client in this process
+    would compete with the /health poller for the interpreter lock and inflate what it measures."""
+    out = subprocess.run(["curl", "-sS", "--max-time", "60", "-H", f"Authorization: Bearer {server.token}", *args],
+                         capture_output=True, check=True)
+    return out.stdout
+
+
+def test_listing_many_sessions_does_not_hold_the_worker(make_server):
+    server = make_server()
+    seed_sessions(server, 60_000)
+    stall, took, answer = longest_health_stall(server, lambda: curl(server, server.url + "/api/sessions"))
+    items = json.loads(answer)["items"]
+    assert [s["id"] for s in items] == [f"s{n:07d}" for n in range(60_000)]  # most recently updated first
+    assert stall < took / 3, f"/health waited {stall:.2f} s during a listing of {took:.2f} s"
+
+
+def test_deleting_every_session_is_one_update_that_watchers_survive(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_QUEUE_SIZE": "20"})
+    seed_sessions(server, 5_000)
+    watcher = ws_connect(server)
+    scoped = ws_connect(server, client_type="session-scoped", session_id="s0000001")
+    r = requests.delete(server.url + "/api/sessions", headers=server.headers, timeout=30)
+    assert r.json() == {"deleted": 5_000}
+    for ws in (watcher, scoped):
+        update = ws.expect("update")["data"]
+        assert update["body"] == {"t": "delete-all", "deleted": 5_000}
+        ws.send("ping", ack=1)
+        assert ws.expect("ack")["ack"] == 1
+    # a client that was away replays the same one update
+    late = ws_connect(server, since=watcher.ready, ready=False)
+    assert late.expect("update")["data"] == update
+    assert late.expect("ready")["data"]["seq"] == update["seq"]
+
+
+@pytest.mark.parametrize("text", [
+    '{}', ' { } ', '{"a": [], "b": [1, [2, {"c": [3]}], "x"], "c": {"d": [4]}}', '{"messages": [{"content": "\\u00e9"}]}',
+    '{"a": 1, "a": 2}', '{"a": [1, 2, 3,]}', '{"a": [1 2]}', '{"a" 1}', '{a: 1}', '{"a": 1,}', '{"a": 1} x',
+    '{"a": [1]', '[1, 2]', '"text"', '{"a": NaN}', '{"a": "\\ud800"}', '{"a": [{"b": "\\udfff"}]}', '',
+])
+def test_parsing_in_steps_reads_exactly_what_the_json_module_reads(text):
+    """schemas.parse_json_in_steps replaces json.loads (through parse_json) for export documents."""
+    import schemas
+    try:
+        expected = schemas.parse_json(text.encode())
+    except ValueError:
+        expected = ValueError
+    try:
+        got = schemas.parse_json_in_steps(text.encode(), max_items=10)
+    except ValueError:
+        got = ValueError
+    assert got == expected
