@@ -185,7 +185,8 @@ def delete_all_sessions(account_id, origin=None):
         for start in range(0, len(ids), WRITE_STEP_ROWS):
             Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
             pause()
-        changes.add(None, {"t": "delete-all", "deleted": len(ids)})
+        if ids:
+            changes.add(None, {"t": "delete-all", "deleted": len(ids)})
     for sid in ids:
         presence.forget(sid)
     return len(ids)
