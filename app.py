@@ -39,6 +39,9 @@ DEFAULTS = {
     "WS_AUTH_TIMEOUT_SECONDS": 10.0,
     "WS_PING_INTERVAL_SECONDS": 25.0,
     "WS_SEND_TIMEOUT_SECONDS": 30.0,
+    "QUOTA_SESSIONS": 100_000,
+    "QUOTA_STORED_BYTES": 4 << 30,
+    "QUOTA_WEBSOCKETS_PER_TOKEN": 100,
     "WS_QUEUE_SIZE": 1024,
     "WS_QUEUE_BYTES": 16 << 20,
     "WS_INCOMING_BYTES": 16 << 20,
@@ -91,7 +94,10 @@ def create_app(config=None):
     schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
                          busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")))
+                         background_fanout=bool(app.config.get("SERVING")),
+                         quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
+                                              stored_bytes=app.config["QUOTA_STORED_BYTES"],
+                                              websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"]))
 
     @app.before_request
     def take_turn():
@@ -134,6 +140,10 @@ def create_app(config=None):
     def busy(e):
         return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
                         headers={"Retry-After": "1"}).response()
+
+    @app.errorhandler(events.QuotaExceeded)
+    def quota_exceeded(e):
+        return ApiError(429, "quota_exceeded", str(e)).response()
 
     @app.errorhandler(models.StorageUnavailable)
     def storage_unavailable(e):

@@ -10,7 +10,7 @@ import threading
 from peewee import fn
 
 from events import hub
-from models import Message, Session, db, new_ids, now_ms, pause
+from models import Account, Message, Session, db, new_ids, now_ms, pause
 from schemas import agent_message_schema, event_session_schema
 
 
@@ -68,6 +68,7 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
             account=account_id, tag=tag, title=title, metadata=metadata, agent_state=agent_state,
             data_encryption_key=data_encryption_key, active=active,
         )
+        changes.sessions += 1
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session, True
 
@@ -107,6 +108,7 @@ def append_messages(account_id, session_id, messages, origin=None):
                 m.get("metadata"), m.get("created_at") or now, now)))
                 for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
             db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
+            changes.stored_bytes += sum(_size(row["content"], row["metadata"]) for row in created)
             for row in created:
                 changes.add(session_id, {"t": "new-message", "sid": session_id,
                                          "message": agent_message_schema.dump(row)})
@@ -161,11 +163,23 @@ def update_session(session, origin=None, **values):
     return _reload(session)
 
 
+def _size(content, metadata):
+    """What a message counts toward the account's stored-bytes quota."""
+    return len(content.encode()) + (len(metadata.encode()) if metadata is not None else 0)
+
+
+_SESSION_BYTES = ('SELECT COALESCE(SUM(LENGTH(CAST("content" AS BLOB)) + COALESCE(LENGTH(CAST("metadata" AS BLOB)), 0)), 0) '
+                  'FROM "message" WHERE "session_id" = ?')
+
+
 def delete_session(session, origin=None):
     """Delete one session; the database cascades to its messages."""
     with hub.write(session.account_id, origin) as changes:
+        [(size,)] = db.execute_sql(_SESSION_BYTES, (session.id,)).fetchall()
         if not Session.delete().where(Session.id == session.id).execute():
             raise SessionNotFound(session.id)
+        changes.sessions -= 1
+        changes.stored_bytes -= size
         changes.add(session.id, {"t": "delete-session", "sid": session.id})
     presence.forget(session.id)
 
@@ -186,6 +200,13 @@ def delete_all_sessions(account_id, origin=None):
             Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
             pause()
         if ids:
+            # nothing is left: the counters go back to zero, whatever they had drifted to
+            sessions, stored_bytes = (Account
+                                      .select(Account.session_count, Account.stored_bytes)
+                                      .where(Account.id == account_id)
+                                      .tuples()
+                                      .get())
+            changes.sessions, changes.stored_bytes = -sessions, -stored_bytes
             changes.add(None, {"t": "delete-all", "deleted": len(ids)})
     for sid in ids:
         presence.forget(sid)
@@ -214,6 +235,7 @@ def import_session(account_id, document, origin=None):
         )
         # The rows are already database values: sqlite3's executemany writes them ~3.5x faster than
         # insert_many, which renders and converts every value of every chunk in Python.
+        changes.sessions += 1
         sql = None
         for start in range(0, len(messages), WRITE_STEP_ROWS):
             step = messages[start:start + WRITE_STEP_ROWS]
@@ -222,6 +244,7 @@ def import_session(account_id, document, origin=None):
                     for seq, m, message_id in zip(itertools.count(start + 1), step, new_ids(len(step)))]
             sql = sql or Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()[0]
             db.cursor().executemany(sql, rows)
+            changes.stored_bytes += sum(_size(row[5], row[6]) for row in rows)
             pause()
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session

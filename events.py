@@ -105,7 +105,8 @@ class Watcher(Subscriber):
 
 
 # Run by every write: written out, as Peewee's rendering of them cost more than running them.
-_TAKE_SEQS = 'UPDATE "account" SET "seq" = "seq" + ? WHERE "id" = ? RETURNING "seq"'
+_TAKE_SEQS = ('UPDATE "account" SET "seq" = "seq" + ?, "session_count" = "session_count" + ?, "stored_bytes" = "stored_bytes" + ? '
+              'WHERE "id" = ? RETURNING "seq", "session_count", "stored_bytes"')
 _INSERT_UPDATES = ('INSERT INTO "update" ("id", "account_id", "seq", "session_id", "body", "created_at") '
                    'VALUES (?, ?, ?, ?, ?, ?)')
 # An account's log in seq order is in time order too: the rows below its first recent one are exactly
@@ -115,14 +116,37 @@ _PRUNE = ('DELETE FROM "update" WHERE "account_id" = ?1 AND "seq" < COALESCE('
           '9223372036854775807)')
 
 
-class Changes:
-    """Updates collected inside one write transaction; seqs are allocated together at its end."""
+class QuotaExceeded(Exception):
+    """A write would take the account past one of its quotas (Quotas)."""
 
-    def __init__(self, account_id, origin):
+    def __init__(self, what, limit):
+        super().__init__(f"This account may hold at most {limit:,} {what}.")
+        self.what = what
+        self.limit = limit
+
+
+class Quotas:
+    """Per-account limits (0: none). `sessions` and `stored_bytes` are checked by every write, in the
+    statement that allocates its seqs; `websockets_per_token` when a websocket subscribes."""
+
+    def __init__(self, sessions=0, stored_bytes=0, websockets_per_token=0):
+        self.sessions = sessions
+        self.stored_bytes = stored_bytes
+        self.websockets_per_token = websockets_per_token
+
+
+class Changes:
+    """Updates collected inside one write transaction; seqs are allocated together at its end, with
+    the change to what the account holds (`sessions`, `stored_bytes`), checked against its quotas."""
+
+    def __init__(self, account_id, origin, quotas):
         self.account_id = account_id
         self.origin = origin
+        self.quotas = quotas
         self.bodies = []
         self.published = []
+        self.sessions = 0
+        self.stored_bytes = 0
 
     def add(self, session_id, body):
         self.bodies.append((session_id, body))
@@ -131,7 +155,13 @@ class Changes:
         if not self.bodies:
             return
         count = len(self.bodies)
-        [(last,)] = db.execute_sql(_TAKE_SEQS, (count, self.account_id)).fetchall()
+        [(last, sessions, stored_bytes)] = db.execute_sql(
+            _TAKE_SEQS, (count, self.sessions, self.stored_bytes, self.account_id)).fetchall()
+        # Only growth is refused: a write that frees space always goes through.
+        if self.sessions > 0 and 0 < self.quotas.sessions < sessions:
+            raise QuotaExceeded("sessions", self.quotas.sessions)
+        if self.stored_bytes > 0 and 0 < self.quotas.stored_bytes < stored_bytes:
+            raise QuotaExceeded("bytes of messages", self.quotas.stored_bytes)
         created_at = now_ms()
         rows = []
         for seq, (session_id, body), update_id in zip(itertools.count(last - count + 1), self.bodies, new_ids(count)):
@@ -176,6 +206,7 @@ class Hub:
 
     def __init__(self):
         self._subscribers = defaultdict(set)
+        self._per_token = defaultdict(int)  # token id -> its open websockets (counted under the quota)
         self._lock = threading.Lock()
         # One writer at a time, held across commit and publish so every account's seqs reach
         # subscribers in order. SQLite allows one writer anyway; this queues writers in-process
@@ -185,20 +216,24 @@ class Hub:
         self._outbox = None
         self.configure()
 
-    def configure(self, queue_size=1024, queue_bytes=16 << 20, busy_wait=5.0, background_fanout=False):
+    def configure(self, queue_size=1024, queue_bytes=16 << 20, busy_wait=5.0, background_fanout=False,
+                  quotas=Quotas()):
         """`background_fanout` (the server's worker) hands each publication to one fan-out thread,
         so a publishing request costs the same at 10 subscribers or 10,000; without it (tests
         driving the app in-process) publication happens inline, in the same order."""
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
+        self.quotas = quotas
         self.busy_wait = busy_wait
         if background_fanout and self._outbox is None:
             self._outbox = queue.Queue()
             threading.Thread(target=self._fan_out_forever, daemon=True, name="fan-out").start()
 
     def subscribe(self, account_id, session_id=None, token_id=None):
-        """A websocket's Subscriber, registered for the duration of the block."""
-        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id, self.queue_bytes))
+        """A websocket's Subscriber, registered for the duration of the block; QuotaExceeded when its
+        token already has as many open as the quota allows."""
+        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id, self.queue_bytes),
+                                self.quotas.websockets_per_token)
 
     def watch(self, account_id, session_id):
         """A Watcher of one session for the duration of the block. Start watching before reading
@@ -206,8 +241,12 @@ class Hub:
         return self._registered(Watcher(account_id, session_id))
 
     @contextmanager
-    def _registered(self, subscriber):
+    def _registered(self, subscriber, per_token=0):
         with self._lock:
+            if per_token and subscriber.token_id is not None:
+                if self._per_token[subscriber.token_id] >= per_token:
+                    raise QuotaExceeded("open websockets per token", per_token)
+                self._per_token[subscriber.token_id] += 1
             self._subscribers[subscriber.account_id].add(subscriber)
         try:
             yield subscriber
@@ -217,8 +256,12 @@ class Hub:
     def _drop(self, subscriber):
         with self._lock:
             subscribers = self._subscribers.get(subscriber.account_id)
-            if subscribers is not None:
+            if subscribers is not None and subscriber in subscribers:
                 subscribers.discard(subscriber)
+                if subscriber.token_id in self._per_token:
+                    self._per_token[subscriber.token_id] -= 1
+                    if not self._per_token[subscriber.token_id]:
+                        del self._per_token[subscriber.token_id]
                 if not subscribers:
                     del self._subscribers[subscriber.account_id]
 
@@ -287,7 +330,7 @@ class Hub:
         Transactions are plain SQL, not Peewee's atomic(), whose bookkeeping cost a tenth of a
         one-message append: nothing inside may open one (get_or_create does).
         """
-        changes = Changes(account_id, origin)
+        changes = Changes(account_id, origin, self.quotas)
         deadline = time.monotonic() + (self.busy_wait if busy_wait is None else busy_wait)
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy()

@@ -12,7 +12,7 @@ import time
 
 from peewee import (
     AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
-    ForeignKeyField, IntegerField, Model, TextField,
+    ForeignKeyField, IntegerField, Model, SQL, TextField,
 )
 from playhouse.pool import PooledSqliteDatabase
 
@@ -95,6 +95,9 @@ class Account(BaseModel):
     name = CharField(unique=True)
     seq = BigIntegerField(default=0)  # last update seq allocated (events.write)
     created_at = BigIntegerField(default=now_ms)
+    # What the quotas count, kept by every write in the statement that allocates its seqs (events.Changes)
+    session_count = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])  # (added by ALTER TABLE)
+    stored_bytes = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])  # message content and metadata, UTF-8
 
 
 class Token(BaseModel):
@@ -206,6 +209,15 @@ MIGRATIONS = [
         'INSERT INTO "update" ("account_id", "seq", "id", "session_id", "body", "created_at") '
         'SELECT "account_id", "seq", "id", "session_id", "body", "created_at" FROM "update_v2"',
         'DROP TABLE "update_v2"',
+    ],
+    # 5 on main, after 4 (requests): the counters the per-account quotas check, from what is stored.
+    [
+        'ALTER TABLE "account" ADD COLUMN "session_count" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "account" ADD COLUMN "stored_bytes" INTEGER NOT NULL DEFAULT 0',
+        'UPDATE "account" SET "session_count" = (SELECT COUNT(*) FROM "session" WHERE "session"."account_id" = "account"."id"), '
+        '"stored_bytes" = (SELECT COALESCE(SUM(LENGTH(CAST("message"."content" AS BLOB)) '
+        '+ COALESCE(LENGTH(CAST("message"."metadata" AS BLOB)), 0)), 0) FROM "message" '
+        'JOIN "session" ON "session"."id" = "message"."session_id" WHERE "session"."account_id" = "account"."id")',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

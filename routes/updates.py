@@ -18,7 +18,7 @@ from simple_websocket import ConnectionClosed
 
 import domain
 import schemas
-from events import Busy, frame, hub
+from events import Busy, QuotaExceeded, frame, hub
 from models import Account, db, pause, storage_failure
 from models import Token
 from routes import token_for_secret
@@ -32,6 +32,7 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_QUOTA_EXCEEDED = 4429
 
 # Items the reader thread and the hub put on a connection's queue besides (seq or None, frame).
 INCOMING = "incoming"
@@ -171,18 +172,25 @@ class Connection:
         if self.account_id is None:
             return self.refuse("Invalid token.")
         scope = auth["session_id"] if auth["client_type"] == "session-scoped" else None
-        with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
-            try:
-                if not self.catch_up(auth["since"], scope):
-                    return
-                threading.Thread(target=self.read, daemon=True).start()
-                self.serve()
-            except (OSError, ConnectionClosed):
-                raise
-            except Exception:
-                internal_error(self.ws)  # before release_reader's normal close
-            finally:
-                self.release_reader()
+        try:
+            with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
+                self.serve_subscribed(auth["since"], scope)
+        except QuotaExceeded as e:  # only subscribing raises it: events answer it with an error frame
+            self.send(frame("error", {"error": "quota_exceeded", "message": str(e)}))
+            self.ws.close(CLOSE_QUOTA_EXCEEDED, str(e))
+
+    def serve_subscribed(self, since, scope):
+        try:
+            if not self.catch_up(since, scope):
+                return
+            threading.Thread(target=self.read, daemon=True).start()
+            self.serve()
+        except (OSError, ConnectionClosed):
+            raise
+        except Exception:
+            internal_error(self.ws)  # before release_reader's normal close
+        finally:
+            self.release_reader()
 
     def release_reader(self):
         """Let the reader thread finish: close the socket and wake its receive()."""
@@ -295,6 +303,8 @@ class Connection:
             return self.reply("error", {"error": "session_not_found", "message": "Session not found."}, ack)
         except Busy:
             return self.reply("error", {"error": "database_busy", "message": "Database busy; retry."}, ack)
+        except QuotaExceeded as e:
+            return self.reply("error", {"error": "quota_exceeded", "message": str(e)}, ack)
         except Exception as e:
             failure = storage_failure(e)
             if failure is None:

@@ -463,3 +463,86 @@ def test_parsing_in_steps_reads_exactly_what_the_json_module_reads(text):
     except ValueError:
         got = ValueError
     assert got == expected
+
+
+# --- 5: quotas ------------------------------------------------------------------------------------
+
+def test_the_session_quota_refuses_one_more_with_429_and_changes_nothing(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_QUOTA_SESSIONS": "3"})
+    h = server.headers
+    sids = [new_session(server, "a"), new_session(server, "b"),
+            requests.post(server.url + "/api/sessions", json={"title": "c"}, headers=h, timeout=TIMEOUT).json()["id"]]
+    before = sqlite3.connect(server.db_path).execute('SELECT COUNT(*), MAX(seq) FROM "update"').fetchone()
+    for r in (requests.post(server.url + "/v1/sessions", json={"tag": "d", "metadata": ""}, headers=h, timeout=TIMEOUT),
+              requests.post(server.url + "/api/sessions", json={"title": "d"}, headers=h, timeout=TIMEOUT),
+              requests.post(server.url + "/api/sessions/import", json=export_document(2), headers=h, timeout=TIMEOUT)):
+        assert (r.status_code, r.json()["error"]) == (429, "quota_exceeded"), r.text
+        assert "3 sessions" in r.json()["message"]
+    assert sqlite3.connect(server.db_path).execute('SELECT COUNT(*), MAX(seq) FROM "update"').fetchone() == before
+    # an existing tag is still loaded, and deleting one makes room for one
+    assert requests.post(server.url + "/v1/sessions", json={"tag": "a", "metadata": ""}, headers=h,
+                         timeout=TIMEOUT).json()["session"]["id"] == sids[0]
+    assert requests.delete(f"{server.url}/api/sessions/{sids[0]}", headers=h, timeout=TIMEOUT).status_code == 204
+    assert requests.post(server.url + "/api/sessions", json={"title": "d"}, headers=h, timeout=TIMEOUT).status_code == 201
+
+
+def test_the_stored_bytes_quota_counts_message_content_and_frees_on_delete(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_QUOTA_STORED_BYTES": "10000"})
+    sid = new_session(server)
+    url = f"{server.url}/v3/sessions/{sid}/messages"
+
+    def post(text):
+        return requests.post(url, json={"messages": [{"content": text}]}, headers=server.headers, timeout=TIMEOUT)
+    for _ in range(3):
+        assert post("x" * 3000).status_code == 200  # 3,002 bytes each, with the JSON quotes
+    over = post("x" * 1000)
+    assert (over.status_code, over.json()["error"]) == (429, "quota_exceeded")
+    ws = ws_connect(server)
+    ws.send("message", {"sid": sid, "content": "y" * 1000}, ack=1)
+    error = ws.expect("error")
+    assert (error["ack"], error["data"]["error"]) == (1, "quota_exceeded")
+    assert post("x" * 900).status_code == 200  # what still fits is taken
+    assert len(requests.get(url, headers=server.headers, timeout=TIMEOUT).json()["messages"]) == 4
+    requests.delete(server.url + "/api/sessions", headers=server.headers, timeout=TIMEOUT)
+    sid = new_session(server, "again")
+    assert requests.post(f"{server.url}/v3/sessions/{sid}/messages", json={"messages": [{"content": "x" * 9000}]},
+                         headers=server.headers, timeout=TIMEOUT).status_code == 200
+
+
+def test_the_websockets_per_token_quota_refuses_one_more_with_an_error_frame(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_QUOTA_WEBSOCKETS_PER_TOKEN": "2"})
+    first, second = ws_connect(server), ws_connect(server)
+    third = ws_connect(server, ready=False)
+    error = third.expect("error")
+    assert error["data"]["error"] == "quota_exceeded"
+    with pytest.raises(Exception):
+        third.recv(timeout=TIMEOUT)
+    assert third.client.close_reason == 4429
+    ws_connect(server, token=server.new_token())  # another token of the account has its own count
+    first.close()
+    time.sleep(0.5)
+    ws_connect(server).send("ping", ack=1)  # a place freed is a place taken
+    second.send("ping", ack=2)
+    assert second.expect("ack")["ack"] == 2
+
+
+def test_the_quota_counters_are_filled_from_what_is_stored_when_a_database_is_upgraded(tmp_path):
+    import models
+    path = tmp_path / "v4.db"
+    with sqlite3.connect(path) as db:
+        for step in models.MIGRATIONS[:-1]:
+            for statement in step:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(models.MIGRATIONS) - 1}")
+        db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0), (2, 'b', 0, 0)")
+        db.execute("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
+                   "last_active_at, created_at, updated_at) VALUES ('s1', 1, '', 0, 0, 2, 0, 0, 0, 0), "
+                   "('s2', 1, '', 0, 0, 0, 0, 0, 0, 0)")
+        db.execute("INSERT INTO message (id, session_id, seq, content, metadata, created_at, updated_at) VALUES "
+                   "('m1', 's1', 1, '\"é\"', NULL, 0, 0), ('m2', 's1', 2, '1', '{\"k\":1}', 0, 0)")
+    models.init_db(str(path))
+    models.migrate()
+    models.db.close_all()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id, session_count, stored_bytes FROM account ORDER BY id").fetchall() == [
+            (1, 2, 4 + 1 + 7), (2, 0, 0)]
