@@ -231,7 +231,9 @@ def load_query(schema):
 # --- declaration and OpenAPI --------------------------------------------------------------------
 
 _ERROR_STATUSES = {400: "Invalid input", 401: "Missing or invalid token", 404: "Not found",
-                   409: "Conflict", 413: "Body too large", 415: "Not JSON", 503: "Database busy"}
+                   408: "The body did not arrive in time", 409: "Conflict", 413: "Body too large",
+                   415: "Not JSON", 429: "A quota of the account is reached",
+                   503: "Database busy, too many uploads, or storage unavailable", 507: "Disk full"}
 
 
 def endpoint(*, body=None, query=None, responses, errors=(401,)):
@@ -250,7 +252,7 @@ def endpoint(*, body=None, query=None, responses, errors=(401,)):
 
         statuses = set(errors) | ({400} if body is not None or query is not None else set())
         if body is not None:
-            statuses |= {413, 415}
+            statuses |= {408, 413, 415}
         wrapper.openapi = {"body": body, "query": query, "responses": responses, "errors": sorted(statuses)}
         return wrapper
     return decorate
@@ -288,13 +290,17 @@ def _input_instant(converter, field, ret, **kwargs):
 
 
 def _any_request():
-    """What a request to any operation may meet: the database locked by another process, or every pooled
-    connection in use (503); and, refused by gunicorn in HTML before the app sees it, a request line
-    (method, path and query string) over gunicorn's limit of 4094 bytes (414)."""
+    """What a request to any operation may meet: the database locked by another process, every pooled
+    connection in use, too many uploads in flight or the storage failing (503, 507 for a full disk), a
+    quota (429); and, refused by gunicorn in HTML before the app sees it, a request line (method, path
+    and query string) over gunicorn's limit of 4094 bytes (414)."""
+    retry = {"Retry-After": {"schema": {"type": "integer"}}}
+    error = {"application/json": {"schema": "Error"}}
     return {"414": {"description": "Request line too long (answered by the HTTP server, in HTML)",
                     "content": {"text/html": {"schema": {"type": "string"}}}},
-            "503": {"description": _ERROR_STATUSES[503], "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                    "content": {"application/json": {"schema": "Error"}}}}
+            "429": {"description": _ERROR_STATUSES[429], "content": error},
+            "503": {"description": _ERROR_STATUSES[503], "headers": retry, "content": error},
+            "507": {"description": _ERROR_STATUSES[507], "headers": retry, "content": error}}
 
 
 def build_spec(app, title, version):
