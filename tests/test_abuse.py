@@ -546,3 +546,18 @@ def test_the_quota_counters_are_filled_from_what_is_stored_when_a_database_is_up
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT id, session_count, stored_bytes FROM account ORDER BY id").fetchall() == [
             (1, 2, 4 + 1 + 7), (2, 0, 0)]
+
+
+def test_an_unexpected_error_in_a_websocket_event_closes_with_1011_and_no_http_answer(make_server, ws_connect):
+    server = make_server()
+    sid = new_session(server)
+    ws = ws_connect(server)
+    with sqlite3.connect(server.db_path) as db:  # a bug, simulated: the table a write needs is gone
+        db.execute("DROP TABLE message")
+    ws.send("message", {"sid": sid, "content": "into nothing"}, ack=1)
+    with pytest.raises(Exception):
+        ws.recv(timeout=TIMEOUT)
+    assert ws.client.close_reason == 1011
+    assert "websocket handler failed" in server.log()
+    assert "HTTP/1.1 500" not in server.log()
+    assert requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200
