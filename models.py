@@ -130,7 +130,7 @@ class Session(BaseModel):
         indexes = (
             (("account", "tag"), True),
             (("account", "id"), False),
-            (("account", "updated_at"), False),
+            (("account", "updated_at", "id"), False),
             (("account", "active", "last_active_at"), False),
         )
 
@@ -210,8 +210,11 @@ MIGRATIONS = [
         'SELECT "account_id", "seq", "id", "session_id", "body", "created_at" FROM "update_v2"',
         'DROP TABLE "update_v2"',
     ],
-    # 5 on main, after 4 (requests): the counters the per-account quotas check, from what is stored.
+    # 5 on main, after 4 (requests): the counters the per-account quotas check, from what is stored;
+    # the lists' order (updated_at, id) read from one index, without a sort or a row lookup per session.
     [
+        'CREATE INDEX IF NOT EXISTS "session_account_id_updated_at_id" ON "session" ("account_id", "updated_at", "id")',
+        'DROP INDEX IF EXISTS "session_account_id_updated_at"',
         'ALTER TABLE "account" ADD COLUMN "session_count" INTEGER NOT NULL DEFAULT 0',
         'ALTER TABLE "account" ADD COLUMN "stored_bytes" INTEGER NOT NULL DEFAULT 0',
         'UPDATE "account" SET "session_count" = (SELECT COUNT(*) FROM "session" WHERE "session"."account_id" = "account"."id"), '
