@@ -14,10 +14,12 @@ import resource
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
 
+import peewee
 from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from playhouse.pool import MaxConnectionsExceeded
@@ -33,14 +35,23 @@ DEFAULTS = {
     "MAX_CONTENT_BYTES": 1 << 20,
     "MAX_METADATA_BYTES": 1 << 20,
     "MAX_KEY_CHARS": 256,
+    "MAX_IMPORT_MESSAGES": 100_000,
     "MAX_FRAME_BYTES": 4 << 20,
+    "BODY_TIMEOUT_SECONDS": 30.0,
+    "MAX_INFLIGHT_BODY_BYTES": 64 << 20,
     "BUSY_WAIT_SECONDS": 5.0,
     "UPDATE_RETENTION_DAYS": 7.0,
     "WS_AUTH_TIMEOUT_SECONDS": 10.0,
     "WS_PING_INTERVAL_SECONDS": 25.0,
     "WS_SEND_TIMEOUT_SECONDS": 30.0,
+    "QUOTA_SESSIONS": 100_000,
+    "QUOTA_STORED_BYTES": 4 << 30,
+    "QUOTA_WEBSOCKETS_PER_TOKEN": 100,
     "WS_QUEUE_SIZE": 1024,
+    "WS_QUEUE_BYTES": 16 << 20,
+    "WS_INCOMING_BYTES": 16 << 20,
     "WS_TOKEN_CHECK_SECONDS": 2.0,
+    "WS_REPLAY_SECONDS": 60.0,
     "PRESENCE_WRITE_INTERVAL_SECONDS": 30.0,
     "PRESENCE_TIMEOUT_SECONDS": 600.0,
     "MAINTENANCE_INTERVAL_SECONDS": 60.0,
@@ -83,9 +94,9 @@ def create_app(config=None):
     import push
     import schemas
     from routes import (
-        ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, hooks, meta, read_body, requests, ui, updates,
+        ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, hooks, meta, release_body,
+        requests, storage_error, ui, updates,
     )
-    from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
     from routes import push as push_routes, webhooks as webhook_routes
 
     app = Flask(__name__)
@@ -100,8 +111,13 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
-    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue)
+    schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
+    events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
+                         busy_wait=app.config["BUSY_WAIT_SECONDS"],
+                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue,
+                         quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
+                                              stored_bytes=app.config["QUOTA_STORED_BYTES"],
+                                              websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"]))
 
     # notifications: queued by every write (on_store), sent by the dispatcher when serving
     push.ensure_key()
@@ -111,17 +127,16 @@ def create_app(config=None):
         vapid_subject=app.config["VAPID_SUBJECT"])
 
     @app.before_request
-    def connect():
+    def take_turn():
         # gevent runs a greenlet until it blocks, so a keep-alive client whose next request is
         # already waiting is served again and again while others wait (bench/append.py's p99).
-        # Yielding once per request, before taking a pooled connection, serves them in turn.
+        # Yielding once per request, before it takes a pooled connection, serves them in turn.
+        # Nothing else happens before the blueprint's authentication: the body is read after it
+        # (routes.read_body), and the pool's connections are taken on first use.
         time.sleep(0)
-        # A websocket lives for hours: it takes a connection per step instead (routes/updates.py).
-        if request.blueprint != updates.bp.name:
-            # The body first: a slow upload must not hold one of the pool's connections while it
-            # trickles in (one over MAX_CONTENT_LENGTH is refused here, before it is read whole).
-            read_body()
-            models.db.connect(reuse_if_open=True)
+
+    app.after_request(close_unread_body)
+    app.teardown_request(release_body)
 
     @app.teardown_request
     def release(exc):
@@ -152,6 +167,22 @@ def create_app(config=None):
     def busy(e):
         return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
                         headers={"Retry-After": "1"}).response()
+
+    @app.errorhandler(events.QuotaExceeded)
+    def quota_exceeded(e):
+        return ApiError(429, "quota_exceeded", str(e)).response()
+
+    @app.errorhandler(models.StorageUnavailable)
+    def storage_unavailable(e):
+        return storage_error(e).response()
+
+    @app.errorhandler(sqlite3.Error)
+    @app.errorhandler(peewee.DatabaseError)
+    def database_error(e):
+        failure = models.storage_failure(e)
+        if failure is None:
+            return internal(e)
+        return storage_error(failure).response()
 
     @app.errorhandler(HTTPException)
     def http_error(e):
@@ -321,6 +352,10 @@ def cmd_serve(args, settings):
         "--pythonpath", here,
         "--no-control-socket",
         "--graceful-timeout", "5",
+        # The master restarts a worker whose loop has not turned for this long. No request holds the
+        # loop for more than a fraction of a second (long work yields between steps), so a worker
+        # silent for a minute is hung, not busy; a restart closes every websocket, so not sooner.
+        "--timeout", "60",
         "--log-level", "info",
         # Who asked for what, and how it went; never a header (the token travels in one) or a body.
         *(["--access-logfile", "-", "--access-logformat", '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms']

@@ -12,7 +12,7 @@ from peewee import fn
 
 import claude
 from events import hub
-from models import Message, Request, Session, db, new_id, new_ids, now_ms
+from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema
 
 
@@ -74,6 +74,7 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
             account=account_id, tag=tag, title=title, metadata=metadata, agent_state=agent_state,
             data_encryption_key=data_encryption_key, active=active,
         )
+        changes.sessions += 1
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session, True
 
@@ -118,6 +119,7 @@ def _append(changes, account_id, session_id, messages):
             m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
             for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
         db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
+        changes.stored_bytes += sum(_size(row["content"], row["metadata"]) for row in created)
         for row in created:
             changes.add(session_id, {"t": "new-message", "sid": session_id,
                                      "message": agent_message_schema.dump(row)})
@@ -172,24 +174,52 @@ def update_session(session, origin=None, **values):
     return _reload(session)
 
 
+def _size(content, metadata):
+    """What a message counts toward the account's stored-bytes quota."""
+    return len(content.encode()) + (len(metadata.encode()) if metadata is not None else 0)
+
+
+_SESSION_BYTES = ('SELECT COALESCE(SUM(LENGTH(CAST("content" AS BLOB)) + COALESCE(LENGTH(CAST("metadata" AS BLOB)), 0)), 0) '
+                  'FROM "message" WHERE "session_id" = ?')
+
+
 def delete_session(session, origin=None):
     """Delete one session; the database cascades to its messages."""
     with hub.write(session.account_id, origin) as changes:
+        [(size,)] = db.execute_sql(_SESSION_BYTES, (session.id,)).fetchall()
         if not Session.delete().where(Session.id == session.id).execute():
             raise SessionNotFound(session.id)
+        changes.sessions -= 1
+        changes.stored_bytes -= size
         changes.add(session.id, {"t": "delete-session", "sid": session.id})
     presence.forget(session.id)
 
 
+# Rows written or deleted between two yields of a long write: each step takes milliseconds, so the
+# worker serves everyone else in between (the write itself still holds the write lock throughout).
+WRITE_STEP_ROWS = 500
+
+
 def delete_all_sessions(account_id, origin=None):
-    """Delete every session of the account in one transaction; returns how many."""
+    """Delete every session of the account in one transaction; returns how many.
+
+    It emits one `delete-all` update ({"deleted": N}: every session the account had before it is
+    gone), not one per session: 100,000 of them overflowed every watcher's queue and the log."""
     with hub.write(account_id, origin) as changes:
         ids = [sid for (sid,) in Session.select(Session.id).where(Session.account == account_id).tuples()]
-        Session.delete().where(Session.account == account_id).execute()
-        for sid in ids:
-            changes.add(sid, {"t": "delete-session", "sid": sid})
-    for sid in ids:
-        presence.forget(sid)
+        for start in range(0, len(ids), WRITE_STEP_ROWS):
+            Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
+            pause()
+        if ids:
+            # nothing is left: the counters go back to zero, whatever they had drifted to
+            sessions, stored_bytes = (Account
+                                      .select(Account.session_count, Account.stored_bytes)
+                                      .where(Account.id == account_id)
+                                      .tuples()
+                                      .get())
+            changes.sessions, changes.stored_bytes = -sessions, -stored_bytes
+            changes.add(None, {"t": "delete-all", "deleted": len(ids)})
+    presence.forget(*ids)
     return len(ids)
 
 
@@ -229,14 +259,19 @@ def import_session(account_id, document, origin=None):
             active=False, created_at=now if imported["created_at"] is None else imported["created_at"],
             updated_at=now,
         )
-        if messages:
+        # The rows are already database values: sqlite3's executemany writes them ~3.5x faster than
+        # insert_many, which renders and converts every value of every chunk in Python.
+        changes.sessions += 1
+        sql = None
+        for start in range(0, len(messages), WRITE_STEP_ROWS):
+            step = messages[start:start + WRITE_STEP_ROWS]
             rows = [(message_id, session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
                      now if m["created_at"] is None else m["created_at"], now)
-                    for seq, m, message_id in zip(itertools.count(1), messages, new_ids(len(messages)))]
-            # The rows are already database values: sqlite3's executemany writes them ~3.5x faster
-            # than insert_many, which renders and converts every value of every chunk in Python.
-            sql, _ = Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()
+                    for seq, m, message_id in zip(itertools.count(start + 1), step, new_ids(len(step)))]
+            sql = sql or Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()[0]
             db.cursor().executemany(sql, rows)
+            changes.stored_bytes += sum(_size(row[5], row[6]) for row in rows)
+            pause()
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
     return session
 
@@ -300,6 +335,7 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
         if row is None:
             session = Session.create(account=account_id, tag=tag, agent=claude.AGENT, title=claude.title(hook),
                                      metadata=json.dumps(claude.metadata(hook, {})))
+            changes.sessions += 1
             changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
         else:
             session = _session(row)
@@ -505,9 +541,10 @@ class Presence:
         self.write_interval_ms = write_interval_ms
         self.timeout_ms = timeout_ms
 
-    def forget(self, session_id):
-        with self._lock:
-            self._written.pop(session_id, None)
+    def forget(self, *session_ids):
+        with self._lock:  # once for them all: a delete-all may forget 100,000
+            for session_id in session_ids:
+                self._written.pop(session_id, None)
 
     def alive(self, session, time_ms=None, thinking=False, **extra):
         """`extra` rides on the activity ephemeral (a Claude Code tool call's `tool` and `detail`)."""

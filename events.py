@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from models import Account, Update, db, new_ids, now_ms
+from models import Account, Update, db, new_ids, now_ms, storage, storage_failure
 from schemas import to_json
 
 
@@ -35,25 +35,52 @@ def update_frame(update_id, seq, body_text, created_at):
 
 
 class Subscriber:
-    """One connection's view of the hub: what it wants, and the queue its handler drains."""
+    """One connection's view of the hub: what it wants, and the queue its handler drains.
 
-    def __init__(self, account_id, session_id, maxsize, token_id=None):
+    What the hub offers is bounded in count and in bytes (a thousand 1 MiB frames must not pile up
+    behind one reader that stopped); the connection's own items (its incoming frames) share the queue
+    to keep one order, but never count toward those bounds (`take` tells them apart)."""
+
+    def __init__(self, account_id, session_id, maxsize, token_id=None, max_bytes=1 << 60):
         self.account_id = account_id
         self.session_id = session_id
         self.token_id = token_id
-        self.queue = queue.Queue(maxsize)
+        self.queue = queue.Queue()
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.pending = 0  # items offered by the hub and not yet taken
+        self.pending_bytes = 0
+        self._lock = threading.Lock()
         self.overflowed = False
 
     def wants(self, session_id, origin):
-        return origin is not self and (self.session_id is None or self.session_id == session_id)
+        """An update of no session (delete-all) concerns every connection of the account."""
+        return origin is not self and (self.session_id is None or session_id in (None, self.session_id))
 
     def offer(self, item):
-        """Queue `item`; False when the queue is full (the subscriber is then dropped)."""
-        try:
-            self.queue.put_nowait(item)
-            return True
-        except queue.Full:
-            return False
+        """Queue `item` ((seq or kind, payload)); False when that would pass either bound (the
+        subscriber is then dropped)."""
+        size = len(item[1]) if isinstance(item[1], str) else 0
+        with self._lock:
+            if self.pending >= self.maxsize or self.pending_bytes + size > self.max_bytes:
+                return False
+            self.pending += 1
+            self.pending_bytes += size
+        self.queue.put_nowait((*item, size))
+        return True
+
+    def take(self, timeout=None):
+        """The next item, as (kind, payload): hub items are counted off the bounds."""
+        kind, payload, size = self.queue.get(timeout=timeout)
+        if size is not None:
+            with self._lock:
+                self.pending -= 1
+                self.pending_bytes -= size
+        return kind, payload
+
+    def put_own(self, kind, payload):
+        """Queue an item of the connection's own (not the hub's): unbounded here, bounded by its caller."""
+        self.queue.put_nowait((kind, payload, None))
 
 
 class Watcher(Subscriber):
@@ -78,7 +105,8 @@ class Watcher(Subscriber):
 
 
 # Run by every write: written out, as Peewee's rendering of them cost more than running them.
-_TAKE_SEQS = 'UPDATE "account" SET "seq" = "seq" + ? WHERE "id" = ? RETURNING "seq"'
+_TAKE_SEQS = ('UPDATE "account" SET "seq" = "seq" + ?, "session_count" = "session_count" + ?, "stored_bytes" = "stored_bytes" + ? '
+              'WHERE "id" = ? RETURNING "seq", "session_count", "stored_bytes"')
 _INSERT_UPDATES = ('INSERT INTO "update" ("id", "account_id", "seq", "session_id", "body", "created_at") '
                    'VALUES (?, ?, ?, ?, ?, ?)')
 # An account's log in seq order is in time order too: the rows below its first recent one are exactly
@@ -88,14 +116,37 @@ _PRUNE = ('DELETE FROM "update" WHERE "account_id" = ?1 AND "seq" < COALESCE('
           '9223372036854775807)')
 
 
-class Changes:
-    """Updates collected inside one write transaction; seqs are allocated together at its end."""
+class QuotaExceeded(Exception):
+    """A write would take the account past one of its quotas (Quotas)."""
 
-    def __init__(self, account_id, origin):
+    def __init__(self, what, limit):
+        super().__init__(f"This account may hold at most {limit:,} {what}.")
+        self.what = what
+        self.limit = limit
+
+
+class Quotas:
+    """Per-account limits (0: none). `sessions` and `stored_bytes` are checked by every write, in the
+    statement that allocates its seqs; `websockets_per_token` when a websocket subscribes."""
+
+    def __init__(self, sessions=0, stored_bytes=0, websockets_per_token=0):
+        self.sessions = sessions
+        self.stored_bytes = stored_bytes
+        self.websockets_per_token = websockets_per_token
+
+
+class Changes:
+    """Updates collected inside one write transaction; seqs are allocated together at its end, with
+    the change to what the account holds (`sessions`, `stored_bytes`), checked against its quotas."""
+
+    def __init__(self, account_id, origin, quotas):
         self.account_id = account_id
         self.origin = origin
+        self.quotas = quotas
         self.bodies = []
         self.published = []
+        self.sessions = 0
+        self.stored_bytes = 0
 
     def add(self, session_id, body):
         self.bodies.append((session_id, body))
@@ -104,7 +155,13 @@ class Changes:
         if not self.bodies:
             return
         count = len(self.bodies)
-        [(last,)] = db.execute_sql(_TAKE_SEQS, (count, self.account_id)).fetchall()
+        [(last, sessions, stored_bytes)] = db.execute_sql(
+            _TAKE_SEQS, (count, self.sessions, self.stored_bytes, self.account_id)).fetchall()
+        # Only growth is refused: a write that frees space always goes through.
+        if self.sessions > 0 and 0 < self.quotas.sessions < sessions:
+            raise QuotaExceeded("sessions", self.quotas.sessions)
+        if self.stored_bytes > 0 and 0 < self.quotas.stored_bytes < stored_bytes:
+            raise QuotaExceeded("bytes of messages", self.quotas.stored_bytes)
         created_at = now_ms()
         rows = []
         for seq, (session_id, body), update_id in zip(itertools.count(last - count + 1), self.bodies, new_ids(count)):
@@ -149,6 +206,7 @@ class Hub:
 
     def __init__(self):
         self._subscribers = defaultdict(set)
+        self._per_token = defaultdict(int)  # token id -> its open websockets (counted under the quota)
         self._lock = threading.Lock()
         # One writer at a time, held across commit and publish so every account's seqs reach
         # subscribers in order. SQLite allows one writer anyway; this queues writers in-process
@@ -159,7 +217,8 @@ class Hub:
         self.stopping = False  # set by shutdown(): waiting requests answer now instead of holding it up
         self.configure()
 
-    def configure(self, queue_size=1024, busy_wait=5.0, background_fanout=False, on_store=None):
+    def configure(self, queue_size=1024, queue_bytes=16 << 20, busy_wait=5.0, background_fanout=False,
+                  quotas=Quotas(), on_store=None):
         """`background_fanout` (the server's worker) hands each publication to one fan-out thread,
         so a publishing request costs the same at 10 subscribers or 10,000; without it (tests
         driving the app in-process) publication happens inline, in the same order.
@@ -167,6 +226,8 @@ class Hub:
         `on_store(changes)` runs in each write's transaction once its updates are stored: what it
         writes (notifications.py queues deliveries) commits, or not, with them."""
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.quotas = quotas
         self.busy_wait = busy_wait
         self.on_store = on_store
         if background_fanout and self._outbox is None:
@@ -174,8 +235,10 @@ class Hub:
             threading.Thread(target=self._fan_out_forever, daemon=True, name="fan-out").start()
 
     def subscribe(self, account_id, session_id=None, token_id=None):
-        """A websocket's Subscriber, registered for the duration of the block."""
-        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id))
+        """A websocket's Subscriber, registered for the duration of the block; QuotaExceeded when its
+        token already has as many open as the quota allows."""
+        return self._registered(Subscriber(account_id, session_id, self.queue_size, token_id, self.queue_bytes),
+                                self.quotas.websockets_per_token)
 
     def watch(self, account_id, session_id):
         """A Watcher of one session for the duration of the block. Start watching before reading
@@ -183,8 +246,12 @@ class Hub:
         return self._registered(Watcher(account_id, session_id))
 
     @contextmanager
-    def _registered(self, subscriber):
+    def _registered(self, subscriber, per_token=0):
         with self._lock:
+            if per_token and subscriber.token_id is not None:
+                if self._per_token[subscriber.token_id] >= per_token:
+                    raise QuotaExceeded("open websockets per token", per_token)
+                self._per_token[subscriber.token_id] += 1
             self._subscribers[subscriber.account_id].add(subscriber)
         try:
             yield subscriber
@@ -194,8 +261,12 @@ class Hub:
     def _drop(self, subscriber):
         with self._lock:
             subscribers = self._subscribers.get(subscriber.account_id)
-            if subscribers is not None:
+            if subscribers is not None and subscriber in subscribers:
                 subscribers.discard(subscriber)
+                if subscriber.token_id in self._per_token:
+                    self._per_token[subscriber.token_id] -= 1
+                    if not self._per_token[subscriber.token_id]:
+                        del self._per_token[subscriber.token_id]
                 if not subscribers:
                     del self._subscribers[subscriber.account_id]
 
@@ -270,7 +341,7 @@ class Hub:
         Transactions are plain SQL, not Peewee's atomic(), whose bookkeeping cost a tenth of a
         one-message append: nothing inside may open one (get_or_create does).
         """
-        changes = Changes(account_id, origin)
+        changes = Changes(account_id, origin, self.quotas)
         deadline = time.monotonic() + (self.busy_wait if busy_wait is None else busy_wait)
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy()
@@ -278,6 +349,7 @@ class Hub:
         try:
             group = self._group
             if group is None:
+                storage.check()
                 group = _Group(db.connection())
                 self._begin(group.connection.cursor(), deadline)
                 self._group, leading = group, True
@@ -288,12 +360,16 @@ class Hub:
                     self.on_store(changes)
                 cursor.execute("RELEASE write")
             group.members.append(changes)
-        except BaseException:
+        except BaseException as e:
             if leading:  # nobody else can have joined yet: this write held the lock throughout
                 self._group = None
                 if group.connection.in_transaction:
                     group.connection.cursor().execute("ROLLBACK")
-            raise
+            failure = storage_failure(e)
+            if failure is None or failure is e:
+                raise
+            storage.failure = failure
+            raise failure from e
         finally:
             self._write_lock.release()
         if leading:
@@ -311,10 +387,13 @@ class Hub:
                 try:
                     cursor.execute("COMMIT")
                 except BaseException as e:
-                    group.error = e
+                    group.error = storage_failure(e) or e
+                    if group.error is not e:
+                        storage.failure = group.error
                     if group.connection.in_transaction:
                         cursor.execute("ROLLBACK")
                     return
+                storage.failure = None
                 for changes in group.members:
                     for seq, session_id, text in changes.published:
                         self.publish(changes.account_id, session_id, (seq, text), changes.origin)
@@ -335,8 +414,13 @@ class Hub:
                     raise Busy() from e
                 time.sleep(0.02)
 
-    def replay(self, account_id, since):
-        """Frames of every update after `since`, or None when the log no longer reaches back that far."""
+    def replay(self, account_id, since, page_rows=500, page_bytes=1 << 20):
+        """(pages, latest): the frames of every update after `since` up to the latest seq, as an
+        iterator of pages; pages is None when the log no longer reaches back that far.
+
+        Each page (page_rows rows, or page_bytes of bodies) is read on a pooled connection held only
+        while reading it, by keyset on (account, seq): a connection holds one page, however long the
+        log, and no read transaction stays open while a slow peer takes the frames."""
         latest = Account.get_by_id(account_id).seq
         if since > latest:
             return None, latest
@@ -348,13 +432,31 @@ class Hub:
                  .scalar())
         if since < latest and (first is None or first > since + 1):
             return None, latest
-        rows = (Update
-                .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
-                .where((Update.account == account_id) & (Update.seq > since))
-                .order_by(Update.seq)
-                .tuples())
-        return [(seq, session_id, update_frame(uid, seq, body, created_at))
-                for uid, seq, session_id, body, created_at in rows], latest
+        return self._pages(account_id, since, latest, page_rows, page_bytes), latest
+
+    @staticmethod
+    def _pages(account_id, after, latest, page_rows, page_bytes):
+        while after < latest:
+            query = (Update
+                     .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
+                     .where((Update.account == account_id) & (Update.seq > after) & (Update.seq <= latest))
+                     .order_by(Update.seq)
+                     .limit(page_rows))
+            page, size = [], 0
+            with db.connection_context():
+                cursor = db.execute(query)
+                try:
+                    for uid, seq, session_id, body, created_at in cursor:
+                        page.append((seq, session_id, update_frame(uid, seq, body, created_at)))
+                        size += len(body)
+                        if size >= page_bytes:
+                            break
+                finally:
+                    cursor.close()  # ends the read transaction, even after a break
+            if not page:
+                return
+            yield page
+            after = page[-1][0]
 
     def prune(self, older_than_ms):
         """Delete updates older than `older_than_ms`, an account at a time; returns how many."""

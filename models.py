@@ -4,7 +4,9 @@ This module owns the SQLite file: its pragmas, its tables and the numbered migra
 older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
 import hashlib
+import logging
 import os
+import sqlite3
 import threading
 import time
 
@@ -13,6 +15,8 @@ from peewee import (
     ForeignKeyField, IntegerField, Model, TextField,
 )
 from playhouse.pool import PooledSqliteDatabase
+
+log = logging.getLogger("switchboard")
 
 # Connections go back to a pool instead of being closed: closing the last connection makes SQLite
 # checkpoint and delete the WAL, which more than halves the write rate when done per request.
@@ -96,6 +100,9 @@ class Account(BaseModel):
     name = CharField(unique=True)
     seq = BigIntegerField(default=0)  # last update seq allocated (events.write)
     created_at = BigIntegerField(default=now_ms)
+    # What the quotas count, kept by every write in the statement that allocates its seqs (events.Changes)
+    session_count = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])  # (added by ALTER TABLE)
+    stored_bytes = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])  # message content and metadata, UTF-8
 
 
 class Token(BaseModel):
@@ -135,7 +142,7 @@ class Session(BaseModel):
         indexes = (
             (("account", "tag"), True),
             (("account", "id"), False),
-            (("account", "updated_at"), False),
+            (("account", "updated_at", "id"), False),
             (("account", "active", "last_active_at"), False),
         )
 
@@ -386,6 +393,18 @@ MIGRATIONS = [
         'CREATE INDEX "push_job_session_id" ON "push_job" ("session_id")',
         'CREATE INDEX "push_job_next_attempt_at" ON "push_job" ("next_attempt_at")',
     ],
+    # 6: the counters the per-account quotas check, from what is stored;
+    # the lists' order (updated_at, id) read from one index, without a sort or a row lookup per session.
+    [
+        'CREATE INDEX IF NOT EXISTS "session_account_id_updated_at_id" ON "session" ("account_id", "updated_at", "id")',
+        'DROP INDEX IF EXISTS "session_account_id_updated_at"',
+        'ALTER TABLE "account" ADD COLUMN "session_count" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "account" ADD COLUMN "stored_bytes" INTEGER NOT NULL DEFAULT 0',
+        'UPDATE "account" SET "session_count" = (SELECT COUNT(*) FROM "session" WHERE "session"."account_id" = "account"."id"), '
+        '"stored_bytes" = (SELECT COALESCE(SUM(LENGTH(CAST("message"."content" AS BLOB)) '
+        '+ COALESCE(LENGTH(CAST("message"."metadata" AS BLOB)), 0)), 0) FROM "message" '
+        'JOIN "session" ON "session"."id" = "message"."session_id" WHERE "session"."account_id" = "account"."id")',
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -406,17 +425,111 @@ def init_db(path, max_connections=64):
 
 
 def migrate():
-    """Bring the file to SCHEMA_VERSION; the version lives in PRAGMA user_version."""
+    """Bring the file to SCHEMA_VERSION; the version lives in PRAGMA user_version. Nothing is written
+    when no migration is due, so a server starts (and reads) on a full disk."""
     with db.connection_context():
-        with db.atomic("IMMEDIATE"):
-            version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"database schema version {version} is newer than this server's "
-                    f"{SCHEMA_VERSION}; upgrade Switchboard"
-                )
-            for step in MIGRATIONS[version:]:
-                for statement in step:
-                    db.execute_sql(statement)
-            db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            with db.atomic("IMMEDIATE"):
+                version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise SchemaTooNew(
+                        f"database schema version {version} is newer than this server's "
+                        f"{SCHEMA_VERSION}; upgrade Switchboard"
+                    )
+                for step in MIGRATIONS[version:]:
+                    for statement in step:
+                        db.execute_sql(statement)
+                db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    storage.watch(db.database)
     return version
+
+
+# --- the file's health ----------------------------------------------------------------------------
+
+class StorageUnavailable(Exception):
+    """The database cannot store anything: the disk is full, the file is read-only, or the file the
+    server opened is no longer the one at its path (deleted or replaced under it)."""
+
+    def __init__(self, reason, full=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.full = full
+
+
+# SQLite's primary result codes that say the storage, not the statement, failed.
+_STORAGE_CODES = {sqlite3.SQLITE_FULL: "The disk holding the database is full.",
+                  sqlite3.SQLITE_READONLY: "The database file is read-only.",
+                  sqlite3.SQLITE_IOERR: "The database file cannot be read or written (I/O error).",
+                  sqlite3.SQLITE_CANTOPEN: "The database file cannot be opened."}
+
+
+def storage_failure(exc):
+    """The StorageUnavailable an exception (sqlite3's or Peewee's wrapper of it) amounts to, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            primary = code & 0xFF
+            return StorageUnavailable(_STORAGE_CODES[primary], primary == sqlite3.SQLITE_FULL) \
+                if primary in _STORAGE_CODES else None
+        # Peewee wraps the driver's exception as its first argument
+        exc = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc.__cause__
+    return None
+
+
+class Storage:
+    """Whether the file still takes writes, for /health and for every write transaction.
+
+    SQLite keeps writing to a file deleted under it (its open descriptor still works), acknowledging
+    writes that vanish at the next start: so the path is checked against the file opened at start.
+    A write that failed for want of storage marks the file degraded until a write succeeds again.
+    """
+
+    def __init__(self):
+        self.path = None
+        self.identity = None
+        self.failure = None
+        self._lost_logged = False
+
+    def watch(self, path):
+        st = os.stat(path)
+        self.path, self.identity, self.failure, self._lost_logged = path, (st.st_dev, st.st_ino), None, False
+
+    def check(self):
+        """Raise StorageUnavailable if the file at the path is not the one opened at start."""
+        if self.identity is None:
+            return
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            if not self._lost_logged:
+                self._lost_logged = True
+                log.critical("DATABASE FILE LOST: %s was deleted or replaced while the server had it open; "
+                             "refusing every write. Restore the file or restart the server.", self.path)
+            raise StorageUnavailable("The database file was deleted or replaced under the running server.")
+
+    def healthy(self):
+        """None when the file takes writes, else the StorageUnavailable that says why not."""
+        try:
+            self.check()
+        except StorageUnavailable as e:
+            return e
+        return self.failure
+
+
+storage = Storage()
+
+
+def pause():
+    """Let the worker serve everyone else between two steps of a long piece of work (pages of a
+    listing or a replay, chunks of an import). time.sleep(0) is not enough under gevent: it runs the
+    greenlets already ready but does not poll the sockets, so /health waited out a whole 60,000-session
+    listing; a millisecond's timer makes the loop poll them."""
+    time.sleep(0.001)

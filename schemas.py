@@ -14,12 +14,15 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
 
+from models import pause
+
 
 class Limits:
     """Size limits, set from the app config (create_app) before any request is served."""
     content_bytes = 1 << 20
     metadata_bytes = 1 << 20
     key_chars = 256
+    import_messages = 100_000
 
 
 limits = Limits()
@@ -144,7 +147,71 @@ def parse_json(raw):
 
     A lone UTF-16 surrogate escape ("\\ud800") parses, but no text can hold it: stored, it failed
     every later encoding (a 500). Only a body with a surrogate escape is searched for one."""
-    value = json.loads(raw)
+    return _no_lone_surrogates(raw, json.loads(raw))
+
+
+_decoder = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+STEP_ITEMS = 2000  # parsed or loaded between two yields: well under a millisecond each
+
+
+def parse_json_in_steps(raw, max_items):
+    """parse_json for a JSON object whose members may be long arrays (an export document): parsed an
+    array item at a time, yielding the worker (models.pause) every STEP_ITEMS items, and refusing
+    an array longer than `max_items` before the rest of it is parsed.
+
+    json.loads of a 16 MiB body of a million tiny values held the worker for 0.65 s and its result
+    took 500 MB; here nothing holds it for long and a refused body costs at most `max_items` values."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    i = _SPACE.match(text).end()
+    if text[i:i + 1] != "{":
+        return parse_json(raw)  # not an object: nothing long to step through, the schema says what is wrong
+    value, i = {}, _SPACE.match(text, i + 1).end()
+    closing = text[i:i + 1] == "}"
+    if closing:
+        i = _SPACE.match(text, i + 1).end()
+    while not closing:
+        if text[i:i + 1] != '"':
+            raise ValueError(f"a member name is expected at {i}")
+        key, i = _decoder.raw_decode(text, i)
+        i = _SPACE.match(text, i).end()
+        if text[i:i + 1] != ":":
+            raise ValueError(f"':' is expected at {i}")
+        i = _SPACE.match(text, i + 1).end()
+        if text[i:i + 1] == "[":
+            value[key], i = _array_in_steps(text, i, key, max_items)
+        else:
+            value[key], i = _decoder.raw_decode(text, i)
+        i = _SPACE.match(text, i).end()
+        separator, i = text[i:i + 1], _SPACE.match(text, i + 1).end()
+        if separator not in (",", "}"):
+            raise ValueError(f"',' or '}}' is expected at {i}")
+        closing = separator == "}"
+    if i != len(text):
+        raise ValueError(f"extra data at {i}")
+    return _no_lone_surrogates(raw, value)
+
+
+def _array_in_steps(text, i, key, max_items):
+    items, i = [], _SPACE.match(text, i + 1).end()
+    if text[i:i + 1] == "]":
+        return items, i + 1
+    while True:
+        item, i = _decoder.raw_decode(text, i)
+        items.append(item)
+        if len(items) > max_items:
+            raise ValidationError({key: [f"At most {max_items} items."]})
+        if len(items) % STEP_ITEMS == 0:
+            pause()
+        i = _SPACE.match(text, i).end()
+        separator, i = text[i:i + 1], _SPACE.match(text, i + 1).end()
+        if separator == "]":
+            return items, i
+        if separator != ",":
+            raise ValueError(f"',' or ']' is expected at {i}")
+
+
+def _no_lone_surrogates(raw, value):
     if _SURROGATE_ESCAPE[type(raw)].search(raw):
         pending = [value]
         while pending:
@@ -230,6 +297,8 @@ class FirstErrorList(fields.List):
         keys = {key for key, _, _ in declared}
         loaded = []
         for index, item in enumerate(value):
+            if index % STEP_ITEMS == STEP_ITEMS - 1:
+                pause()  # a long list must not hold the worker: others are served between steps
             if not isinstance(item, dict):
                 raise ValidationError({index: {"_schema": ["Invalid input type."]}})
             errors = {} if keys.issuperset(item) else {key: ["Unknown field."] for key in item.keys() - keys}
@@ -534,11 +603,16 @@ class ImportedSessionSchema(BaseSchema):
 
 
 class ImportDocumentSchema(BaseSchema):
+    """An export document. Its body is parsed in steps, at most `limits.import_messages` messages."""
     version = StrictInt(required=True, metadata={"enum": [EXPORT_VERSION]})  # checked first: supported_version
     exported_at = Iso(allow_none=True)
     session = fields.Nested(ImportedSessionSchema, required=True)
     messages = FirstErrorList(fields.Nested(ImportedMessageSchema), required=True,
                               metadata={"description": "In order. No local_id twice."})
+
+    @staticmethod
+    def parse(raw):
+        return parse_json_in_steps(raw, limits.import_messages)
 
     @pre_load
     def supported_version(self, data, **kwargs):

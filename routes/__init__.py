@@ -4,20 +4,23 @@ the API error, and the `endpoint` decorator whose declarations also become the O
 Views stay thin: `endpoint` loads and validates input before the view runs, so a view only looks up,
 calls one domain operation and dumps.
 """
+import functools
 import hmac
+import socket
 import threading
 from collections import namedtuple
 from functools import wraps
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import g, jsonify, request
+import gevent
+from flask import current_app, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from events import Busy, hub
-from models import Token, db, hash_secret, now_ms
+from models import Token, db, hash_secret, now_ms, pause
 from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, parse_json, to_json
 
 
@@ -45,6 +48,12 @@ class JsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj, **kwargs):
         return to_json(obj)
+
+
+def storage_error(failure):
+    """The answer to a write the storage could not take: 507 when the disk is full, else 503."""
+    return ApiError(507 if failure.full else 503, "storage_unavailable", failure.reason,
+                    headers={"Retry-After": "30"})
 
 
 # --- authentication -----------------------------------------------------------------------------
@@ -88,7 +97,14 @@ def authenticate():
     """before_request hook for every authenticated blueprint: sets g.account_id and g.token_id."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    # From the headers alone, before any body byte is read: a request that fails here never has its
+    # body read. The connection goes back to the pool while the body is read (read_body).
+    opened = db.is_closed()
+    try:
+        token = token_for_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    finally:
+        if opened:
+            db.close()
     if token is None:
         raise ApiError(401, "unauthorized", "A valid 'Authorization: Bearer <token>' header is required.",
                        headers={"WWW-Authenticate": "Bearer"})
@@ -106,7 +122,8 @@ def load_body(schema):
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "Send the body as JSON with 'Content-Type: application/json'.")
         try:
-            data = parse_json(read_body())
+            # A schema for long documents parses its body in steps (schemas.parse_json_in_steps).
+            data = getattr(schema, "parse", parse_json)(read_body())
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser's stack
             data = None
         if data is None:
@@ -114,24 +131,112 @@ def load_body(schema):
     return schema.load(data)
 
 
+class RequestTimeout(ApiError):
+    def __init__(self):
+        super().__init__(408, "request_timeout", "The request body did not arrive in time.")
+
+
+class _InFlight:
+    """Body bytes being read or held by requests, bounded in total: past the budget a request is
+    answered 503 before its body is read. Each body counts as at least MIN_CHARGE, as it also holds one
+    of the worker's connections: that caps slow uploads at budget / MIN_CHARGE, far below the pool."""
+    MIN_CHARGE = 64 << 10
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.used = 0
+
+    def reserve(self, size, budget):
+        charge = max(size, self.MIN_CHARGE)
+        with self._lock:
+            if self.used + charge > budget:
+                return 0
+            self.used += charge
+        return charge
+
+    def release(self, charge):
+        with self._lock:
+            self.used -= charge
+
+
+in_flight = _InFlight()
+
+
 def read_body():
-    """The body's bytes, read once per request; 413 past MAX_CONTENT_LENGTH without reading further.
+    """The body's bytes, read once per request, after authentication (the caller's job: a request that
+    fails it never has its body read). 413 past MAX_CONTENT_LENGTH without reading further; 503 when the
+    in-flight budget is spent; 408 when the whole body takes longer than BODY_TIMEOUT_SECONDS.
 
     werkzeug refuses a Content-Length over the limit before reading a byte, but cuts a chunked body
     at the limit without a word, leaving invalid JSON or, worse, a valid prefix that would be stored.
     """
     if "body" not in g:
-        if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
-            g.body = request.get_data()
-        else:
-            limit = request.max_content_length
-            try:
-                g.body = request.environ["wsgi.input"].read(limit + 1)
-            except Exception:  # the server's own parser refused the chunk framing (gunicorn's ParseException)
-                raise BadRequest("The chunked body is malformed.") from None
-            if len(g.body) > limit:
-                raise RequestEntityTooLarge()
+        limit = request.max_content_length
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if not chunked and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
+        config = current_app.config
+        charge = in_flight.reserve(limit if chunked else request.content_length or 0, config["MAX_INFLIGHT_BODY_BYTES"])
+        if not charge:
+            raise ApiError(503, "server_busy", "Too many uploads in progress; retry shortly.",
+                           headers={"Retry-After": "1"})
+        g.body_charge = charge  # released when the request ends (release_body)
+        # The whole body has one deadline: a client trickling a byte at a time must not hold a
+        # connection (and its share of the budget) for as long as it likes.
+        with gevent.Timeout(config["BODY_TIMEOUT_SECONDS"], RequestTimeout):
+            if not chunked:
+                g.body = _read_in_steps(request.stream, request.content_length or 0)
+            else:
+                try:
+                    g.body = request.environ["wsgi.input"].read(limit + 1)
+                except Exception:  # the server's own parser refused the chunk framing (gunicorn's ParseException)
+                    raise BadRequest("The chunked body is malformed.") from None
+                if len(g.body) > limit:
+                    raise RequestEntityTooLarge()
     return g.body
+
+
+def _read_in_steps(stream, size, step=1 << 20):
+    """`size` bytes from the stream, pausing the worker after each MiB: copying 16 MiB that arrived
+    at once took the worker for a tenth of a second."""
+    chunks = []
+    while size > 0:
+        chunk = stream.read(min(step, size))
+        if not chunk:
+            break  # the client stopped short; the parser sees a truncated body
+        chunks.append(chunk)
+        size -= len(chunk)
+        pause()
+    return b"".join(chunks)
+
+
+def release_body(exc=None):
+    """teardown_request: give back the request's share of the in-flight budget."""
+    charge = g.pop("body_charge", 0)
+    if charge:
+        in_flight.release(charge)
+
+
+def close_unread_body(response):
+    """after_request: a body that was sent but not read whole is never drained. The connection ends
+    with this answer (its reading side shut once the answer is out), so nobody can make the worker
+    read a body it refused, or one no route wanted."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None and _body_left_unread():
+        response.call_on_close(functools.partial(_shut_reading, sock))
+    return response
+
+
+def _body_left_unread():
+    declared = request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(declared) and "body" not in g
+
+
+def _shut_reading(sock):
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
 
 
 def load_query(schema):
@@ -141,7 +246,9 @@ def load_query(schema):
 # --- declaration and OpenAPI --------------------------------------------------------------------
 
 _ERROR_STATUSES = {400: "Invalid input", 401: "Missing or invalid token", 404: "Not found",
-                   409: "Conflict", 413: "Body too large", 415: "Not JSON", 503: "Database busy"}
+                   408: "The body did not arrive in time", 409: "Conflict", 413: "Body too large",
+                   415: "Not JSON", 429: "A quota of the account is reached",
+                   503: "Database busy, too many uploads, or storage unavailable", 507: "Disk full"}
 
 
 def endpoint(*, body=None, query=None, responses, errors=(401,)):
@@ -160,7 +267,7 @@ def endpoint(*, body=None, query=None, responses, errors=(401,)):
 
         statuses = set(errors) | ({400} if body is not None or query is not None else set())
         if body is not None:
-            statuses |= {413, 415}
+            statuses |= {408, 413, 415}
         wrapper.openapi = {"body": body, "query": query, "responses": responses, "errors": sorted(statuses)}
         return wrapper
     return decorate
@@ -198,13 +305,17 @@ def _input_instant(converter, field, ret, **kwargs):
 
 
 def _any_request():
-    """What a request to any operation may meet: the database locked by another process, or every pooled
-    connection in use (503); and, refused by gunicorn in HTML before the app sees it, a request line
-    (method, path and query string) over gunicorn's limit of 4094 bytes (414)."""
+    """What a request to any operation may meet: the database locked by another process, every pooled
+    connection in use, too many uploads in flight or the storage failing (503, 507 for a full disk), a
+    quota (429); and, refused by gunicorn in HTML before the app sees it, a request line (method, path
+    and query string) over gunicorn's limit of 4094 bytes (414)."""
+    retry = {"Retry-After": {"schema": {"type": "integer"}}}
+    error = {"application/json": {"schema": "Error"}}
     return {"414": {"description": "Request line too long (answered by the HTTP server, in HTML)",
                     "content": {"text/html": {"schema": {"type": "string"}}}},
-            "503": {"description": _ERROR_STATUSES[503], "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                    "content": {"application/json": {"schema": "Error"}}}}
+            "429": {"description": _ERROR_STATUSES[429], "content": error},
+            "503": {"description": _ERROR_STATUSES[503], "headers": retry, "content": error},
+            "507": {"description": _ERROR_STATUSES[507], "headers": retry, "content": error}}
 
 
 def build_spec(app, title, version):

@@ -3,16 +3,17 @@
 Views look up the caller's session, call one domain operation and dump, as the agent contract's do.
 A session's messages and its export are streamed a page at a time, so no response holds them all.
 """
-
 from flask import Blueprint, Response, g
 
 import domain
 import schemas
-from models import Session, message_pages, now_ms
+from models import Session, db, message_pages, now_ms, pause
 from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("api_sessions", __name__)
 bp.before_request(authenticate)
+
+LIST_PAGE_ROWS = 250  # sessions read and dumped between two pauses of a listing: ~10 ms
 
 
 @bp.errorhandler(domain.SessionNotFound)
@@ -23,12 +24,31 @@ def session_not_found(e):
 @bp.get("/api/sessions")
 @endpoint(responses={200: schemas.SessionItems})
 def index():
-    """Every session of the caller, most recently updated first."""
-    rows = (Session
-            .select()
-            .where(Session.account == g.account_id)
-            .order_by(Session.updated_at.desc(), Session.id.desc()))
-    return schemas.session_items.dump({"items": rows})
+    """Every session of the caller, most recently updated first (streamed)."""
+    # The order is read at once (ids only: 100,000 take a few MB and one short query); the sessions
+    # are then read and dumped a page at a time, each page on a connection held only while reading it,
+    # yielding between pages. Dumping 100,000 in one go held the worker for 3.6 s. Each session that
+    # exists throughout is listed once, as it is when its page is read; one deleted meanwhile is left out.
+    query = (Session
+             .select(Session.id)
+             .where(Session.account == g.account_id)
+             .order_by(Session.updated_at.desc(), Session.id.desc()))
+    ids = [sid for (sid,) in db.execute(query).fetchall()]  # without Peewee's per-row wrapper
+
+    def chunks():
+        yield '{"items":['
+        separator = ""
+        for start in range(0, len(ids), LIST_PAGE_ROWS):
+            page = ids[start:start + LIST_PAGE_ROWS]
+            with db.connection_context():
+                found = {s.id: s for s in Session.select().where(Session.id.in_(page))}
+            rows = [found[sid] for sid in page if sid in found]
+            if rows:
+                yield separator + schemas.to_json(schemas.session_schema.dump(rows, many=True))[1:-1]
+                separator = ","
+            pause()
+        yield "]}"
+    return Response(chunks(), mimetype="application/json")
 
 
 @bp.post("/api/sessions")

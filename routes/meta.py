@@ -5,8 +5,8 @@ from pathlib import Path
 from flask import Blueprint, current_app, g, send_file
 
 import schemas
-from models import Account, Token, db
-from routes import authenticate, endpoint
+from models import Account, Token, db, storage
+from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("meta", __name__)
 
@@ -14,8 +14,11 @@ bp = Blueprint("meta", __name__)
 @bp.get("/health")
 @endpoint(responses={200: schemas.Health}, errors=())
 def health():
-    """200 once the database answers."""
+    """200 once the database answers and takes writes; 503 storage_unavailable when it cannot."""
     db.execute_sql("SELECT 1")
+    failure = storage.healthy()
+    if failure is not None:
+        raise ApiError(503, "storage_unavailable", failure.reason, headers={"Retry-After": "30"})
     return schemas.health.dump({"status": "ok"})
 
 

@@ -2,12 +2,11 @@
 ephemerals and client events (DESIGN.md §5).
 
 Only a connection's own handler sends on its socket. A reader thread turns incoming frames into
-items on the same bounded queue the hub fills, so one loop serialises updates and acks in order.
+items on the queue the hub fills (bounded separately), so one loop serialises updates and acks in order.
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
 import functools
 import logging
-import queue
 import socket
 import threading
 import time
@@ -19,8 +18,8 @@ from simple_websocket import ConnectionClosed
 
 import domain
 import schemas
-from events import Busy, frame, hub
-from models import Account, db
+from events import Busy, QuotaExceeded, frame, hub
+from models import Account, db, pause, storage_failure
 from models import Token
 from routes import token_for_secret
 
@@ -28,9 +27,12 @@ bp = Blueprint("updates", __name__)
 log = logging.getLogger("switchboard")
 sock = Sock()
 
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_QUOTA_EXCEEDED = 4429
 
 # Items the reader thread and the hub put on a connection's queue besides (seq or None, frame).
 INCOMING = "incoming"
@@ -134,6 +136,8 @@ class Connection:
         self.account_id = None
         self.last_seq = 0
         self.subscriber = None
+        self.incoming_bytes = 0  # frames read and not yet answered (read)
+        self._incoming_lock = threading.Lock()
 
     def send(self, text, encode=frame_bytes):
         if not self.ws.connected:
@@ -168,16 +172,28 @@ class Connection:
         if self.account_id is None:
             return self.refuse("Invalid token.")
         scope = auth["session_id"] if auth["client_type"] == "session-scoped" else None
-        with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
-            try:
-                self.catch_up(auth["since"], scope)
-                threading.Thread(target=self.read, daemon=True).start()
-                self.serve()
-            finally:
-                self.release_reader()
+        try:
+            with hub.subscribe(self.account_id, scope, token.token_id) as self.subscriber:
+                self.serve_subscribed(auth["since"], scope)
+        except QuotaExceeded as e:  # only subscribing raises it: events answer it with an error frame
+            self.send(frame("error", {"error": "quota_exceeded", "message": str(e)}))
+            self.ws.close(CLOSE_QUOTA_EXCEEDED, str(e))
+
+    def serve_subscribed(self, since, scope):
+        try:
+            if not self.catch_up(since, scope):
+                return
+            threading.Thread(target=self.read, daemon=True).start()
+            self.serve()
+        except (OSError, ConnectionClosed):
+            raise
+        except Exception:
+            internal_error(self.ws)  # before release_reader's normal close
+        finally:
+            self.release_reader()
 
     def release_reader(self):
-        """Let the reader thread finish: close the socket, wake its receive(), unblock its put()."""
+        """Let the reader thread finish: close the socket and wake its receive()."""
         if self.ws.connected:
             try:
                 self.ws.close()
@@ -185,43 +201,56 @@ class Connection:
                 pass
         self.ws.connected = False
         self.ws.event.set()
-        try:
-            while True:
-                self.subscriber.queue.get_nowait()
-        except queue.Empty:
-            pass
 
     def catch_up(self, since, scope):
-        """Replay what the client missed; live items already queued are deduplicated by seq."""
+        """Replay what the client missed, a page at a time; live items already queued are
+        deduplicated by seq. False when the replay outlasted WS_REPLAY_SECONDS: the connection is
+        closed with 1013, and the client resumes from the last seq it got."""
         with db.connection_context():
             if since is None:
-                latest = Account.get_by_id(self.account_id).seq
-                replayed = []
+                pages, latest = [], Account.get_by_id(self.account_id).seq
             else:
-                replayed, latest = hub.replay(self.account_id, since)
-        if replayed is None:
+                pages, latest = hub.replay(self.account_id, since)
+        if pages is None:
             self.send(frame("resync", {"seq": latest}))
         else:
-            for seq, session_id, text in replayed:
-                if scope is None or session_id == scope:
-                    self.send(text)
+            deadline = time.monotonic() + self.config["WS_REPLAY_SECONDS"]
+            for page in pages:
+                for seq, session_id, text in page:
+                    if scope is None or session_id in (None, scope):
+                        self.send(text)
+                if time.monotonic() > deadline:
+                    self.ws.close(CLOSE_TRY_AGAIN_LATER, "Replay too slow: reconnect with since.")
+                    return False
+                pause()  # the worker serves everyone else between pages
         self.last_seq = latest
         self.send(frame("ready", {"seq": latest}))
+        return True
 
     def read(self):
+        """Hand incoming frames to the handler's loop, in order. They never count toward the 1013 bound
+        (that is for events the client does not read), and none is dropped: past WS_INCOMING_BYTES
+        waiting for an answer, the connection closes with 1008 after answering those already in."""
         try:
             while True:
                 raw = self.ws.receive()
                 if raw is None:
                     continue
-                self.subscriber.queue.put((INCOMING, raw))
+                with self._incoming_lock:
+                    self.incoming_bytes += len(raw)
+                    over = self.incoming_bytes > self.config["WS_INCOMING_BYTES"]
+                if over:
+                    self.subscriber.put_own(hub.CLOSE, (CLOSE_POLICY_VIOLATION,
+                                                        "Too many frames waiting for an answer: wait for acks."))
+                    return
+                self.subscriber.put_own(INCOMING, raw)
         except ConnectionClosed:
             pass
-        self.subscriber.queue.put((CLOSED, None))
+        self.subscriber.put_own(CLOSED, None)
 
     def serve(self):
         while True:
-            kind, payload = self.subscriber.queue.get()
+            kind, payload = self.subscriber.take()
             if self.subscriber.overflowed:
                 self.ws.close(CLOSE_TRY_AGAIN_LATER, "Too slow: reconnect with since.")
                 return hang_up(self.ws)
@@ -232,6 +261,8 @@ class Connection:
                     self.ws.close(CLOSE_MESSAGE_TOO_BIG, "Message is too big")
                     return
                 self.handle(payload)
+                with self._incoming_lock:
+                    self.incoming_bytes -= len(payload)
             elif kind is None:
                 self.send(payload, shared_frame_bytes)
             elif kind == hub.CLOSE:
@@ -272,6 +303,13 @@ class Connection:
             return self.reply("error", {"error": "session_not_found", "message": "Session not found."}, ack)
         except Busy:
             return self.reply("error", {"error": "database_busy", "message": "Database busy; retry."}, ack)
+        except QuotaExceeded as e:
+            return self.reply("error", {"error": "quota_exceeded", "message": str(e)}, ack)
+        except Exception as e:
+            failure = storage_failure(e)
+            if failure is None:
+                raise  # unexpected: the connection closes with 1011 (updates)
+            return self.reply("error", {"error": "storage_unavailable", "message": failure.reason}, ack)
         if ack is not None:
             self.reply("ack", result, ack)
 
@@ -347,3 +385,17 @@ def updates(ws):
         Connection(ws, current_app.config).run()
     except OSError:
         hang_up(ws)  # the peer vanished or stopped reading past the send timeout
+    except ConnectionClosed:
+        pass
+    except Exception:
+        internal_error(ws)
+
+
+def internal_error(ws):
+    """Close with 1011 after an unexpected error. It must never reach Flask, whose 500 answer would
+    be written into the upgraded stream."""
+    log.exception("websocket handler failed")
+    try:
+        ws.close(CLOSE_INTERNAL_ERROR, "Internal error.")
+    except (ConnectionClosed, OSError):
+        pass

@@ -43,7 +43,7 @@ def published(sub):
     """The update bodies queued for a hub subscriber, in order."""
     bodies = []
     while not sub.queue.empty():
-        seq, text = sub.queue.get_nowait()
+        seq, text = sub.take()
         frame = json.loads(text)
         assert frame["event"] == "update" and frame["data"]["seq"] == seq
         bodies.append(frame["data"]["body"])
@@ -278,13 +278,12 @@ def test_delete_all_deletes_every_own_session_in_one_transaction_and_no_one_else
     with hub.subscribe(account_id(app, "alice")) as sub, hub.subscribe(account_id(app, "bob")) as bob_sub:
         r = client.delete("/api/sessions", headers=auth)
     assert r.status_code == 200 and r.get_json() == {"deleted": 3}
-    assert sorted(b["sid"] for b in published(sub)) == sorted(mine)
+    # one update for the lot, not one per session
+    assert published(sub) == [{"t": "delete-all", "deleted": 3}]
     assert bob_sub.queue.empty()
-    # one transaction: the three updates were allocated together, right after the last one
-    seqs = query(app, 'SELECT seq, body FROM "update" WHERE account_id = ? AND seq > ?', account_id(app, "alice"),
-                 before[0][0])
-    assert [s for s, _ in seqs] == [before[0][0] + 1, before[0][0] + 2, before[0][0] + 3]
-    assert all(json.loads(b)["t"] == "delete-session" for _, b in seqs)
+    seqs = query(app, 'SELECT seq, session_id, body FROM "update" WHERE account_id = ? AND seq > ?',
+                 account_id(app, "alice"), before[0][0])
+    assert seqs == [(before[0][0] + 1, None, '{"t":"delete-all","deleted":3}')]
     assert query(app, "SELECT id FROM session") == [(bobs,)]
     assert query(app, "SELECT * FROM message WHERE session_id = ?", bobs) == bob_rows
     assert query(app, 'SELECT seq, body FROM "update" WHERE account_id = ?', account_id(app, "bob")) == bob_log
@@ -438,10 +437,10 @@ def test_management_writes_reach_a_websocket_watcher(live_server, ws_connect):
     requests.delete(base, headers=headers)
     bodies = [ws.expect("update")["data"]["body"] for _ in range(7)]
     assert [b["t"] for b in bodies] == ["new-session", "update-session", "update-session", "new-message",
-                                        "new-session", "delete-session", "delete-session"]
+                                        "new-session", "delete-session", "delete-all"]
     assert bodies[1]["title"] == "renamed" and bodies[2]["systemPrompt"] == "p"
     assert bodies[3]["message"]["content"] == "hi" and bodies[3]["message"]["role"] == "user"
-    assert bodies[4]["id"] == copy and bodies[5]["sid"] == sid and bodies[6]["sid"] == copy
+    assert bodies[4]["id"] == copy and bodies[5]["sid"] == sid and bodies[6]["deleted"] == 1
     ws.silent()
 
 

@@ -228,7 +228,8 @@ def test_a_version_2_update_log_is_carried_into_version_3(tmp_path):
     models.init_db(str(path))
     assert models.migrate() == 2
     with models.db.connection_context():
-        frames, latest = hub.replay(1, 0)
+        pages, latest = hub.replay(1, 0)
+        frames = [frame for page in pages for frame in page]
     models.db.close_all()
     assert latest == 2 and [(seq, sid) for seq, sid, _ in frames] == [(1, "s1"), (2, None)]
     assert '"id":"u2","seq":2,"body":{"t":"b"},"createdAt":20' in frames[1][2]
