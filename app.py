@@ -14,16 +14,11 @@ import resource
 import secrets
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
 
-import peewee
-from flask import Flask, jsonify, request
-from marshmallow import ValidationError
-from playhouse.pool import MaxConnectionsExceeded
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 __version__ = "0.2.0"
 
@@ -93,9 +88,10 @@ def create_app(config=None):
     import notifications
     import push
     import schemas
+    import errors
     from routes import (
-        ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, hooks, meta, release_body,
-        requests, storage_error, ui, updates,
+        JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, hooks, meta, release_body, requests,
+        ui, updates,
     )
     from routes import push as push_routes, webhooks as webhook_routes
 
@@ -143,58 +139,8 @@ def create_app(config=None):
         if not models.db.is_closed():
             models.db.close()
 
-    # errors: always the JSON shape {error, message, errors?}
-    @app.errorhandler(ApiError)
-    def api_error(e):
-        return e.response()
-
-    @app.errorhandler(ValidationError)
-    def invalid(e):
-        """400 whose message names the first bad field (and in a message list, the first bad message)."""
-        errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
-        path, first = [], errors
-        while isinstance(first, dict):
-            key, first = next(iter(first.items()))
-            path.append(str(key))
-        if path[0] == "messages" and len(path) > 2:
-            message = f"message {path[1]}: {'.'.join(path[2:])}: {first[0]}"
-        else:
-            message = f"{'.'.join(path)}: {first[0]}"
-        return ApiError(400, "invalid_request", message, errors).response()
-
-    @app.errorhandler(events.Busy)
-    @app.errorhandler(MaxConnectionsExceeded)
-    def busy(e):
-        return ApiError(503, "database_busy", "The database is locked by another process; retry shortly.",
-                        headers={"Retry-After": "1"}).response()
-
-    @app.errorhandler(events.QuotaExceeded)
-    def quota_exceeded(e):
-        return ApiError(429, "quota_exceeded", str(e)).response()
-
-    @app.errorhandler(models.StorageUnavailable)
-    def storage_unavailable(e):
-        return storage_error(e).response()
-
-    @app.errorhandler(sqlite3.Error)
-    @app.errorhandler(peewee.DatabaseError)
-    def database_error(e):
-        failure = models.storage_failure(e)
-        if failure is None:
-            return internal(e)
-        return storage_error(failure).response()
-
-    @app.errorhandler(HTTPException)
-    def http_error(e):
-        response = e.get_response()
-        response.data = jsonify({"error": e.name.lower().replace(" ", "_"), "message": e.description}).data
-        response.content_type = "application/json"
-        return response
-
-    @app.errorhandler(Exception)
-    def internal(e):
-        log.exception("unhandled error")
-        return ApiError(500, "internal_error", "Something went wrong on the server.").response()
+    # errors: always the JSON shape {error, message, errors?} (errors.py)
+    errors.init_app(app)
 
     # blueprints
     app.register_blueprint(meta.bp)

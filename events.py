@@ -319,7 +319,7 @@ class Hub:
         for watcher in watchers:
             watcher.offer(None)
         for subscriber in self.subscribers():
-            self.close(subscriber, 1001, "Server shutting down.")
+            self.close(subscriber, 1001, "Server shutting down.")  # errors.CLOSE_GOING_AWAY
 
     def ephemeral(self, account_id, session_id, data):
         self.publish(account_id, session_id, (None, frame("ephemeral", data)))

@@ -19,27 +19,10 @@ from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
+from errors import ApiError, storage_error  # noqa: F401 (re-exported for the blueprints)
 from events import Busy, hub
 from models import Token, db, hash_secret, now_ms, pause
 from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, parse_json, to_json
-
-
-class ApiError(Exception):
-    """An answer with a status and the JSON error shape: {error, message, errors?}."""
-
-    def __init__(self, status, error, message=None, errors=None, headers=None):
-        super().__init__(message or error)
-        self.status = status
-        self.error = error
-        self.message = message or error
-        self.errors = errors
-        self.headers = headers or {}
-
-    def response(self):
-        body = {"error": self.error, "message": self.message}
-        if self.errors is not None:
-            body["errors"] = self.errors
-        return jsonify(body), self.status, self.headers
 
 
 class JsonProvider(DefaultJSONProvider):
@@ -48,12 +31,6 @@ class JsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj, **kwargs):
         return to_json(obj)
-
-
-def storage_error(failure):
-    """The answer to a write the storage could not take: 507 when the disk is full, else 503."""
-    return ApiError(507 if failure.full else 503, "storage_unavailable", failure.reason,
-                    headers={"Retry-After": "30"})
 
 
 # --- authentication -----------------------------------------------------------------------------

@@ -18,21 +18,17 @@ from simple_websocket import ConnectionClosed
 
 import domain
 import schemas
+from errors import (
+    CLOSE_INTERNAL_ERROR, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, CLOSE_QUOTA_EXCEEDED, CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED, ERRORS,
+)
 from events import Busy, QuotaExceeded, frame, hub
-from models import Account, db, pause, storage_failure
-from models import Token
+from models import Account, Token, db, pause, storage_failure
 from routes import token_for_secret
 
 bp = Blueprint("updates", __name__)
 log = logging.getLogger("switchboard")
 sock = Sock()
-
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_MESSAGE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_QUOTA_EXCEEDED = 4429
 
 # Items the reader thread and the hub put on a connection's queue besides (seq or None, frame).
 INCOMING = "incoming"
@@ -106,7 +102,10 @@ def hang_up(ws):
 
 
 class ClientError(Exception):
+    """An error frame's data: a code from errors.ERRORS, a message, maybe the fields' errors."""
+
     def __init__(self, error, message, errors=None):
+        assert error in ERRORS, error
         super().__init__(message)
         self.data = {"error": error, "message": message}
         if errors:

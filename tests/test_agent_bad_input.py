@@ -73,7 +73,7 @@ CASES = [
     ("POST", V1, '[{"tag": "t2", "metadata": "m"}]', 400, "invalid_request", "_schema"),
     ("POST", V1, ('{"tag": "t2", "metadata": "m"}', "text/plain"), 415, "unsupported_media_type", None),
     ("POST", V1, ("tag=t2&metadata=m", "application/x-www-form-urlencoded"), 415, "unsupported_media_type", None),
-    ("POST", V1, json.dumps({"tag": "t2", "metadata": "m" * 9000}), 413, "request_entity_too_large", None),
+    ("POST", V1, json.dumps({"tag": "t2", "metadata": "m" * 9000}), 413, "payload_too_large", None),
     # POST /v3/sessions/:id/messages
     ("POST", V3, {}, 400, "invalid_request", "messages"),
     ("POST", V3, {"messages": []}, 400, "invalid_request", "messages"),
@@ -101,7 +101,7 @@ CASES = [
     ("POST", V3, r'{"messages": [{"content": "x", "localId": "\uDFFF"}]}', 400, "invalid_json", None),
     ("POST", V1, r'{"tag": "\udbff", "metadata": ""}', 400, "invalid_json", None),
     ("POST", V3, ('{"messages": [{"content": "x"}]}', "text/plain"), 415, "unsupported_media_type", None),
-    ("POST", V3, json.dumps({"messages": [{"content": "x" * 90}] * 100}), 413, "request_entity_too_large", None),
+    ("POST", V3, json.dumps({"messages": [{"content": "x" * 90}] * 100}), 413, "payload_too_large", None),
     # POST /v1/sessions/:id/metadata
     ("POST", META, {"metadata": "m2"}, 400, "invalid_request", "expectedVersion"),
     ("POST", META, {"expectedVersion": 0}, 400, "invalid_request", "metadata"),

@@ -77,7 +77,7 @@ CASES = [
     ("POST", COLLECTION, '{"title": "t"', 400, "invalid_json", None),
     ("POST", COLLECTION, ('{"title": "t"}', "text/plain"), 415, "unsupported_media_type", None),
     ("POST", COLLECTION, ("title=t", "application/x-www-form-urlencoded"), 415, "unsupported_media_type", None),
-    ("POST", COLLECTION, json.dumps({"title": "t" * 70_000}), 413, "request_entity_too_large", None),
+    ("POST", COLLECTION, json.dumps({"title": "t" * 70_000}), 413, "payload_too_large", None),
     # PATCH /api/sessions/:id
     ("PATCH", ONE, {}, 400, "invalid_request", "title"),
     ("PATCH", ONE, {"title": None}, 400, "invalid_request", "title"),
@@ -117,7 +117,7 @@ CASES = [
     ("POST", MESSAGES, '{"role": "user", "content": "x"', 400, "invalid_json", None),
     ("POST", MESSAGES, b'{"role": "user", "content": "\xff"}', 400, "invalid_json", None),
     ("POST", MESSAGES, ('{"role": "user", "content": "x"}', "text/plain"), 415, "unsupported_media_type", None),
-    ("POST", MESSAGES, json.dumps({**OK, "metadata": {"k": "x" * 70_000}}), 413, "request_entity_too_large", None),
+    ("POST", MESSAGES, json.dumps({**OK, "metadata": {"k": "x" * 70_000}}), 413, "payload_too_large", None),
     # POST /api/sessions/import
     ("POST", IMPORT, {}, 400, "invalid_request", "version"),
     ("POST", IMPORT, document(version=2), 400, "invalid_request", "version"),
@@ -155,7 +155,7 @@ CASES = [
      "invalid_request", "messages"),
     ("POST", IMPORT, '{"version": 1, "session": {}, "messages": [', 400, "invalid_json", None),
     ("POST", IMPORT, (json.dumps(document()), "text/plain"), 415, "unsupported_media_type", None),
-    ("POST", IMPORT, json.dumps(document(*[OK] * 5000)), 413, "request_entity_too_large", None),
+    ("POST", IMPORT, json.dumps(document(*[OK] * 5000)), 413, "payload_too_large", None),
     # wrong method, unknown route
     ("PUT", COLLECTION, {"title": "t"}, 405, "method_not_allowed", None),
     ("POST", ONE, {"title": "t"}, 405, "method_not_allowed", None),
@@ -181,13 +181,13 @@ def test_bad_input_gets_its_error_and_changes_nothing(world, method, path, body,
     ([OK, {**OK, "local_id": "a"}, OK, {**OK, "local_id": "a"}], 3, "local_id"),
     ([OK, {**OK, "colour": "red"}], 1, "colour"),
 ])
-def test_a_bad_message_is_named_by_its_index_and_only_the_first_is_reported(world, messages, index, field):
+def test_a_bad_message_is_named_counted_from_1_and_only_the_first_is_reported(world, messages, index, field):
     app, client, sid, alice, bob = world
     before = snapshot(app.config["DB"])
     r = client.post("/api/sessions/import", json=document(*messages), headers=alice)
     assert r.status_code == 400
     answer = r.get_json()
-    assert answer["message"].startswith(f"message {index}: {field}: ")
+    assert answer["message"].startswith(f"message {index + 1}: {field}: ")  # errors: the array index
     assert list(answer["errors"]) == ["messages"] and list(answer["errors"]["messages"]) == [str(index)]
     assert field in answer["errors"]["messages"][str(index)]
     assert snapshot(app.config["DB"]) == before
@@ -209,7 +209,9 @@ def test_a_10000_message_import_whose_last_message_is_bad_writes_nothing(tmp_pat
         before = snapshot(app.config["DB"])
         r = client.post("/api/sessions/import", json=document(*messages), headers=alice)
         assert r.status_code == 400
-        assert r.get_json()["message"] == "message 9999: content: Text must be 1 to 50000 characters."
+        # counted from 1 in the message (the 10,000th), by its index in `errors`
+        assert r.get_json()["message"] == "message 10000: content: Text must be 1 to 50000 characters."
+        assert list(r.get_json()["errors"]["messages"]) == ["9999"]
         assert snapshot(app.config["DB"]) == before
         messages[-1]["content"] = "fine now"
         r = client.post("/api/sessions/import", json=document(*messages), headers=alice)

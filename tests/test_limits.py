@@ -148,7 +148,7 @@ def stored(server, tag):
 def test_a_body_at_the_limit_is_read_and_one_byte_over_is_refused(server):
     over = requests.post(server.url + "/v1/sessions", data=session_body(BODY_LIMIT + 1, "over"), timeout=TIMEOUT,
                          headers={**server.headers, "Content-Type": "application/json"})
-    assert over.status_code == 413 and over.json()["error"] == "request_entity_too_large"
+    assert over.status_code == 413 and over.json()["error"] == "payload_too_large"
     exactly = requests.post(server.url + "/v1/sessions", data=session_body(BODY_LIMIT, "exact"), timeout=TIMEOUT,
                             headers={**server.headers, "Content-Type": "application/json"})
     assert exactly.status_code == 200, exactly.text
@@ -160,7 +160,7 @@ def test_a_huge_content_length_is_refused_before_the_body_is_sent(server):
         started = time.monotonic()
         sock.sendall(head(server, "Content-Length: 1000000000000\r\n") + b'{"tag": "huge", "metadata": "')
         status, body = response(sock)
-        assert (status, body["error"]) == (413, "request_entity_too_large")
+        assert (status, body["error"]) == (413, "payload_too_large")
         assert time.monotonic() - started < TIMEOUT
         # the server does not wait for the rest of the terabyte: it hangs up after its keep-alive wait
         sock.settimeout(10)
@@ -180,7 +180,7 @@ def test_a_chunked_body_is_held_to_the_same_limit(server, size, end, status):
     assert answer == status, body
     assert stored(server, tag) == (status == 200)
     if status == 413:
-        assert body["error"] == "request_entity_too_large"
+        assert body["error"] == "payload_too_large"
 
 
 @pytest.mark.parametrize("framing", [b"zz\r\n{}\r\n0\r\n\r\n", b"1\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX"],

@@ -98,7 +98,7 @@ def test_bad_bodies_and_tokens_are_refused(app, client, auth):
     assert_refused(app, client, "POST", "/api/webhooks", {"url": "http://example.com"},
                    {"Authorization": "Bearer sb_wrong"}, 401, "unauthorized", None)
     assert_refused(app, client, "POST", "/api/webhooks", {"url": "http://x.io/" + "a" * (17 << 20)}, auth, 413,
-                   "request_entity_too_large", None)
+                   "payload_too_large", None)
 
 
 def test_another_accounts_webhooks_and_runs_are_out_of_reach(app, client, auth, other_auth):
