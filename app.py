@@ -75,7 +75,7 @@ def settings_from_env(environ=os.environ):
             try:
                 settings[name] = type(default)(raw)
             except ValueError:
-                raise SystemExit(f"SWITCHBOARD_{name}={raw!r} is not a valid {type(default).__name__}")
+                raise SystemExit(f"SWITCHBOARD_{name}={raw!r} is not a valid {type(default).__name__}") from None
     return settings
 
 
@@ -83,17 +83,27 @@ def create_app(config=None):
     """The WSGI app. `SERVING` (set by `serve` for the gunicorn worker) also starts the background
     maintenance and closes websockets cleanly on shutdown signals."""
     import domain
+    import errors
     import events
     import models
     import notifications
     import push
     import schemas
-    import errors
     from routes import (
-        JsonProvider, agent_sessions, api_sessions, build_spec, close_unread_body, hooks, meta, release_body, requests,
-        ui, updates,
+        JsonProvider,
+        agent_sessions,
+        api_sessions,
+        build_spec,
+        close_unread_body,
+        hooks,
+        meta,
+        release_body,
+        requests,
+        ui,
+        updates,
     )
-    from routes import push as push_routes, webhooks as webhook_routes
+    from routes import push as push_routes
+    from routes import webhooks as webhook_routes
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -391,9 +401,10 @@ def cmd_import(args, settings):
 
 
 def cmd_webhook_add(args, settings):
+    from marshmallow import ValidationError
+
     import schemas
     import webhooks
-    from marshmallow import ValidationError
     models = _open_db(settings)
     wanted = {"url": args.url, "format": args.format}
     if args.events:

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from models import Account, Update, db, new_ids, now_ms, storage, storage_failure
 from schemas import to_json
 
-
 log = logging.getLogger("switchboard")
 
 

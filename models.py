@@ -11,8 +11,19 @@ import threading
 import time
 
 from peewee import (
-    SQL, AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
-    ForeignKeyField, IntegerField, Model, TextField,
+    SQL,
+    AutoField,
+    BigIntegerField,
+    BlobField,
+    BooleanField,
+    CharField,
+    Check,
+    CompositeKey,
+    DatabaseProxy,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
 )
 from playhouse.pool import PooledSqliteDatabase
 

@@ -12,7 +12,17 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
-from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, post_load, pre_load, validate, validates_schema
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    missing,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from models import pause
 

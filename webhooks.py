@@ -8,11 +8,10 @@ import hmac
 import secrets
 import time
 
+from peewee import fn
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
 from events import hub
-from peewee import fn
-
 from models import Webhook, WebhookRun, db
 from schemas import MAX_INT, iso, parse_json, to_json
 

@@ -210,7 +210,7 @@ def import_of(tmp, name, messages, expect):
     document = Path(tmp) / f"{name}.json"
     with open(document, "w") as f:
         f.write('{"version": 1, "session": {"title": "big"}, "messages": [')
-        f.write(",".join('{"content":%d}' % (n % 10) for n in range(messages)))
+        f.write(",".join(f'{{"content":{n % 10}}}' for n in range(messages)))
         f.write("]}")
     size = document.stat().st_size / MiB
     with Measured(server) as m:

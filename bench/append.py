@@ -19,13 +19,13 @@ import threading
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from raw import raw_database  # noqa: E402
+
 import models  # noqa: E402
 from conftest import LiveServer  # noqa: E402
-from raw import raw_database  # noqa: E402
 
 CONCURRENCY = 16
 BATCH = 100

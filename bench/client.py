@@ -18,7 +18,6 @@ import asyncio
 import http.client
 import json
 import multiprocessing
-import os
 import resource
 import statistics
 import subprocess

@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import LiveServer  # noqa: E402
 from test_http_fuzz import fuzz  # noqa: E402
+
+from conftest import LiveServer  # noqa: E402
 
 
 def main():

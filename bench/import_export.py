@@ -23,11 +23,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from raw import raw_database  # noqa: E402
+
 import domain  # noqa: E402
 import models  # noqa: E402
 import schemas  # noqa: E402
 from conftest import LiveServer  # noqa: E402
-from raw import raw_database  # noqa: E402
 
 
 def document(count):

@@ -17,8 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import LiveServer  # noqa: E402
 from test_crash import Stream, check_survivors, go_away, prepare, run_until  # noqa: E402
+
+from conftest import LiveServer  # noqa: E402
 
 COLUMNS = ["round", "signal", "kill after", "acknowledged", "survivors", "in flight", "in flight committed",
            "duplicates", "creates acked", "deletes acked", "seconds"]

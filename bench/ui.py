@@ -38,8 +38,9 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import free_port  # noqa: E402
 from test_ui_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+from conftest import free_port  # noqa: E402
 
 PHASE_SECONDS = 60  # a phase that takes longer (the old list with 100k sessions) stops and says so
 LONG_TASKS = """
@@ -179,7 +180,8 @@ def list_phase(browser, server, real, n, events):
 
 
 def delete_all_phase(browser, server, count):
-    ids = [server.session(f"doomed-{i}") for i in range(count)]
+    for i in range(count):
+        server.session(f"doomed-{i}")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.add_init_script(LONG_TASKS)

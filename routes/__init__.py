@@ -11,10 +11,10 @@ import threading
 from collections import namedtuple
 from functools import wraps
 
+import gevent
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-import gevent
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
@@ -315,7 +315,7 @@ def build_spec(app, title, version):
         path = rule.rule
         parameters = []
         for arg in rule.arguments:
-            path = path.replace(f"<{arg}>", "{%s}" % arg)
+            path = path.replace(f"<{arg}>", f"{{{arg}}}")
             parameters.append({"in": "path", "name": arg, "required": True, "schema": {"type": "string"}})
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             operation = {"operationId": rule.endpoint, "parameters": list(parameters), "responses": {}}

@@ -19,8 +19,13 @@ from simple_websocket import ConnectionClosed
 import domain
 import schemas
 from errors import (
-    CLOSE_INTERNAL_ERROR, CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, CLOSE_QUOTA_EXCEEDED, CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNAUTHORIZED, ERRORS,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_QUOTA_EXCEEDED,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    ERRORS,
 )
 from events import Busy, QuotaExceeded, frame, hub
 from models import Account, Token, db, pause, storage_failure
@@ -215,7 +220,7 @@ class Connection:
         else:
             deadline = time.monotonic() + self.config["WS_REPLAY_SECONDS"]
             for page in pages:
-                for seq, session_id, text in page:
+                for _seq, session_id, text in page:
                     if scope is None or session_id in (None, scope):
                         self.send(text)
                 if time.monotonic() > deadline:

@@ -8,10 +8,10 @@ import time
 
 import pytest
 import requests
+from test_cli import cli
 
 from admin import Progress
 from conftest import free_port
-from test_cli import cli
 
 
 def post(server, path, body):

@@ -93,7 +93,7 @@ CASES = [
      "invalid_request", "messages"),
     ("POST", V3, '{"messages": [{"content": NaN}]}', 400, "invalid_request", "messages"),
     ("POST", V3, '{"messages": [{"content": [Infinity]}]}', 400, "invalid_request", "messages"),
-    ("POST", V3, '{"messages": [{"content": %s}]}' % deep(3000), 400, "invalid_json", None),
+    ("POST", V3, f'{{"messages": [{{"content": {deep(3000)}}}]}}', 400, "invalid_json", None),
     ("POST", V3, '{"messages": [{"content": "x"}', 400, "invalid_json", None),
     ("POST", V3, b'{"messages": [{"content": "\xff"}]}', 400, "invalid_json", None),
     # a lone surrogate escape parses but no text can hold it (it used to be a 500)

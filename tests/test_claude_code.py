@@ -106,7 +106,7 @@ def finish(process, timeout=RUN_SECONDS):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
-        raise AssertionError(f"claude did not finish in {timeout}s:\n{out}\n{err}")
+        raise AssertionError(f"claude did not finish in {timeout}s:\n{out}\n{err}") from None
     assert process.returncode == 0, f"{out}\n{err}"
     return out
 

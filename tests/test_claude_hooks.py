@@ -110,7 +110,7 @@ def test_a_repeated_event_is_stored_once(client, auth, app):
 def test_metadata_is_kept_current_with_versions_and_a_persons_title_is_never_overwritten(client, auth):
     hook(client, auth, event("PreToolUse"))
     sid = the_session(client, auth)["id"]
-    version = lambda: client.get("/v1/sessions", headers=auth).get_json()["sessions"][0]["metadataVersion"]  # noqa: E731
+    version = lambda: client.get("/v1/sessions", headers=auth).get_json()["sessions"][0]["metadataVersion"]
     first = version()
     hook(client, auth, event("PostToolUse"))
     assert version() == first  # nothing changed, nothing written

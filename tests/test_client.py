@@ -13,13 +13,12 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
+from test_crash import kill_hard
 
 from conftest import ROOT, LiveServer, free_port
-from test_crash import kill_hard
 
 CLIENT = ROOT / "client.py"
 PY = sys.executable
@@ -33,8 +32,8 @@ def oldest_python():
     if path and subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 9)"]).returncode == 0:
         return path
     reason = "CLIENT NOT TESTED UNDER PYTHON 3.9: no python3.9 found (pyenv install 3.9)."
-    if os.environ.get("CI"):
-        pytest.fail(reason)
+    if os.environ.get("SWITCHBOARD_REQUIRE_PYTHON39") == "1":  # set by .ci/run
+        pytest.fail(reason + " SWITCHBOARD_REQUIRE_PYTHON39=1 does not allow skipping it.")
     pytest.skip(reason)
 
 

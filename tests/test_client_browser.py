@@ -5,7 +5,6 @@ import sys
 
 import pytest
 from playwright.sync_api import expect
-
 from test_client import _wait_for_line, finished, wrap
 from test_ui_browser import Person, browser  # noqa: F401 (browser is a fixture)
 

@@ -8,7 +8,6 @@ import time
 from contextlib import contextmanager
 
 import requests
-
 from test_agent_bad_input import snapshot
 
 LOCK_SECONDS = 2.0

@@ -5,7 +5,6 @@ host name, certificate paths, the temp paths a proxy writes), and checks HTTP, a
 the websocket (replay and live updates) through real TLS. Without nginx or Caddy installed the tests
 skip loudly, unless SWITCHBOARD_REQUIRE_PROXIES=1 (set by .ci/run) turns the skip into a failure.
 """
-import json
 import os
 import re
 import shutil

@@ -2,7 +2,6 @@
 says: the codes with their statuses, and every websocket close code."""
 import ast
 import re
-from pathlib import Path
 
 import pytest
 import requests

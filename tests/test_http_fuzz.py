@@ -18,16 +18,16 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import allow_header_conformance
-
-from marshmallow import ValidationError
+from test_agent_bad_input import snapshot
 
 from schemas import MAX_TEXT_CHARS, http_url, parse_iso
-from test_agent_bad_input import snapshot
 
 # Generated examples per operation and mode in the suite (bench/fuzz_http.py runs more): with the
 # coverage cases, about a thousand requests, which a loaded machine sends in seconds.

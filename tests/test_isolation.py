@@ -4,6 +4,7 @@ missing session and changes nothing in the database."""
 
 import pytest
 import requests
+
 from conftest import snapshot
 
 # A body that would succeed on the caller's own session, per endpoint: the 404 must come from

@@ -11,11 +11,11 @@ import time
 import psutil
 import pytest
 import requests
+from test_agent_bad_input import snapshot
 
 import models
 from app import create_app, create_token
 from conftest import LiveServer
-from test_agent_bad_input import snapshot
 
 TIMEOUT = 5
 

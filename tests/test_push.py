@@ -14,12 +14,12 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from test_webhooks import account_of, emit, emit_from_outside, start_session, wait_until
 
 import models
 from app import create_app
 from conftest import assert_refused
 from receiver import Receiver
-from test_webhooks import account_of, emit, emit_from_outside, start_session, wait_until
 
 
 def b64url(data):
@@ -239,8 +239,8 @@ def test_the_manifest_makes_the_page_installable(client):
 
 
 def test_in_chromium_the_worker_registers_and_shows_a_pushed_notification(live_server):
-    from test_ui_browser import CHROMIUM_ARGS, require_chromium
     from playwright.sync_api import sync_playwright
+    from test_ui_browser import CHROMIUM_ARGS, require_chromium
     require_chromium()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

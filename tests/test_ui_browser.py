@@ -763,7 +763,7 @@ def test_direction_controls_are_shown_not_obeyed_in_titles_tags_and_messages(per
 
 
 def test_right_to_left_text_stays_inside_its_own_piece(person):
-    page = person.open()
+    person.open()
     person.agent_session("שלום עולם")
     item = person.session_button("שלום")
     expect(item).to_be_visible()
@@ -837,7 +837,7 @@ def test_output_runs_join_across_pages_loaded_on_scroll(person):
 
 
 def test_a_huge_message_holds_only_its_start_until_shown(person):
-    page = person.open()
+    person.open()
     sid = person.agent_session("big")
     huge = "\n".join(f"row {n} " + "x" * 90 for n in range(10_000))  # just under 1 MiB, the content limit
     person.agent_says(sid, huge)

@@ -11,7 +11,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from simple_websocket import ConnectionClosed
 
 from conftest import WS, LiveServer
@@ -120,7 +119,7 @@ def replies_until_closed_or(ws, ack_id):
         try:
             message = ws.recv(timeout=5)
         except TimeoutError:
-            raise AssertionError(f"no answer and no close; got {got}")
+            raise AssertionError(f"no answer and no close; got {got}") from None
         except Exception:
             return got, ws.client.close_reason
         got.append(message)
