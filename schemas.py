@@ -144,7 +144,7 @@ class Base64Bytes(fields.Field):
         if not isinstance(value, str):
             raise ValidationError("Not a valid base64 string.")
         try:
-            return base64.b64decode(value, validate=True) or None  # "" is no key, as in the seed
+            return base64.b64decode(value, validate=True) or None  # "" is no key, as in the happy-server contract
         except (binascii.Error, ValueError):
             raise ValidationError("Not a valid base64 string.") from None
 
@@ -380,7 +380,7 @@ class AgentSessionSchema(BaseSchema):
 
 
 class AgentSessionV1Schema(AgentSessionSchema):
-    """S as the seed's v1 routes answer it, with a lastMessage that is always null."""
+    """S as the happy-server contract's v1 routes answer it, with a lastMessage that is always null."""
     lastMessage = fields.Constant(None, dump_only=True, allow_none=True)
 
 
@@ -452,7 +452,7 @@ CURSOR_PREFIX = "cursor_v1_"
 
 
 class SessionsPageQuery(BaseSchema):
-    # The view checks it, answering a malformed cursor with the seed's own error; documented here.
+    # The view checks it, answering a malformed cursor with the happy-server contract's own error; documented here.
     cursor = fields.String(metadata={"pattern": rf"^{CURSOR_PREFIX}[\s\S]"})
     limit = Int(load_default=50, validate=validate.Range(1, 200))
     changed_since = Int(data_key="changedSince", validate=validate.Range(min=1))

@@ -1,6 +1,6 @@
 """The agent contract: happy-server's session routes (camelCase JSON, epoch milliseconds).
 
-Views look up the caller's session, call one domain operation and dump; error bodies are the seed's.
+Views look up the caller's session, call one domain operation and dump; error bodies are the happy-server contract's.
 """
 import time
 

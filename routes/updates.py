@@ -1,5 +1,5 @@
 """The real-time endpoint `GET /v1/updates`: auth frame, replay since a seq, `ready`, then live updates,
-ephemerals and client events (DESIGN.md §5).
+ephemerals and client events (README, "Real time").
 
 Only a connection's own handler sends on its socket. A reader thread turns incoming frames into
 items on the queue the hub fills (bounded separately), so one loop serialises updates and acks in order.

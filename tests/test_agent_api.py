@@ -1,5 +1,6 @@
-"""The agent contract (DESIGN §4.1) route by route: the seed's shapes, orderings, limits and error
-bodies, through the Flask test client on a real SQLite file, with the database read back directly."""
+"""The agent contract (README, "Agent API") route by route: the happy-server contract's shapes,
+orderings, limits and error bodies, through the Flask test client on a real SQLite file, with the
+database read back directly."""
 import base64
 import json
 import os

@@ -1,4 +1,4 @@
-"""The management contract (DESIGN §4.2) route by route: exact shapes, the updates every write emits
+"""The management contract (README, "Management API") route by route: exact shapes, the updates every write emits
 (caught by an in-process hub subscriber and read back from the update log), streamed reads, and
 export → import → export. Real SQLite files; the last tests run the real server."""
 import json

@@ -1,4 +1,4 @@
-// The one user-scoped websocket to /v1/updates (DESIGN.md §5). It remembers the highest update seq
+// The one user-scoped websocket to /v1/updates (README, "Real time"). It remembers the highest update seq
 // it has seen and reconnects with `since` and exponential backoff, so a dropped network or a server
 // restart replays exactly what was missed. Close code 4401 (bad token) ends it for good.
 
