@@ -24,3 +24,14 @@ def test_every_route_is_in_the_readme(app):
 def test_every_setting_is_in_the_readme():
     missing = [name for name in DEFAULTS if f"SWITCHBOARD_{name}" not in README]
     assert not missing
+
+
+def test_the_repository_cites_only_its_own_files():
+    root = Path(__file__).resolve().parent.parent
+    tracked = [p for pattern in ("*.py", "*.md", "*.js", "*.html", "*.css", "*.toml", "routes/*.py", "tests/*.py",
+                                 "bench/*.py", "docs/*.md", "static/**/*.js", "static/*.js", "templates/*.html")
+               for p in root.glob(pattern)]
+    offenders = [str(p.relative_to(root)) for p in set(tracked)
+                 if re.search(r"DESIGN\.md|DESIGN §|\bthe seed\b|\bseed's\b|shared/seeds", p.read_text())
+                 and p.name != "test_docs.py"]
+    assert not offenders
