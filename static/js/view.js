@@ -200,7 +200,7 @@ export class SessionView {
     this.el.running.hidden = !running;
     if (running) {
       this.el.running.replaceChildren("Running ", userText(running.tool),
-        running.detail ? [": ", userText(running.detail, { class: "detail" })] : "");
+        ...(running.detail ? [": ", userText(running.detail, { class: "detail" })] : []));
     }
     const tag = s.title && s.tag ? ["tag ", userText(s.tag), " · "] : [];
     this.el.subtitle.replaceChildren(...tag, parts.join(" · "));

@@ -1,0 +1,389 @@
+"""The browser UI for Claude Code sessions and notifications, in a real headless Chromium against the
+real server, driven as Claude Code drives it: hook bodies (recorded from Claude Code 2.1.328, see
+tests/fixtures/) POSTed to /v1/hooks/claude. A PermissionRequest or a held Stop blocks until it is
+answered, so those are sent from a thread and their answers checked. Each test also fails on a
+JavaScript error, a console error, an unexpected HTTP error or a request to another host (Person).
+
+Two things a headless test cannot have are stood in for by init scripts, and only them: the tab
+being hidden (document.visibilityState), and a push service (PushManager.subscribe: Chromium's
+needs Google's servers). Notification itself is the browser's own, with the permission granted to
+the context and its constructor wrapped to record what the page shows.
+"""
+import json
+import sqlite3
+import threading
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from receiver import Receiver
+from test_claude_hooks import event
+from test_ui_browser import ARTIFACTS, Person, browser  # noqa: F401 (browser is a fixture)
+
+RECORD_NOTIFICATIONS = """
+(() => {
+  const Real = window.Notification;
+  window.__notifications = [];
+  window.Notification = class extends Real {
+    constructor(title, options) {
+      super(title, options);
+      window.__notifications.push({title, body: options?.body, tag: options?.tag, object: this});
+    }
+  };
+  window.__asked = 0;
+  const ask = Real.requestPermission.bind(Real);
+  window.Notification.requestPermission = (...args) => { window.__asked += 1; return ask(...args); };
+  let hidden = false;
+  window.__hide = (value) => { hidden = value; document.dispatchEvent(new Event("visibilitychange")); };
+  Object.defineProperty(Document.prototype, "visibilityState", {get: () => hidden ? "hidden" : "visible"});
+  Object.defineProperty(Document.prototype, "hidden", {get: () => hidden});
+})();
+"""
+
+STUB_PUSH_SERVICE = """
+(() => {
+  window.__subscribed = [];
+  let current = null;
+  const subscription = (options) => ({
+    endpoint: "https://push.example.invalid/send/abc123",
+    options,
+    toJSON: () => ({endpoint: "https://push.example.invalid/send/abc123", expirationTime: null,
+                    keys: {p256dh: "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                           auth: "tBHItJI5svbpez7KI4CCXg"}}),
+    unsubscribe: async () => { current = null; return true; },
+  });
+  PushManager.prototype.subscribe = async function (options) {
+    window.__subscribed.push(Array.from(new Uint8Array(options.applicationServerKey)));
+    current = subscription(options);
+    return current;
+  };
+  PushManager.prototype.getSubscription = async function () { return current; };
+})();
+"""
+
+
+class Claude:
+    """One Claude Code session as its hooks reach the server."""
+
+    def __init__(self, server, session_id="cc-ui-1"):
+        self.server = server
+        self.session_id = session_id
+        self.count = 0
+
+    def send(self, name, **changes):
+        self.count += 1
+        body = event(name, session_id=self.session_id, **changes)
+        if name in ("PreToolUse", "PostToolUse", "PermissionRequest"):
+            body.setdefault("tool_use_id", f"toolu_ui_{self.count}")
+        response = requests.post(self.server.url + "/v1/hooks/claude", json=body, headers=self.server.headers, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def waiting(self, name, **changes):
+        """Send a hook that blocks (PermissionRequest, a held Stop) from a thread; join() gives its answer."""
+        answer = {}
+        thread = threading.Thread(target=lambda: answer.update(self.send(name, **changes)), daemon=True)
+        thread.start()
+
+        def join(timeout=15):
+            thread.join(timeout)
+            assert not thread.is_alive(), f"the {name} hook is still waiting"
+            return answer
+        return join
+
+    def asks(self, tool="Bash", tool_input=None):
+        return self.waiting("PermissionRequest", tool_name=tool,
+                            tool_input=tool_input or {"command": "touch made.txt", "description": "Make a file"})
+
+    def start(self, prompt="Please say hi"):
+        self.send("UserPromptSubmit", prompt=prompt)
+
+
+def sid_of(person):
+    [session] = person.sessions()
+    return session["id"]
+
+
+def pending_requests(person):
+    return person.api("GET", "/api/requests?status=pending").json()["items"]
+
+
+@pytest.fixture
+def server_env():
+    return None
+
+
+@pytest.fixture
+def server(make_server, server_env):
+    return make_server(env=server_env)
+
+
+@pytest.fixture
+def viewport():
+    return {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def people(browser, server, viewport, request):  # noqa: F811
+    """people(**context_options) -> a Person; all are closed (and checked for problems) at the end."""
+    made = []
+    failures = request.session.testsfailed
+
+    def make(init_scripts=(), **options):
+        person = Person(browser, server, viewport)
+        if options or init_scripts:
+            person.context.close()
+            person.context = browser.new_context(viewport=viewport, **options)
+            for script in init_scripts:
+                person.context.add_init_script(script)
+            person.page = person.context.new_page()
+            page = person.page
+            page.on("pageerror", lambda error: person.problems.append(f"page error: {error}"))
+            page.on("console", lambda m: m.type == "error" and person.problems.append(f"console: {m.text}"))
+            page.on("request", person._check_host)
+            page.on("response", lambda r: r.status >= 400 and person.problems.append(
+                f"HTTP {r.status} {r.request.method} {r.url}"))
+        made.append(person)
+        return person
+
+    yield make
+    try:
+        if request.session.testsfailed > failures:
+            ARTIFACTS.mkdir(exist_ok=True)
+            for i, person in enumerate(made):
+                name = request.node.name + f"-{i}.png"
+                person.page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    finally:
+        for person in made:
+            person.context.close()
+    for person in made:
+        assert person.unexpected() == [], "the page reported problems"
+
+
+@pytest.fixture
+def person(people):
+    return people()
+
+
+def card(page, n=0):
+    return page.locator("#requests li.request").nth(n)
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+def test_an_approval_card_appears_live_allow_answers_the_hook_and_another_page_sees_the_outcome(people, server):
+    ana, other = people(), people()
+    claude = Claude(server)
+    page = ana.open()
+    claude.start()
+    ana.open_session("Please say hi")
+    second = other.open()
+    other.open_session("Please say hi")
+    assert page.title() == "Switchboard"
+    expect(page.locator("#waiting-button")).to_be_hidden()
+
+    answer = claude.asks()
+    request = card(page)
+    expect(request).to_contain_text("Claude wants to use Bash")
+    expect(request.locator("pre.command")).to_have_text("touch made.txt")
+    expect(request).to_contain_text("Make a file")
+    expect(card(second)).to_contain_text("touch made.txt")
+    # the waiting count: top bar, tab title, the session in the list
+    expect(page.locator("#waiting-button")).to_have_text("1 waiting for you")
+    expect(page).to_have_title("(1) Switchboard")
+    expect(ana.session_button("Please say hi").locator(".waiting-marker")).to_have_text("1 waiting for you")
+    expect(second).to_have_title("(1) Switchboard")
+
+    request.get_by_role("button", name="Allow").click()
+    assert answer() == {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}
+    expect(card(page).locator(".outcome")).to_contain_text("Allowed")
+    expect(card(second).locator(".outcome")).to_contain_text("Allowed")  # live, from update-request
+    expect(card(second).get_by_role("button", name="Allow")).to_have_count(0)
+    for tab in (page, second):
+        expect(tab).to_have_title("Switchboard")
+        expect(tab.locator("#waiting-button")).to_be_hidden()
+    expect(ana.session_button("Please say hi").locator(".waiting-marker")).to_be_hidden()
+    [stored] = ana.api("GET", f"/api/sessions/{sid_of(ana)}/requests").json()["items"]
+    assert stored["status"] == "allowed"
+
+
+def test_deny_with_a_reason_reaches_claude(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    person.open_session("Please say hi")
+    answer = claude.asks(tool_input={"command": "git push --force origin main", "description": "Push"})
+    request = card(page)
+    request.get_by_label("Reason for denying (optional; Claude reads it)").fill("not on main")
+    request.get_by_role("button", name="Deny").click()
+    assert answer() == {"hookSpecificOutput": {"hookEventName": "PermissionRequest",
+                                               "decision": {"behavior": "deny", "message": "not on main"}}}
+    outcome = card(page).locator(".outcome")
+    expect(outcome).to_contain_text("Denied")
+    expect(outcome).to_contain_text("Reason: not on main")
+    # a denial without a reason: Claude reads the server's default
+    answer = claude.asks(tool_input={"command": "rm -rf build", "description": "Clean"})
+    pending = page.locator("#requests li.request.pending")
+    expect(pending).to_contain_text("rm -rf build")
+    pending.get_by_role("button", name="Deny").click()
+    assert answer()["hookSpecificOutput"]["decision"] == {"behavior": "deny", "message": "Denied in Switchboard."}
+    expect(page.locator("#requests li.request[data-status=denied]")).to_have_count(2)
+
+
+def test_a_decision_that_comes_too_late_shows_what_really_happened(people, server):
+    """A page that missed the update (its websocket frames held back) decides after someone else: the
+    server's 409 says the request was allowed, and the card shows that, not the page's own Deny."""
+    claude = Claude(server)
+    slow = people()
+    page = slow.page
+    held = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+        upstream.on_message(lambda m: held.append(m) if '"update-request"' in str(m) else ws.send(m))
+        ws.on_message(lambda m: upstream.send(m))
+    page.route_web_socket("**/v1/updates", route)
+    slow.open()
+    claude.start()
+    slow.open_session("Please say hi")
+    answer = claude.asks()
+    expect(card(page)).to_contain_text("touch made.txt")
+    rid = pending_requests(slow)[0]["id"]
+    decided = slow.api("POST", f"/api/sessions/{sid_of(slow)}/requests/{rid}/decision", json={"decision": "allow"})
+    assert decided.status_code == 200
+    assert answer()["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    slow.allow(r"HTTP 409 POST .*/decision$")
+    slow.allow(r"console: Failed to load resource: the server responded with a status of 409")
+    card(page).get_by_role("button", name="Deny").click()
+    expect(card(page).locator(".outcome")).to_contain_text("Allowed")
+    expect(page.locator("#announcer")).to_have_text("This request was already allowed.")
+    expect(page).to_have_title("Switchboard")
+    assert held, "the update-request frame was held back"
+
+
+def test_write_and_edit_requests_show_the_path_the_content_and_old_and_new(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    person.open_session("Please say hi")
+    write = claude.asks("Write", {"file_path": "/home/ana/src/app/notes.md", "content": "# Notes\nfirst line\n"})
+    expect(card(page)).to_contain_text("Claude wants to use Write")
+    expect(card(page).locator(".input-path")).to_have_text("File /home/ana/src/app/notes.md")
+    expect(card(page).locator("pre.tool-input")).to_have_text("# Notes\nfirst line\n")
+    edit = claude.asks("Edit", {"file_path": "/home/ana/src/app/app.py", "old_string": "DEBUG = True",
+                                "new_string": "DEBUG = False"})
+    edit_card = page.locator("#requests li.request", has_text="Claude wants to use Edit")
+    expect(edit_card.locator(".input-path")).to_have_text("File /home/ana/src/app/app.py")
+    expect(edit_card.locator("pre.old")).to_have_text("DEBUG = True")
+    expect(edit_card.locator("pre.new")).to_have_text("DEBUG = False")
+    expect(page.locator("#waiting-button")).to_have_text("2 waiting for you")
+    expect(page).to_have_title("(2) Switchboard")
+    for request in pending_requests(person):
+        person.api("POST", f"/api/sessions/{request['session_id']}/requests/{request['id']}/decision",
+                   json={"decision": "allow"})
+    write(), edit()
+    expect(page).to_have_title("Switchboard")
+
+
+@pytest.mark.parametrize("server_env", [{"SWITCHBOARD_APPROVAL_WAIT_SECONDS": "2"}])
+def test_expired_and_cancelled_requests_say_so(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    person.open_session("Please say hi")
+    assert claude.asks()() == {}  # nobody decided within 2 s: Claude asks in its terminal
+    expect(card(page).locator(".outcome")).to_contain_text("Expired")
+    answer = claude.asks(tool_input={"command": "ls", "description": "List"})
+    expect(page.locator("#requests li.request.pending")).to_contain_text("ls")
+    claude.send("Stop")  # Claude moved on (the person answered in the terminal)
+    assert answer() == {}
+    expect(page.locator("#requests li.request[data-status=cancelled] .outcome")).to_contain_text("Cancelled")
+    expect(page).to_have_title("Switchboard")
+
+
+# --- hold, queued and delivered messages, the running tool -----------------------------------------
+
+def test_the_hold_switch_holds_claude_and_a_message_from_the_page_is_delivered(people, server):
+    ana, other = people(), people()
+    claude = Claude(server)
+    page = ana.open()
+    claude.start()
+    ana.open_session("Please say hi")
+    second = other.open()
+    other.open_session("Please say hi")
+    switch = page.get_by_role("switch", name="Hold for my next message")
+    expect(switch).not_to_be_checked()
+    switch.check()
+    expect(second.get_by_role("switch", name="Hold for my next message")).to_be_checked()  # update-session {hold}
+    sid = sid_of(ana)
+    assert ana.api("GET", f"/api/sessions/{sid}").json()["hold"] is True
+
+    stopped = claude.waiting("Stop")  # nothing queued and held: the Stop waits for the person
+    expect(page.locator("#session-subtitle")).to_contain_text("waiting for your message")
+    expect(page.locator("#waiting-button")).to_have_text("1 waiting for you")
+    expect(page).to_have_title("(1) Switchboard")
+    expect(ana.session_button("Please say hi").locator(".waiting-marker")).to_be_visible()
+
+    page.get_by_label("Message to the agent").fill("now run the tests")
+    page.get_by_role("button", name="Send").click()
+    answer = stopped()
+    assert answer["decision"] == "block" and "now run the tests" in answer["reason"]
+    mine = page.locator("#message-list > li.role-user", has_text="now run the tests")
+    expect(mine.locator(".delivery")).to_contain_text("Delivered to Claude")
+    expect(second.locator("#message-list > li.role-user", has_text="now run the tests").locator(".delivery")) \
+        .to_contain_text("Delivered to Claude")
+    expect(page).to_have_title("Switchboard")
+    expect(page.locator("#session-subtitle")).not_to_contain_text("waiting for your message")
+
+    switch.uncheck()
+    expect(second.get_by_role("switch", name="Hold for my next message")).not_to_be_checked()
+    assert ana.api("GET", f"/api/sessions/{sid}").json()["hold"] is False
+
+
+def test_a_message_is_queued_until_claude_stops(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    person.open_session("Please say hi")
+    page.get_by_label("Message to the agent").fill("also update the README")
+    page.get_by_role("button", name="Send").click()
+    mine = page.locator("#message-list > li.role-user", has_text="also update the README")
+    expect(mine.locator(".delivery")).to_have_attribute("data-state", "queued")
+    expect(mine.locator(".delivery")).to_contain_text("Queued")
+    answer = claude.send("Stop")
+    assert "also update the README" in answer["reason"]
+    expect(mine.locator(".delivery")).to_have_attribute("data-state", "delivered")
+    # after a reload the state comes from the stored message
+    page.reload()
+    person.open_session("Please say hi")
+    expect(page.locator("#message-list > li.role-user", has_text="also update the README").locator(".delivery")) \
+        .to_have_attribute("data-state", "delivered")
+
+
+def test_sessions_of_other_agents_have_no_hold_switch_and_no_delivery_line(person):
+    page = person.open()
+    sid = person.agent_session("plain-agent")
+    person.agent_says(sid, "hello")
+    person.open_session("plain-agent")
+    expect(page.locator("#message-list > li")).to_have_count(1)
+    expect(page.get_by_role("switch", name="Hold for my next message")).to_be_hidden()
+    page.get_by_label("Message to the agent").fill("hi")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#message-list > li.role-user")).to_have_count(1)
+    expect(page.locator(".delivery")).to_have_count(0)
+
+
+def test_the_running_tool_line_follows_pre_tool_use(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    person.open_session("Please say hi")
+    running = page.locator("#running")
+    expect(running).to_be_hidden()
+    claude.send("PreToolUse", tool_name="Bash", tool_input={"command": "npm test", "description": "Run tests"},
+                tool_use_id="toolu_run")
+    expect(running).to_have_text("Running Bash: npm test")
+    claude.send("PostToolUse", tool_name="Bash", tool_input={"command": "npm test", "description": "Run tests"},
+                tool_use_id="toolu_run")
+    expect(running).to_be_hidden()
