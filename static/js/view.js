@@ -2,8 +2,8 @@
 // first (v3 before_seq, reversed for display) so even a huge session opens at once; older pages load
 // when the top of the history scrolls into view. Live messages are drawn once per animation frame,
 // however many arrive in it, with one look at the scroll position. A Claude Code session also shows
-// its permission requests (requests.js), the tool running now, its hold switch and its messages'
-// delivery; any session its webhook deliveries, fetched when the person opens them.
+// its permission requests (requests.js), the tool running now, its hold switch and whether each of
+// the person's messages reached Claude; any session its webhook deliveries, fetched when opened.
 
 import { json } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
