@@ -9,6 +9,7 @@ being hidden (document.visibilityState), and a push service (PushManager.subscri
 needs Google's servers). Notification itself is the browser's own, with the permission granted to
 the context and its constructor wrapped to record what the page shows.
 """
+import base64
 import json
 import sqlite3
 import threading
@@ -387,3 +388,256 @@ def test_the_running_tool_line_follows_pre_tool_use(person, server):
     claude.send("PostToolUse", tool_name="Bash", tool_input={"command": "npm test", "description": "Run tests"},
                 tool_use_id="toolu_run")
     expect(running).to_be_hidden()
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+def notifications_of(page):
+    return page.evaluate("window.__notifications.map(({title, body, tag}) => ({title, body, tag}))")
+
+
+def test_a_hidden_tab_notifies_when_an_agent_needs_the_person_and_a_click_opens_the_session(people, server):
+    person = people(init_scripts=[RECORD_NOTIFICATIONS], permissions=["notifications"])
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    expect(person.session_button("Please say hi")).to_be_visible()
+    # off until the person turns it on (in Settings, with a click)
+    page.get_by_role("button", name="Settings…").click()
+    dialog = person.dialog("Settings")
+    switch = dialog.get_by_role("switch", name="Desktop notifications when this tab is hidden and an agent needs you")
+    expect(switch).not_to_be_checked()
+    switch.check()
+    expect(switch).to_be_checked()
+    expect(dialog.locator("#notify-status")).to_contain_text("On")
+    assert page.evaluate("localStorage.getItem('switchboard.notifications')") == "on"
+    dialog.get_by_role("button", name="Close").click()
+
+    first = claude.asks()  # the tab is visible: the page itself shows it, no notification
+    expect(page).to_have_title("(1) Switchboard")
+    assert notifications_of(page) == []
+    page.evaluate("window.__hide(true)")
+    second = claude.asks(tool_input={"command": "npm test", "description": "Run the tests"})
+    expect(page).to_have_title("(2) Switchboard")
+    sid = sid_of(person)
+    assert notifications_of(page) == [
+        {"title": "Approval requested: Bash", "body": "Please say hi: npm test", "tag": sid}]
+    # a click on it brings the page forward on that session
+    page.evaluate("window.__notifications[0].object.dispatchEvent(new Event('click'))")
+    expect(page.locator("#session-title")).to_have_text("Please say hi")
+    expect(page.locator("#requests li.request.pending")).to_have_count(2)
+    for request in pending_requests(person):
+        person.api("POST", f"/api/sessions/{sid}/requests/{request['id']}/decision", json={"decision": "allow"})
+    first(), second()
+
+    # a held session starting to wait for a message is the other thing that needs the person
+    person.api("PUT", f"/api/sessions/{sid}/hold", json={"hold": True})
+    stopped = claude.waiting("Stop")
+    page.wait_for_function("window.__notifications.length === 2")
+    assert notifications_of(page)[1] == {"title": "Waiting for your message", "body": "Please say hi", "tag": sid}
+    person.api("PUT", f"/api/sessions/{sid}/hold", json={"hold": False})
+    assert stopped() == {}
+    # turned off: nothing more, hidden or not
+    page.evaluate("localStorage.setItem('switchboard.notifications', 'off')")
+    third = claude.asks(tool_input={"command": "make", "description": "Build"})
+    expect(page).to_have_title("(1) Switchboard")
+    assert len(notifications_of(page)) == 2
+    person.api("POST", f"/api/sessions/{sid}/requests/{pending_requests(person)[0]['id']}/decision",
+               json={"decision": "allow"})
+    third()
+
+
+def test_permission_is_asked_on_a_click_never_on_load_and_replayed_updates_do_not_notify(people, server):
+    person = people(init_scripts=[RECORD_NOTIFICATIONS])  # permission not granted: the browser would ask
+    claude = Claude(server)
+    claude.start()
+    page = person.open()
+    expect(person.session_button("Please say hi")).to_be_visible()
+    assert page.evaluate("window.__asked") == 0
+    page.get_by_role("button", name="Settings…").click()
+    dialog = person.dialog("Settings")
+    dialog.get_by_role("switch", name="Desktop notifications when this tab is hidden and an agent needs you").click()
+    page.wait_for_function("window.__asked === 1")
+    # headless Chromium answers a prompt nobody can see with "denied" or leaves it "default"
+    expect(dialog.locator("#notify-status")).to_contain_text("Not turned on")
+    expect(dialog.get_by_role("switch", name="Desktop notifications when this tab is hidden and an agent needs you")) \
+        .not_to_be_checked()
+
+
+def test_a_session_link_and_a_push_click_open_the_session(people, server):
+    person = people()
+    claude = Claude(server)
+    claude.start()
+    other = Claude(server, "cc-ui-2")
+    other.start("Second one")
+    sid = {s["title"]: s["id"] for s in person.sessions()}
+    page = person.page
+    page.goto(f"{server.url}/#token={server.token}&session={sid['Please say hi']}")
+    expect(page.locator("#session-title")).to_have_text("Please say hi")
+    assert page.url == server.url + "/"
+    page.evaluate(f"location.hash = 'session={sid['Second one']}'")
+    expect(page.locator("#session-title")).to_have_text("Second one")
+    # what the service worker posts when a push notification is clicked
+    page.evaluate("""sid => navigator.serviceWorker.dispatchEvent(new MessageEvent("message",
+        {data: {type: "open-session", sessionId: sid}}))""", sid["Please say hi"])
+    expect(page.locator("#session-title")).to_have_text("Please say hi")
+
+
+def test_the_waiting_button_opens_the_session_that_waited_longest(person, server):
+    page = person.open()
+    Claude(server, "cc-a").start("First asks")
+    Claude(server, "cc-b").start("Second asks")
+    first = Claude(server, "cc-a").asks()
+    expect(page).to_have_title("(1) Switchboard")
+    second = Claude(server, "cc-b").asks()
+    expect(page.locator("#waiting-button")).to_have_text("2 waiting for you")
+    page.locator("#waiting-button").click()
+    expect(page.locator("#session-title")).to_have_text("First asks")
+    card(page).get_by_role("button", name="Allow").click()
+    expect(page.locator("#waiting-button")).to_have_text("1 waiting for you")
+    page.locator("#waiting-button").click()
+    expect(page.locator("#session-title")).to_have_text("Second asks")
+    card(page).get_by_role("button", name="Allow").click()
+    expect(page.locator("#waiting-button")).to_be_hidden()
+    first(), second()
+
+
+def test_after_a_reconnect_the_pending_requests_are_fetched_again(person, server):
+    """The page's websocket drops; while it is away a request opens and another is decided. Back, it
+    counts the same as the server, whether it replays the updates or refetches after a resync."""
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    first = claude.asks()
+    expect(page).to_have_title("(1) Switchboard")
+    page.context.set_offline(True)
+    expect(page.locator("#connection")).not_to_have_text("Connected", timeout=60_000)
+    rid = pending_requests(person)[0]["id"]
+    person.api("POST", f"/api/sessions/{sid_of(person)}/requests/{rid}/decision", json={"decision": "deny"})
+    second = claude.asks(tool_input={"command": "make", "description": "Build"})
+    third = claude.asks(tool_input={"command": "make test", "description": "Test"})
+    page.context.set_offline(False)
+    expect(page.locator("#connection")).to_have_text("Connected", timeout=30_000)
+    expect(page).to_have_title("(2) Switchboard")
+    for request in pending_requests(person):
+        person.api("POST", f"/api/sessions/{sid_of(person)}/requests/{request['id']}/decision", json={"decision": "allow"})
+    first(), second(), third()
+    expect(page).to_have_title("Switchboard")
+
+
+# --- settings: webhooks, push ------------------------------------------------------------------
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def test_settings_list_webhooks_with_their_last_run_and_the_session_shows_its_deliveries(person, server, receiver):
+    good = person.api("POST", "/api/webhooks", json={"url": receiver.url + "/ok", "events": ["request.created"]})
+    assert good.status_code == 201
+    receiver.scripts["/bad"] = [500] * 20
+    bad = person.api("POST", "/api/webhooks", json={"url": receiver.url + "/bad", "format": "ntfy",
+                                                    "events": ["request.created"]})
+    assert bad.status_code == 201
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    answer = claude.asks()
+    receiver.wait_for("/ok", 1)
+    receiver.wait_for("/bad", 1)
+    page.get_by_role("button", name="Settings…").click()
+    dialog = person.dialog("Settings")
+    hooks = dialog.locator("#webhook-list > li")
+    expect(hooks).to_have_count(2)
+    expect(hooks.nth(0)).to_contain_text(receiver.url + "/ok")
+    expect(hooks.nth(0)).to_contain_text("json · request.created")
+    expect(hooks.nth(0).locator(".webhook-run")).to_contain_text("last run delivered (HTTP 200) · request.created")
+    expect(hooks.nth(1)).to_contain_text("ntfy")
+    expect(hooks.nth(1).locator(".webhook-run")).to_contain_text("last run pending (HTTP 500)")
+
+    # add one (its secret is shown once) and remove one
+    dialog.get_by_label("Add a webhook: URL").fill(receiver.url + "/new")
+    dialog.get_by_label("Format").select_option("slack")
+    dialog.get_by_role("button", name="Add webhook").click()
+    expect(dialog.locator("#webhook-secret")).to_contain_text("whsec_")
+    expect(hooks).to_have_count(3)
+    expect(hooks.nth(2)).to_contain_text("slack")
+    expect(hooks.nth(2).locator(".webhook-run")).to_have_text("never run")
+    hooks.nth(1).get_by_role("button", name="Remove").click()
+    expect(hooks).to_have_count(2)
+    assert [w["url"] for w in person.api("GET", "/api/webhooks").json()["items"]] == [
+        receiver.url + "/ok", receiver.url + "/new"]
+    person.allow(r"HTTP 400 POST .*/api/webhooks$")
+    person.allow(r"console: Failed to load resource: the server responded with a status of 400")
+    dialog.get_by_label("Add a webhook: URL").fill("ftp://example.org/x")
+    dialog.get_by_role("button", name="Add webhook").click()
+    expect(dialog.locator("#webhook-problem")).to_contain_text("Not added:")
+    expect(hooks).to_have_count(2)
+    dialog.get_by_role("button", name="Close").click()
+
+    person.open_session("Please say hi")
+    page.get_by_text("Deliveries", exact=True).click()
+    runs = page.locator("#deliveries-list > li")
+    expect(runs).to_have_count(1)  # the removed webhook's runs went with it
+    expect(runs.first).to_contain_text("request.created to webhook")
+    expect(runs.first).to_contain_text("delivered (1 attempt; last HTTP 200")
+    card(page).get_by_role("button", name="Allow").click()
+    answer()
+
+
+def test_push_on_this_device_subscribes_with_the_servers_key_and_unsubscribes(people, server):
+    """Up to the subscription: PushManager.subscribe is stubbed (no push service is reachable), the
+    service worker registration, the key and the two routes are real."""
+    person = people(init_scripts=[STUB_PUSH_SERVICE], permissions=["notifications"])
+    page = person.open()
+    key = person.api("GET", "/api/push/key").json()["public_key"]
+    page.get_by_role("button", name="Settings…").click()
+    dialog = person.dialog("Settings")
+    switch = dialog.get_by_role("switch", name="Push on this device (even with the page closed)")
+    expect(switch).not_to_be_checked()
+    with page.expect_response(lambda r: r.url.endswith("/api/push/subscriptions") and r.request.method == "POST") as posted:
+        switch.check()
+    assert posted.value.status == 201
+    assert posted.value.request.post_data_json["endpoint"] == "https://push.example.invalid/send/abc123"
+    expect(dialog.locator("#push-status")).to_contain_text("On")
+    expected = list(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
+    assert page.evaluate("window.__subscribed") == [expected]
+    assert page.evaluate("navigator.serviceWorker.getRegistration('/').then(r => r.active.scriptURL)") == server.url + "/sw.js"
+    with sqlite3.connect(server.db_path) as db:
+        assert db.execute("SELECT endpoint FROM push_subscription").fetchall() == [("https://push.example.invalid/send/abc123",)]
+    dialog.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name="Settings…").click()
+    expect(switch).to_be_checked()  # read back from the browser's subscription
+    with page.expect_response(lambda r: r.url.endswith("/api/push/subscriptions") and r.request.method == "DELETE") as deleted:
+        switch.uncheck()
+    assert deleted.value.status == 204
+    assert json.loads(deleted.value.request.post_data) == {"endpoint": "https://push.example.invalid/send/abc123"}
+    expect(dialog.locator("#push-status")).to_have_text("Off.")
+    with sqlite3.connect(server.db_path) as db:
+        assert db.execute("SELECT count(*) FROM push_subscription").fetchone() == (0,)
+
+
+# --- a phone -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+def test_at_390_px_an_approval_card_fits_and_its_buttons_work(person, server):
+    claude = Claude(server)
+    page = person.open()
+    claude.start()
+    answer = claude.asks(tool_input={"command": "npm test -- --reporter=verbose --grep 'a rather long pattern that wraps'",
+                                     "description": "Run the tests"})
+    expect(page.locator("#waiting-button")).to_have_text("1 waiting for you")
+    person.open_session("Please say hi")
+    request = card(page)
+    expect(request).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = request.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    for name in ("Allow", "Deny"):
+        button = request.get_by_role("button", name=name).bounding_box()
+        assert button["x"] >= 0 and button["x"] + button["width"] <= 390 and button["height"] >= 40
+    request.get_by_role("button", name="Allow").click()
+    assert answer()["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    expect(card(page).locator(".outcome")).to_contain_text("Allowed")

@@ -6,6 +6,7 @@ import { ApiError, json } from "./api.js";
 import { h, userText } from "./dom.js";
 import { when } from "./format.js";
 import * as notifications from "./notify.js";
+import { attempt } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +25,7 @@ async function currentSubscription() {
 
 function lastRun(run) {
   if (!run) return "never run";
-  const detail = [run.response_status ? `HTTP ${run.response_status}` : null, run.error].filter(Boolean).join(", ");
+  const detail = attempt(run).join(", ");
   return `last run ${run.status}${detail ? ` (${detail})` : ""} · ${run.event} · ${when(Date.parse(run.created_at))}`;
 }
 

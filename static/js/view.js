@@ -210,10 +210,15 @@ export class SessionView {
 
 const RUN_STATES = { pending: "pending", delivered: "delivered", failed: "failed" };
 
+// What a run's last attempt got: its HTTP status and its error (which may just repeat the status).
+export function attempt(run) {
+  const status = run.response_status ? `HTTP ${run.response_status}` : null;
+  return [status, run.error && run.error !== status ? run.error : null].filter(Boolean);
+}
+
 // One webhook run: the event, its state and what the last attempt got.
 function runItem(run) {
-  const last = [run.response_status ? `HTTP ${run.response_status}` : null, run.error,
-    run.duration_ms !== null && run.duration_ms !== undefined ? `${run.duration_ms} ms` : null].filter(Boolean);
+  const last = [...attempt(run), Number.isFinite(run.duration_ms) ? `${run.duration_ms} ms` : null].filter(Boolean);
   const retry = run.status === "pending" && run.next_attempt_at ? `, next try ${when(Date.parse(run.next_attempt_at))}` : "";
   return h("li", { class: "run-item", dataset: { status: RUN_STATES[run.status] || "pending" } },
     h("strong", {}, run.event), ` to webhook ${run.webhook_id}: ${run.status}`,
