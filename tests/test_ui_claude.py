@@ -447,7 +447,7 @@ def test_a_hidden_tab_notifies_when_an_agent_needs_the_person_and_a_click_opens_
     third()
 
 
-def test_permission_is_asked_on_a_click_never_on_load_and_replayed_updates_do_not_notify(people, server):
+def test_permission_is_asked_on_a_click_never_on_load(people, server):
     person = people(init_scripts=[RECORD_NOTIFICATIONS])  # permission not granted: the browser would ask
     claude = Claude(server)
     claude.start()
@@ -502,23 +502,39 @@ def test_the_waiting_button_opens_the_session_that_waited_longest(person, server
     first(), second()
 
 
-def test_after_a_reconnect_the_pending_requests_are_fetched_again(person, server):
-    """The page's websocket drops; while it is away a request opens and another is decided. Back, it
-    counts the same as the server, whether it replays the updates or refetches after a resync."""
+def test_after_a_reconnect_the_count_follows_the_replay_without_notifying_it(people, server):
+    """The page's websocket drops; while it is away a request opens and another is decided. Back, the
+    replay brings the count in line with the server; replayed updates are not news to notify about
+    (the title and the count say it), only what happens while connected is."""
+    person = people(init_scripts=[RECORD_NOTIFICATIONS], permissions=["notifications"])
     claude = Claude(server)
-    page = person.open()
+    page = person.page
+    sockets, cut = [], []
+
+    def route(ws):  # the network between page and server: while cut, every connection is refused
+        if cut:
+            ws.close()
+        else:
+            ws.connect_to_server()
+            sockets.append(ws)
+    page.route_web_socket("**/v1/updates", route)
+    person.open()
+    page.evaluate("localStorage.setItem('switchboard.notifications', 'on'); window.__hide(true)")
     claude.start()
     first = claude.asks()
     expect(page).to_have_title("(1) Switchboard")
-    page.context.set_offline(True)
-    expect(page.locator("#connection")).not_to_have_text("Connected", timeout=60_000)
+    cut.append(True)
+    sockets.pop().close()
+    expect(page.locator("#connection")).not_to_have_text("Connected")
     rid = pending_requests(person)[0]["id"]
     person.api("POST", f"/api/sessions/{sid_of(person)}/requests/{rid}/decision", json={"decision": "deny"})
     second = claude.asks(tool_input={"command": "make", "description": "Build"})
     third = claude.asks(tool_input={"command": "make test", "description": "Test"})
-    page.context.set_offline(False)
+    expect(page).to_have_title("(1) Switchboard")  # not connected: the page cannot know yet
+    cut.clear()
     expect(page.locator("#connection")).to_have_text("Connected", timeout=30_000)
     expect(page).to_have_title("(2) Switchboard")
+    assert [n["body"] for n in notifications_of(page)] == ["Please say hi: touch made.txt"]  # the live one only
     for request in pending_requests(person):
         person.api("POST", f"/api/sessions/{sid_of(person)}/requests/{request['id']}/decision", json={"decision": "allow"})
     first(), second(), third()
