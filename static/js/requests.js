@@ -7,7 +7,7 @@ import { h, userText, visible } from "./dom.js";
 import { when } from "./format.js";
 import { collapsible } from "./messages.js";
 
-const SHOWN_DECIDED = 3; // decided requests shown below the pending ones, unless the person asks for all
+const SHOWN_DECIDED = 2; // decided requests shown below the pending ones, unless the person asks for all
 const REASON_CHARS = 2000;
 
 export const OUTCOMES = {
@@ -58,6 +58,15 @@ export function toolInput(tool, input) {
     ])];
   }
   return Object.entries(input).flatMap(([key, value]) => block(key, value));
+}
+
+// One line saying what a request was about: the command, the file, or its first text field.
+function summary(request) {
+  const input = request.input;
+  if (!isObject(input)) return "";
+  const value = input.command ?? input.file_path ?? Object.values(input).find((v) => typeof v === "string") ?? "";
+  const line = String(value).split("\n", 1)[0];
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }
 
 export class RequestPanel {
@@ -121,17 +130,20 @@ export class RequestPanel {
     this.more.textContent = this.all ? "Show fewer requests" : `Show ${hiddenCount} earlier request${hiddenCount === 1 ? "" : "s"}`;
   }
 
+  // A pending request in full; a decided one in two lines (what, then how it ended), its input folded.
   card(request) {
     const pending = request.status === "pending";
     const time = h("time", { dateTime: new Date(request.createdAt).toISOString() }, when(request.createdAt));
+    const tool = userText(request.tool || "a tool", { class: "tool-name" });
+    const header = pending
+      ? h("p", { class: "request-header" }, h("span", { class: "role" }, "Approval"), " ",
+        h("span", { class: "request-tool" }, "Claude wants to use ", tool), " ", time)
+      : h("p", { class: "request-header" }, h("span", { class: "role" }, "Approval"), " ",
+        h("span", { class: "request-tool" }, tool, ": ", userText(summary(request), { class: "request-summary" })), " ", time);
     return h("li", { class: `request ${pending ? "pending" : "decided"}`, dataset: { status: request.status, requestId: request.id } },
-      h("p", { class: "request-header" },
-        h("span", { class: "role" }, "Approval"), " ",
-        h("span", { class: "request-tool" }, "Claude wants to use ", userText(request.tool || "a tool", { class: "tool-name" })),
-        " ", time),
-      pending ? toolInput(request.tool, request.input)
-        : h("details", { class: "request-input" }, h("summary", {}, "What it asked"), toolInput(request.tool, request.input)),
-      pending ? this.buttons(request) : outcome(request));
+      header,
+      pending ? [toolInput(request.tool, request.input), this.buttons(request)]
+        : [outcome(request), h("details", { class: "request-input" }, h("summary", {}, "What it asked"), toolInput(request.tool, request.input))]);
   }
 
   buttons(request) {

@@ -102,8 +102,8 @@ export class SessionList {
     const item = h("li", {},
       h("button", { type: "button", class: "session-item", dataset: { sessionId: id }, on: { click: () => this.onOpen(id) } },
         h("span", { class: "dot", "aria-hidden": "true" }),
-        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" })),
-        h("span", { class: "waiting-marker", hidden: true })));
+        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }),
+          h("span", { class: "waiting-marker", hidden: true }))));
     this.items.set(id, item);
     return item;
   }
