@@ -263,6 +263,23 @@ def test_a_decision_that_comes_too_late_shows_what_really_happened(people, serve
     assert held, "the update-request frame was held back"
 
 
+def test_a_decided_request_never_goes_back_to_pending(person):
+    """The session's request list (HTTP) can answer with a request still pending after the update
+    saying it was decided has been applied: the store keeps the outcome (the reducer, in the page)."""
+    page = person.open()
+    assert page.evaluate("""async () => {
+      const { SessionStore, fromApi } = await import("/static/js/store.js");
+      const store = new SessionStore();
+      store.upsert(fromApi({id: "s", title: "t", created_at: "2026-12-01T10:00:00Z", updated_at: "2026-12-01T10:00:00Z"}));
+      const seen = [];
+      for (const status of ["pending", "allowed", "pending"]) {
+        store.setRequest({id: "r", sid: "s", tool: "Bash", input: {}, status, createdAt: 1});
+        seen.push([store.requests.get("r").status, store.waiting, store.waitingFor("s")]);
+      }
+      return seen;
+    }""") == [["pending", 1, 1], ["allowed", 0, 0], ["allowed", 0, 0]]
+
+
 def test_write_and_edit_requests_show_the_path_the_content_and_old_and_new(person, server):
     claude = Claude(server)
     page = person.open()
