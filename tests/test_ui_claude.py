@@ -13,6 +13,7 @@ import base64
 import json
 import sqlite3
 import threading
+import time
 
 import pytest
 import requests
@@ -101,6 +102,13 @@ class Claude:
         self.send("UserPromptSubmit", prompt=prompt)
 
 
+def wait_until(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def sid_of(person):
     [session] = person.sessions()
     return session["id"]
@@ -187,6 +195,7 @@ def test_an_approval_card_appears_live_allow_answers_the_hook_and_another_page_s
     answer = claude.asks()
     request = card(page)
     expect(request).to_contain_text("Claude wants to use Bash")
+    expect(page.locator("#announcer")).to_have_text("Claude asks to use Bash.")
     expect(request.locator("pre.command")).to_have_text("touch made.txt")
     expect(request).to_contain_text("Make a file")
     expect(card(second)).to_contain_text("touch made.txt")
@@ -657,11 +666,13 @@ def test_push_on_this_device_subscribes_with_the_servers_key_and_unsubscribes(pe
 @pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
 def test_at_390_px_an_approval_card_fits_and_its_buttons_work(person, server):
     claude = Claude(server)
-    page = person.open()
     claude.start()
     answer = claude.asks(tool_input={"command": "npm test -- --reporter=verbose --grep 'a rather long pattern that wraps'",
                                      "description": "Run the tests"})
+    wait_until(lambda: pending_requests(person))
+    page = person.open()  # what waits is fetched with the list (GET /api/requests?status=pending)
     expect(page.locator("#waiting-button")).to_have_text("1 waiting for you")
+    expect(page).to_have_title("(1) Switchboard")
     person.open_session("Please say hi")
     request = card(page)
     expect(request).to_be_visible()

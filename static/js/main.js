@@ -201,7 +201,10 @@ function update(data) {
   if (view.id === null) return;
   if (effect.message?.sid === view.id) view.add(normalize(effect.message.message));
   else if (effect.changed === view.id) view.show();
-  else if (effect.request?.sid === view.id) view.showRequests();
+  else if (effect.request?.sid === view.id) {
+    view.showRequests();
+    if (effect.created && effect.request.status === "pending") announce(`Claude asks to use ${effect.request.tool || "a tool"}.`);
+  }
   else if (effect.delivered?.sid === view.id) view.deliver(effect.delivered.id, effect.delivered.at);
   else if (effect.deleted === view.id) closeSession("The open session was deleted.");
   else if ("deletedAll" in effect) closeSession("Every session was deleted.");
