@@ -685,3 +685,13 @@ def test_at_390_px_an_approval_card_fits_and_its_buttons_work(person, server):
     request.get_by_role("button", name="Allow").click()
     assert answer()["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
     expect(card(page).locator(".outcome")).to_contain_text("Allowed")
+    # the settings dialog keeps its states readable on a phone
+    person.api("POST", "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "format": "ntfy"})
+    page.get_by_role("button", name="Settings…").click()
+    dialog = person.dialog("Settings")
+    expect(dialog.locator("#notify-status")).to_be_visible()
+    expect(dialog.locator("#push-status")).to_be_visible()
+    expect(dialog.locator("#webhook-list > li").first).to_contain_text("ntfy · request.created")
+    expect(dialog.locator("#webhook-list > li .note").first).to_be_visible()
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390

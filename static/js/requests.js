@@ -10,7 +10,7 @@ import { collapsible } from "./messages.js";
 const SHOWN_DECIDED = 2; // decided requests shown below the pending ones, unless the person asks for all
 const REASON_CHARS = 2000;
 
-export const OUTCOMES = {
+const OUTCOMES = {
   pending: "Waiting for your decision",
   allowed: "Allowed",
   denied: "Denied",

@@ -129,7 +129,7 @@ export class Settings {
       return;
     }
     list.replaceChildren(...(items.length ? items.map((webhook) => this.webhookItem(webhook))
-      : [h("li", { class: "hint" }, "No webhooks. Add one (ntfy, Slack or your own endpoint) to be told anywhere.")]));
+      : [h("li", { class: "note" }, "No webhooks. Add one (ntfy, Slack or your own endpoint) to be told anywhere.")]));
   }
 
   webhookItem(webhook) {
@@ -146,7 +146,7 @@ export class Settings {
     });
     return h("li", { class: "webhook", dataset: { webhookId: webhook.id, lastRun: webhook.last_run?.status ?? "none" } },
       h("span", { class: "webhook-url" }, userText(webhook.url)),
-      h("span", { class: "hint" }, `${webhook.format} · ${webhook.events.join(", ")}`),
+      h("span", { class: "note" }, `${webhook.format} · ${webhook.events.join(", ")}`),
       h("span", { class: "webhook-run", dataset: { status: webhook.last_run?.status ?? "none" } }, lastRun(webhook.last_run)),
       remove);
   }

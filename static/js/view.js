@@ -208,8 +208,6 @@ export class SessionView {
   }
 }
 
-const RUN_STATES = { pending: "pending", delivered: "delivered", failed: "failed" };
-
 // What a run's last attempt got: its HTTP status and its error (which may just repeat the status).
 export function attempt(run) {
   const status = run.response_status ? `HTTP ${run.response_status}` : null;
@@ -220,7 +218,7 @@ export function attempt(run) {
 function runItem(run) {
   const last = [...attempt(run), Number.isFinite(run.duration_ms) ? `${run.duration_ms} ms` : null].filter(Boolean);
   const retry = run.status === "pending" && run.next_attempt_at ? `, next try ${when(Date.parse(run.next_attempt_at))}` : "";
-  return h("li", { class: "run-item", dataset: { status: RUN_STATES[run.status] || "pending" } },
+  return h("li", { class: "run-item", dataset: { status: run.status } },
     h("strong", {}, run.event), ` to webhook ${run.webhook_id}: ${run.status}`,
     ` (${run.attempts} attempt${run.attempts === 1 ? "" : "s"}${last.length ? `; last ${last.join(", ")}` : ""}${retry})`,
     " · ", when(Date.parse(run.created_at)));
