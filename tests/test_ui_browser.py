@@ -400,11 +400,11 @@ def test_keyboard_alone_reaches_everything_in_order(person):
         return names
 
     page.locator("body").focus()
-    assert tab_order(4) == ["import-button", "delete-all-button", "forget-token-button", "keys"]
+    assert tab_order(5) == ["settings-button", "import-button", "delete-all-button", "forget-token-button", "keys"]
     page.keyboard.press("Enter")
     expect(page.locator("#session-title")).to_be_focused()
-    assert tab_order(6) == ["rename-button", "prompt-button", "export-button", "delete-button",
-                            "send-input", "send-button"]
+    assert tab_order(7) == ["rename-button", "prompt-button", "export-button", "delete-button",
+                            "deliveries-summary", "send-input", "send-button"]
     page.locator("#send-input").focus()
     page.keyboard.type("typed, not clicked")
     page.keyboard.press("Enter")
@@ -413,6 +413,8 @@ def test_keyboard_alone_reaches_everything_in_order(person):
     expect(page.locator("#send-input")).to_have_value("")
     expect(page.locator("#send-button")).to_be_enabled()
     expect(page.locator("#send-input")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#deliveries-summary")).to_be_focused()
     page.keyboard.press("Shift+Tab")
     expect(page.locator("#delete-button")).to_be_focused()
     page.keyboard.press("Enter")

@@ -7,6 +7,7 @@ export class ApiError extends Error {
     this.status = status;
     this.error = body.error;
     this.errors = body.errors;
+    this.body = body;
   }
 }
 

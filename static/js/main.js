@@ -1,13 +1,17 @@
 // The page: token handling, the two screens (token, workspace), and the wiring between the
 // websocket, the session list and the open session. Every action goes through the management API;
-// the websocket then tells every open page, this one included, what changed.
+// the websocket then tells every open page, this one included, what changed. What waits for the
+// person (pending approvals, held sessions awaiting a message) is counted in the top bar and the tab
+// title, and told by a desktop notification while the tab is hidden.
 
 import { ApiError, configure, describeErrors, json, request } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
 import { Live } from "./live.js";
 import { normalize } from "./messages.js";
+import { notify } from "./notify.js";
 import { SessionList } from "./sessions.js";
-import { SessionStore, applyActivity, applyUpdate, fromApi, label } from "./store.js";
+import { Settings } from "./settings.js";
+import { SessionStore, applyActivity, applyUpdate, fromApi, label, requestFromApi } from "./store.js";
 import { SessionView } from "./view.js";
 
 const TOKEN_KEY = "switchboard.token";
@@ -19,6 +23,9 @@ let pending = null; // updates held back while the session list is being fetched
 let fetches = 0; // list fetches in flight: updates wait until the last one has landed
 let listed = false; // the list has been fetched at least once since the token was given
 let epoch = 0; // bumped when the token changes: answers asked for with the previous one are dropped
+let caughtUp = false; // past the replay: updates now are news (worth a notification)
+let wanted = null; // a session a link (#session=ID) or a push notification asked to open
+const TITLE = document.title;
 
 const store = new SessionStore((change) => sessions.changed(change));
 const sessions = new SessionList({
@@ -36,7 +43,14 @@ const view = new SessionView({
   start: $("history-start"),
   title: $("session-title"),
   subtitle: $("session-subtitle"),
-}, store);
+  hold: $("hold-switch"),
+  holdLabel: $("hold-label"),
+  running: $("running"),
+  requests: $("requests"),
+  deliveries: $("deliveries"),
+  deliveriesList: $("deliveries-list"),
+}, store, decide);
+const settings = new Settings();
 
 // --- token and screens ------------------------------------------------------------------------
 
@@ -74,6 +88,7 @@ function showTokenScreen(problem) {
   epoch += 1;
   view.close();
   store.replaceAll([]);
+  showWaiting();
   showAccount(null);
   setConnection("offline", "Not connected");
   $("token-problem").textContent = problem || "";
@@ -94,6 +109,7 @@ function start(token) {
   live?.stop();
   if (view.id !== null) closeSession();
   store.replaceAll([]);
+  showWaiting();
   storeToken(token);
   epoch += 1;
   pending = null;
@@ -101,6 +117,7 @@ function start(token) {
   listed = false;
   showScreen("list");
   showAccount(null);
+  caughtUp = false;
   live = new Live(token, {
     update: (data) => (pending ? pending.push(data) : update(data)),
     ephemeral: activity,
@@ -108,9 +125,11 @@ function start(token) {
       // Asked once the websocket has taken the token: a refused token is told by the websocket (4401).
       const asked = epoch;
       json("GET", "/api/me").then((me) => asked === epoch && showAccount(me), () => {});
+      caughtUp = true;
       if (refetch) refetchAll();
     },
     status: (state, retryIn) => {
+      if (state !== "connected") caughtUp = false;
       setConnection(state, state === "connected" ? "Connected"
         : state === "connecting" ? "Connecting…"
           : retryIn ? `Reconnecting (next try in ${retryIn} s)…` : "Reconnecting…");
@@ -141,8 +160,9 @@ async function refetchAll() {
   fetches += 1;
   pending = pending || [];
   let items = null;
+  let requests = null;
   try {
-    ({ items } = await json("GET", "/api/sessions"));
+    [{ items }, { items: requests }] = await Promise.all([json("GET", "/api/sessions"), json("GET", "/api/requests?status=pending")]);
   } catch (error) {
     if (asked === epoch && (!(error instanceof ApiError) || error.status !== 401)) {
       announce(`Could not load sessions: ${error.message}`);
@@ -151,7 +171,9 @@ async function refetchAll() {
   if (asked !== epoch) return; // another token's answer: start() has reset the counters
   if (items) {
     store.replaceAll(items.map(fromApi));
+    store.replacePending(requests.map(requestFromApi));
     listed = true;
+    showWaiting();
   }
   fetches -= 1;
   if (fetches === 0) {
@@ -161,26 +183,90 @@ async function refetchAll() {
   }
   if (view.id !== null) {
     if (store.get(view.id)) {
-      view.showHeader();
+      view.show();
       await view.reload();
     } else {
       closeSession("The open session no longer exists.");
     }
   }
+  openWanted();
 }
 
 // The reducer (store.js) changes the state; what it means for the open session is handled here.
 function update(data) {
   const effect = applyUpdate(store, data);
-  if (!effect || view.id === null) return;
+  if (!effect) return;
+  showWaiting();
+  if (caughtUp) tell(data.body, effect);
+  if (view.id === null) return;
   if (effect.message?.sid === view.id) view.add(normalize(effect.message.message));
-  else if (effect.changed === view.id) view.showHeader();
+  else if (effect.changed === view.id) view.show();
+  else if (effect.request?.sid === view.id) {
+    view.showRequests();
+    if (effect.created && effect.request.status === "pending") announce(`Claude asks to use ${effect.request.tool || "a tool"}.`);
+  }
+  else if (effect.delivered?.sid === view.id) view.deliver(effect.delivered.id, effect.delivered.at);
   else if (effect.deleted === view.id) closeSession("The open session was deleted.");
   else if ("deletedAll" in effect) closeSession("Every session was deleted.");
 }
 
 function activity(data) {
   if (applyActivity(store, data)?.changed === view.id && view.id !== null) view.showHeader();
+}
+
+// --- waiting for you ------------------------------------------------------------------------------
+
+function showWaiting() {
+  const count = store.waiting;
+  const button = $("waiting-button");
+  const text = `${count} waiting for you`;
+  button.hidden = count === 0;
+  if (button.textContent !== text) button.textContent = text;
+  const title = count ? `(${count}) ${TITLE}` : TITLE;
+  if (document.title !== title) document.title = title;
+}
+
+// A live update that needs the person, told while the tab is hidden (notify.js decides whether).
+function tell(body, effect) {
+  let sid = null;
+  let note = null;
+  if (effect.created && effect.request.status === "pending") {
+    sid = effect.request.sid;
+    const input = effect.request.input;
+    const what = input && typeof input === "object" ? input.command ?? input.file_path ?? "" : "";
+    note = { title: `Approval requested: ${effect.request.tool || "a tool"}`, detail: String(what).slice(0, 120) };
+  } else if (body.t === "update-session" && body.awaitingMessage === true) {
+    sid = body.id;
+    note = { title: "Waiting for your message", detail: "" };
+  }
+  const session = sid && store.get(sid);
+  if (!session) return;
+  const name = label(session).slice(0, 80);
+  notify({ title: note.title, body: note.detail ? `${name}: ${note.detail}` : name, tag: sid }, () => openSession(sid));
+}
+
+// A decision from a request card. Someone else may have decided first (another tab, another
+// device, the terminal): the card then shows what really happened.
+async function decide(request, decision, reason) {
+  const path = `/api/sessions/${encodeURIComponent(request.sid)}/requests/${encodeURIComponent(request.id)}/decision`;
+  try {
+    store.setRequest(requestFromApi(await json("POST", path, reason ? { decision, reason } : { decision })));
+  } catch (error) {
+    if (!(error instanceof ApiError && error.error === "request_not_pending")) throw error;
+    store.setRequest({ ...request, status: error.body.status });
+    announce(`This request was already ${error.body.status}.`);
+  }
+  showWaiting();
+  if (request.sid === view.id) view.showRequests();
+}
+
+// The session a link or a notification asked for, once the list holds it.
+function openWanted() {
+  if (wanted === null || !listed) return;
+  const id = wanted;
+  wanted = null;
+  if (store.get(id)) openSession(id);
+  else announce("The session the link named does not exist (or belongs to another account).");
 }
 
 // --- opening and closing a session ------------------------------------------------------------
@@ -246,14 +332,14 @@ const sessionPath = () => `/api/sessions/${encodeURIComponent(view.id)}`;
 const openRename = dialog("rename-dialog", async () => {
   const updated = await json("PATCH", sessionPath(), { title: $("rename-input").value });
   store.upsert(fromApi(updated));
-  view.showHeader();
+  view.show();
   announce(`Renamed to ${updated.title}.`);
 });
 
 const openPrompt = dialog("prompt-dialog", async () => {
   const updated = await json("PATCH", `${sessionPath()}/system-prompt`, { system_prompt: $("prompt-input").value });
   store.upsert(fromApi(updated));
-  view.showHeader();
+  view.show();
   announce(updated.system_prompt ? "System prompt saved." : "System prompt cleared.");
 });
 
@@ -303,6 +389,22 @@ async function send(event) {
   } finally {
     button.disabled = false;
     input.focus();
+  }
+}
+
+async function setHold() {
+  const toggle = $("hold-switch");
+  const hold = toggle.checked;
+  toggle.disabled = true;
+  try {
+    store.upsert(fromApi(await json("PUT", `${sessionPath()}/hold`, { hold })));
+    announce(hold ? "Hold on: when Claude stops, it waits for your next message." : "Hold off.");
+  } catch (error) {
+    toggle.checked = !hold;
+    announce(`Hold not changed: ${error.message}`);
+  } finally {
+    toggle.disabled = false;
+    if (view.id !== null) view.showHeader();
   }
 }
 
@@ -392,6 +494,19 @@ $("delete-all-button").addEventListener("click", () => openDeleteAll(() => {
   $("delete-all-input").value = "";
 }));
 $("export-button").addEventListener("click", exportSession);
+$("hold-switch").addEventListener("change", setHold);
+$("settings-button").addEventListener("click", () => settings.open());
+$("waiting-button").addEventListener("click", () => {
+  const [first] = store.waitingSessions();
+  if (first) openSession(first);
+});
+// A push notification clicked while this tab is open (the service worker posts it here).
+navigator.serviceWorker?.addEventListener("message", (event) => {
+  if (event.data?.type === "open-session" && typeof event.data.sessionId === "string") {
+    wanted = event.data.sessionId;
+    openWanted();
+  }
+});
 $("import-button").addEventListener("click", () => $("import-file").click());
 $("import-file").addEventListener("change", importFile);
 
@@ -444,15 +559,19 @@ async function adopt(linked) {
 
 // The first-run link carries the token in the fragment (never sent to the server); take it out of
 // the address bar and the history before anything else.
+// A `#session=ID` link (a notification's, a webhook's Click) opens that session once it is listed.
 function tokenFromLink() {
-  const linked = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (linked) history.replaceState(null, "", location.pathname + location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const linked = fragment.get("token");
+  if (fragment.has("session")) wanted = fragment.get("session");
+  if (linked || fragment.has("session")) history.replaceState(null, "", location.pathname + location.search);
   return linked;
 }
 
 window.addEventListener("hashchange", () => {
   const linked = tokenFromLink();
   if (linked) adopt(linked);
+  openWanted();
 });
 
 const linked = tokenFromLink();

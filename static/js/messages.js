@@ -21,6 +21,8 @@ export function normalize(m) {
     content: m.content,
     metadata: m.metadata ?? null,
     createdAt: m.createdAt ?? Date.parse(m.created_at),
+    // When Claude Code received a person's message (null while queued, and for every other message).
+    deliveredAt: m.deliveredAt ?? (m.delivered_at ? Date.parse(m.delivered_at) : null),
   };
 }
 
@@ -39,7 +41,7 @@ let counter = 0;
 export const uniqueId = (prefix) => `${prefix}-${++counter}`;
 
 // Long text shows its start behind a real button; the rest is drawn on the first "Show all".
-function collapsible(text, makeBody) {
+export function collapsible(text, makeBody) {
   const lines = countLines(text);
   const body = makeBody(visible(text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES ? preview(text) : text));
   if (text.length <= COLLAPSE_CHARS && lines <= COLLAPSE_LINES) return [body];

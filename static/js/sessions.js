@@ -102,7 +102,8 @@ export class SessionList {
     const item = h("li", {},
       h("button", { type: "button", class: "session-item", dataset: { sessionId: id }, on: { click: () => this.onOpen(id) } },
         h("span", { class: "dot", "aria-hidden": "true" }),
-        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }))));
+        h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }),
+          h("span", { class: "waiting-marker", hidden: true }))));
     this.items.set(id, item);
     return item;
   }
@@ -115,6 +116,12 @@ export class SessionList {
     const details = [`${state} · updated ${when(session.updatedAt)}`];
     if (session.title && session.tag) details.unshift(userText(session.tag), " · ");
     button.querySelector(".session-meta").replaceChildren(...details);
+    // Pending approvals and a held Claude awaiting a message: the person is what this session waits on.
+    const waiting = this.store.waitingFor(session.id);
+    const marker = button.querySelector(".waiting-marker");
+    marker.hidden = waiting === 0;
+    marker.textContent = waiting ? `${waiting} waiting for you` : "";
+    button.dataset.waiting = String(waiting);
     if (session.id === this.currentId) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
   }

@@ -2,6 +2,7 @@
 // messages of a joining kind (command output) share one card, one line each, as a terminal shows
 // them. Messages are keyed by id: a page, a live update and the answer to our own POST may all carry
 // the same message, and it is drawn once. Cards carry data-seq (their first message) and data-last.
+// In a Claude Code session (`steered`) the person's messages say whether Claude has received them.
 
 import { h } from "./dom.js";
 import { when } from "./format.js";
@@ -12,7 +13,14 @@ const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", to
 export class Timeline {
   constructor(list) {
     this.list = list;
+    this.steered = false;
     this.clear();
+  }
+
+  // A queued message of the person's reached Claude.
+  deliver(id, at) {
+    const item = this.list.querySelector(`li[data-id="${CSS.escape(id)}"] .delivery`);
+    if (item) setDelivery(item, at);
   }
 
   clear() {
@@ -45,7 +53,7 @@ export class Timeline {
     }
     // Between two lines of one run (only if messages arrive out of order): the run splits around it.
     if (after && after.classList.contains("run") && Number(after.dataset.last) > message.seq) split(after, message.seq);
-    this.list.insertBefore(card(kind, message), after ? after.nextElementSibling : this.list.firstElementChild);
+    this.list.insertBefore(card(kind, message, this.steered), after ? after.nextElementSibling : this.list.firstElementChild);
     return true;
   }
 
@@ -66,17 +74,34 @@ function header(label, message, ...rest) {
   return h("p", { class: "message-header" }, h("span", { class: "role" }, label), " ", time, " ", ...rest);
 }
 
+function setDelivery(element, at) {
+  element.dataset.state = at ? "delivered" : "queued";
+  if (at) {
+    const time = h("time");
+    setTime(time, at);
+    element.replaceChildren("Delivered to Claude ", time);
+  } else {
+    element.replaceChildren("Queued: Claude gets it when it stops or at your next prompt");
+  }
+}
+
 function setTime(time, ms) {
   if (!Number.isFinite(ms)) return;
   time.dateTime = new Date(ms).toISOString();
   time.textContent = when(ms);
 }
 
-function card(kind, message) {
+function card(kind, message, steered) {
   const role = message.role || "agent";
+  let delivery = null;
+  if (steered && role === "user") {
+    delivery = h("p", { class: "delivery" });
+    setDelivery(delivery, message.deliveredAt);
+  }
   return h("li", { class: `message role-${role} kind-${kind.name}`, dataset: { seq: message.seq, last: message.seq, id: message.id } },
     header(kind.label || ROLE_LABELS[role] || "Agent", message, h("span", { class: "seq" }, `#${message.seq}`)),
     kind.render(message),
+    delivery,
     message.metadata === null ? null : h("details", { class: "metadata" },
       h("summary", {}, "Metadata"), h("pre", {}, JSON.stringify(message.metadata, null, 2))));
 }

@@ -1,13 +1,16 @@
 // The open session: its header, and loading its messages into the timeline. The newest page loads
 // first (v3 before_seq, reversed for display) so even a huge session opens at once; older pages load
 // when the top of the history scrolls into view. Live messages are drawn once per animation frame,
-// however many arrive in it, with one look at the scroll position.
+// however many arrive in it, with one look at the scroll position. A Claude Code session also shows
+// its permission requests (requests.js), the tool running now, its hold switch and whether each of
+// the person's messages reached Claude; any session its webhook deliveries, fetched when opened.
 
 import { json } from "./api.js";
-import { setUserText, userText } from "./dom.js";
-import { dateTime } from "./format.js";
+import { h, setUserText, userText } from "./dom.js";
+import { dateTime, when } from "./format.js";
 import { normalize } from "./messages.js";
-import { activity, label } from "./store.js";
+import { RequestPanel } from "./requests.js";
+import { activity, isClaude, label, requestFromApi } from "./store.js";
 import { Timeline } from "./timeline.js";
 
 const PAGE = 50;
@@ -15,10 +18,13 @@ const NEWEST = Number.MAX_SAFE_INTEGER; // before_seq for the newest page: every
 const STICK_TO_BOTTOM_PX = 80;
 
 export class SessionView {
-  constructor(elements, store) {
+  // decide(request, decision, reason): what the request cards' buttons do
+  constructor(elements, store, decide) {
     this.el = elements;
     this.store = store;
     this.timeline = new Timeline(elements.list);
+    this.requests = new RequestPanel(elements.requests, decide);
+    elements.deliveries.addEventListener("toggle", () => elements.deliveries.open && this.loadDeliveries());
     this.id = null;
     this.generation = 0; // bumped on every (re)load: answers for an older generation are dropped
     this.queue = []; // live messages waiting for the next frame
@@ -34,7 +40,8 @@ export class SessionView {
 
   open(id) {
     this.id = id;
-    this.showHeader();
+    this.el.deliveries.open = false;
+    this.show();
     return this.reload();
   }
 
@@ -46,6 +53,8 @@ export class SessionView {
   clear() {
     this.generation += 1;
     this.queue = [];
+    this.requests.clear();
+    this.timeline.steered = this.id !== null && isClaude(this.store.get(this.id));
     this.oldest = NEWEST;
     this.hasMore = true;
     this.setLoading(false);
@@ -57,7 +66,39 @@ export class SessionView {
   // The first page, again from scratch (opening, or after a resync).
   reload() {
     this.clear();
+    if (this.timeline.steered) this.loadRequests();
+    if (this.el.deliveries.open) this.loadDeliveries();
     return this.loadPage(true);
+  }
+
+  async loadRequests() {
+    const generation = this.generation;
+    const id = this.id;
+    let items;
+    try {
+      ({ items } = await json("GET", `/api/sessions/${encodeURIComponent(id)}/requests`));
+    } catch {
+      return; // the pending ones are known from the account's list; the history can wait for a reload
+    }
+    if (generation !== this.generation) return;
+    for (const request of items) this.store.setRequest(requestFromApi(request));
+    this.showRequests();
+  }
+
+  async loadDeliveries() {
+    const id = this.id;
+    const list = this.el.deliveriesList;
+    list.replaceChildren(h("li", { class: "muted" }, "Loading…"));
+    let items;
+    try {
+      ({ items } = await json("GET", `/api/sessions/${encodeURIComponent(id)}/webhook-runs`));
+    } catch (error) {
+      if (id === this.id) list.replaceChildren(h("li", { class: "problem" }, `Could not load deliveries: ${error.message}`));
+      return;
+    }
+    if (id !== this.id) return;
+    list.replaceChildren(...(items.length ? items.map(runItem)
+      : [h("li", { class: "muted" }, "No webhook deliveries for this session (Settings lists the webhooks).")]));
   }
 
   loadOlder() {
@@ -130,13 +171,55 @@ export class SessionView {
     if (atBottom || reveal) scroller.scrollTop = scroller.scrollHeight;
   }
 
+  // Everything drawn from the store's state of the session (header, running tool, requests).
+  show() {
+    this.showHeader();
+    this.showRequests();
+  }
+
+  showRequests() {
+    if (this.timeline.steered) this.requests.show(this.store.requestsOf(this.id));
+  }
+
+  // A queued message of the person's reached Claude (it may still wait for the next frame).
+  deliver(id, at) {
+    for (const message of this.queue) if (message.id === id) message.deliveredAt = at;
+    this.timeline.deliver(id, at);
+  }
+
   showHeader() {
     const s = this.store.get(this.id);
     setUserText(this.el.title, label(s));
     const parts = [`started ${dateTime(s.createdAt)}`, activity(s)];
+    if (s.awaitingMessage) parts.push("waiting for your message");
     if (s.systemPrompt) parts.push("has a system prompt");
+    const claude = isClaude(s);
+    this.el.holdLabel.hidden = !claude;
+    this.el.hold.checked = claude && s.hold;
+    const running = s.running;
+    this.el.running.hidden = !running;
+    if (running) {
+      this.el.running.replaceChildren("Running ", userText(running.tool),
+        ...(running.detail ? [": ", userText(running.detail, { class: "detail" })] : []));
+    }
     const tag = s.title && s.tag ? ["tag ", userText(s.tag), " · "] : [];
     this.el.subtitle.replaceChildren(...tag, parts.join(" · "));
     this.el.subtitle.dataset.activity = activity(s);
   }
+}
+
+// What a run's last attempt got: its HTTP status and its error (which may just repeat the status).
+export function attempt(run) {
+  const status = run.response_status ? `HTTP ${run.response_status}` : null;
+  return [status, run.error && run.error !== status ? run.error : null].filter(Boolean);
+}
+
+// One webhook run: the event, its state and what the last attempt got.
+function runItem(run) {
+  const last = [...attempt(run), Number.isFinite(run.duration_ms) ? `${run.duration_ms} ms` : null].filter(Boolean);
+  const retry = run.status === "pending" && run.next_attempt_at ? `, next try ${when(Date.parse(run.next_attempt_at))}` : "";
+  return h("li", { class: "run-item", dataset: { status: run.status } },
+    h("strong", {}, run.event), ` to webhook ${run.webhook_id}: ${run.status}`,
+    ` (${run.attempts} attempt${run.attempts === 1 ? "" : "s"}${last.length ? `; last ${last.join(", ")}` : ""}${retry})`,
+    " · ", when(Date.parse(run.created_at)));
 }
