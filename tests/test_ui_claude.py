@@ -18,10 +18,10 @@ import time
 import pytest
 import requests
 from playwright.sync_api import expect
-
-from receiver import Receiver
 from test_claude_hooks import event
 from test_ui_browser import ARTIFACTS, Person, browser  # noqa: F401 (browser is a fixture)
+
+from receiver import Receiver
 
 RECORD_NOTIFICATIONS = """
 (() => {
