@@ -55,6 +55,7 @@ DEFAULTS = {
     "WEBHOOK_TIMEOUT_SECONDS": 10.0,
     "WEBHOOK_RUN_RETENTION_DAYS": 7.0,
     "VAPID_SUBJECT": "mailto:switchboard@localhost",
+    "PRICES_FILE": "",  # a JSON file of model prices added to the built-in table (prices.py)
 }
 
 log = logging.getLogger("switchboard")
@@ -80,13 +81,14 @@ def create_app(config=None):
     import events
     import models
     import notifications
+    import prices
     import push
     import schemas
     from routes import (
         ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, hooks, meta, read_body, requests, ui, updates,
     )
     from routes import ApiError, JsonProvider, agent_sessions, api_sessions, build_spec, meta, read_body, ui, updates
-    from routes import push as push_routes, webhooks as webhook_routes
+    from routes import push as push_routes, usage as usage_routes, webhooks as webhook_routes
 
     app = Flask(__name__)
     app.config.from_mapping(settings_from_env())
@@ -100,6 +102,10 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
+    try:
+        prices.configure(app.config["PRICES_FILE"])
+    except ValueError as e:
+        raise SystemExit(f"SWITCHBOARD_PRICES_FILE: {e}") from None
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], busy_wait=app.config["BUSY_WAIT_SECONDS"],
                          background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue)
 
@@ -175,6 +181,7 @@ def create_app(config=None):
     app.register_blueprint(ui.bp)
     app.register_blueprint(webhook_routes.bp)
     app.register_blueprint(push_routes.bp)
+    app.register_blueprint(usage_routes.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
 
     # real time
