@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -371,8 +372,12 @@ def cmd_claude_settings(args, settings):
 
     import claude
     url = args.url or settings["PUBLIC_URL"] or f"http://{settings['HOST']}:{settings['PORT']}"
+    usage_command = None
+    if args.with_usage:
+        client = os.path.abspath(args.client or os.path.join(os.path.dirname(os.path.abspath(__file__)), "client.py"))
+        usage_command = f"python3 {shlex.quote(client)} report-usage --url {shlex.quote(url)}"
     print(json.dumps(claude.settings(url, settings["APPROVAL_WAIT_SECONDS"], settings["HOLD_WAIT_SECONDS"],
-                                     approvals=not args.no_approvals), indent=2))
+                                     approvals=not args.no_approvals, usage_command=usage_command), indent=2))
 
 
 def cmd_backup(args, settings):
@@ -496,6 +501,10 @@ def main(argv=None):
     hooks.add_argument("--url", help="this server's URL as Claude Code reaches it (default SWITCHBOARD_PUBLIC_URL)")
     hooks.add_argument("--no-approvals", action="store_true",
                        help="watch only: tool permissions are asked in the terminal as usual")
+    hooks.add_argument("--with-usage", action="store_true",
+                       help="also report token usage at every Stop (a command hook running client.py report-usage)")
+    hooks.add_argument("--client", metavar="PATH",
+                       help="where client.py is on the agent's machine (default: this server's own copy)")
     hooks.set_defaults(run=cmd_claude_settings)
     backup = commands.add_parser("backup", help="copy the database to FILE while the server runs")
     backup.add_argument("file")

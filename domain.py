@@ -79,14 +79,20 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
     return session, True
 
 
-def append_messages(account_id, session_id, messages, origin=None):
-    """Append one or more messages ({content, local_id, role?, metadata?}) to the account's session.
+def append_messages(account_id, session_id, messages, origin=None, agent=False):
+    """Append one or more messages ({content, local_id, role?, metadata?, created_at?}) to the
+    account's session.
 
     A local_id the session already has (or that repeats within the batch) returns the existing row
     and consumes no seq and no update. Returns the distinct rows, dicts of the message table's
     columns, in seq order. The session is looked up by the writes themselves: for another account's
-    session the seq allocation finds no row (and the known messages none).
+    session the seq allocation finds no row (and the known messages none). `agent`: the messages are
+    the agent's own record (the agent contract), so a user message among them was already seen by the
+    agent and is not queued for it (a person's message from the management contract is).
     """
+    if agent:
+        now = now_ms()
+        messages = [{**m, "delivered_at": now} if m.get("role") == "user" else m for m in messages]
     with hub.write(account_id, origin) as changes:
         return _append(changes, account_id, session_id, messages)
 
