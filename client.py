@@ -937,7 +937,7 @@ class ClaudeImporter:
     def import_file(self, path):
         session_id = os.path.splitext(os.path.basename(path))[0]
         state = {"path": path, "tag": CLAUDE_TAG + session_id, "session": None, "skip": False, "ours": False,
-                 "cwd": None, "last_seq": 0, "last_ms": None}
+                 "cwd": None, "last_seq": 0}
         usage = TranscriptUsage(session_id)
         batch, merging, size, summary = [], {}, 0, None
         for number, record in _transcript_lines(path, self.bad):
@@ -970,8 +970,6 @@ class ClaudeImporter:
                 continue
             item = {"content": content, "localId": record["uuid"][:256], "role": kind,
                     "createdAt": _epoch_ms(record.get("timestamp")), "line": number, "lines": {record["uuid"]}}
-            if item["createdAt"] is not None:
-                state["last_ms"] = max(state["last_ms"] or 0, item["createdAt"])
             if message_id is not None:
                 merging[message_id] = item
             batch.append(item)
@@ -991,9 +989,8 @@ class ClaudeImporter:
             self.skipped += 1
         else:
             self.imported += 1
-            if state["ours"]:  # history, not a live agent: shown inactive, last active when it ended
-                self.client.request("POST", f"/v1/sessions/{state['session']}/end", {"time": state["last_ms"]}
-                                    if state["last_ms"] else {})
+            if state["ours"] and state["active"]:  # history, not a live agent: shown inactive
+                self.client.request("POST", f"/v1/sessions/{state['session']}/end", {})
             if summary and state["tag"] not in self._titled:
                 title = " ".join(summary.split())[:TITLE_CHARS].strip()
                 self.client.request("PATCH", f"/api/sessions/{state['session']}", {"title": title})
@@ -1007,7 +1004,7 @@ class ClaudeImporter:
                     "imported": True}
         answer = self.client.request("POST", "/v1/sessions", {"tag": state["tag"], "metadata": json.dumps(metadata)})
         session = answer["session"]
-        state["session"], state["last_seq"] = session["id"], session["seq"]
+        state["session"], state["last_seq"], state["active"] = session["id"], session["seq"], session["active"]
         try:
             # Made by an import (this one or an earlier one, which this one then completes).
             state["ours"] = json.loads(session["metadata"]).get("imported") is True
