@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 try:
@@ -761,17 +761,25 @@ USAGE_FIELDS = (("input", "input_tokens"), ("output", "output_tokens"),
                 ("cache_creation", "cache_creation_input_tokens"), ("cache_read", "cache_read_input_tokens"))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _epoch_ms(text):
     """A transcript timestamp (ISO 8601) in epoch ms, or None."""
     if not isinstance(text, str):
         return None
+    head, dot, rest = text.replace("Z", "+00:00").partition(".")
+    if dot:  # Python 3.9's fromisoformat takes 3 or 6 digits of fraction only
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        head += "." + (rest[:digits] + "000000")[:6] + rest[digits:]
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(head)
     except ValueError:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    # Integer arithmetic: timestamp() * 1000 is a float product and can lose a millisecond.
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _transcript_lines(path, bad):
