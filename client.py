@@ -807,13 +807,16 @@ def _count(value):
 class TranscriptUsage:
     """A Claude Code session's token usage, from its transcript lines: every assistant line of the
     session (sidechains included: subagents are billed too) counted once per API message (`message.id`;
-    Claude Code writes one line per content block, each repeating the message's usage, and the last
-    line's counts win), summed per UTC day and model. Records of other sessions (a resumed session's
-    file starts with its predecessor's) count for those, not for this one."""
+    Claude Code writes one line per content block, one after another, each repeating the message's
+    usage: the last of them wins), summed per UTC day and model. Records of other sessions (a resumed
+    session's file starts with its predecessor's) count for those, not for this one. Only the ids of
+    the messages counted are kept, so memory grows by an id per API message, not by a line."""
 
     def __init__(self, session_id):
         self.session_id = session_id
-        self._messages = {}  # message.id -> (day, model, tokens, ms)
+        self._counted = set()  # message ids summed already
+        self._current = None  # (message id, (day, model), tokens, ms) of the message being read
+        self._sums = {}  # (day, model) -> [input, output, cache_creation, cache_read, latest ms]
 
     def add(self, record):
         message = record.get("message")
@@ -824,10 +827,24 @@ class TranscriptUsage:
         usage, model = message.get("usage"), message.get("model")
         if not isinstance(usage, dict) or not isinstance(model, str) or model == "<synthetic>":
             return  # "<synthetic>": a message Claude Code wrote itself (an API error), no API call
+        message_id = message.get("id") or record.get("uuid") or object()
+        if message_id in self._counted:
+            return  # a line of a message summed already (written again later)
+        if self._current is not None and self._current[0] != message_id:
+            self._close()
         ms = _epoch_ms(record.get("timestamp"))
         day = datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d") if ms is not None else "undated"
-        key = message.get("id") or record.get("uuid") or len(self._messages)
-        self._messages[key] = (day, model[:200], tuple(_count(usage.get(name)) for _, name in USAGE_FIELDS), ms)
+        self._current = (message_id, (day, model[:200]), [_count(usage.get(name)) for _, name in USAGE_FIELDS], ms)
+
+    def _close(self):
+        message_id, bucket, tokens, ms = self._current
+        self._current = None
+        self._counted.add(message_id)
+        total = self._sums.setdefault(bucket, [0, 0, 0, 0, None])
+        for i, n in enumerate(tokens):
+            total[i] += n
+        if ms is not None and (total[4] is None or ms > total[4]):
+            total[4] = ms
 
     def add_file(self, path, bad):
         for _, record in _transcript_lines(path, bad):
@@ -845,21 +862,12 @@ class TranscriptUsage:
     def reports(self):
         """One usage report per (day, model), keyed `claude:<day>:<model>`: whoever reports it again
         (the import, the Stop hook) replaces it instead of adding to it."""
-        sums = {}
-        for day, model, tokens, ms in self._messages.values():
-            total = sums.setdefault((day, model), [0, 0, 0, 0, None])
-            for i, n in enumerate(tokens):
-                total[i] += n
-            if ms is not None and (total[4] is None or ms > total[4]):
-                total[4] = ms
-        for (day, model), total in sorted(sums.items()):
+        if self._current is not None:
+            self._close()
+        for (day, model), total in sorted(self._sums.items()):
             if any(total[:4]):
                 yield {"key": f"claude:{day}:{model}", "model": model, "time": total[4],
                        "tokens": {name: total[i] for i, (name, _) in enumerate(USAGE_FIELDS)}}
-
-    def totals(self):
-        return {name: sum(tokens[i] for _, _, tokens, _ in self._messages.values())
-                for i, (name, _) in enumerate(USAGE_FIELDS)}
 
 
 def transcript_usage(path, session_id, bad=None):

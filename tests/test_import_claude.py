@@ -292,3 +292,13 @@ def test_the_library_reports_usage(server, token):
     assert sessions(server, token)["lib-usage"]["usage"] == {
         "input_tokens": 1_000_000, "output_tokens": 10, "cache_creation_tokens": 0, "cache_read_tokens": 0,
         "cost_usd": 3.5}
+
+
+def test_the_import_runs_on_python_3_9(server, token, projects):
+    from test_client import oldest_python
+    run = subprocess.run([oldest_python(), str(CLIENT), "import-claude", str(projects), "--url", server.url,
+                          "--token", token], capture_output=True, text=True, timeout=RUN)
+    assert run.returncode == 0 and "2 session(s) imported (11 messages added" in run.stdout, run.stderr
+    found = sessions(server, token)
+    assert found["claude:" + SA]["usage"]["input_tokens"] == 137
+    assert messages(server, token, found["claude:" + SA]["id"])[0]["created_at"] == "2025-06-01T10:00:00.000Z"
