@@ -1151,8 +1151,9 @@ example:
 REPORT_USAGE_HELP = """\
 Report a Claude Code session's token usage: reads the Stop hook's input (JSON) on stdin, reads the
 transcript it names here, on this machine, and reports the session's usage by day and model (each
-report replaces the previous one of its day and model). Meant as a `command` hook on Stop:
-`python app.py claude-settings --with-usage` adds it. Never fails the hook: problems go to stderr and
+report replaces the previous one of its day and model). Meant as a `command` hook on Stop and
+SessionEnd (any hook input with session_id and transcript_path will do): `python app.py claude-settings
+--with-usage` adds it. Never fails the hook: problems go to stderr and
 the exit code is 0.
 """
 
@@ -1200,7 +1201,7 @@ def main(argv=None):
                           help="transcript files or directories (default: Claude Code's projects directory)")
     importer.add_argument("--force", action="store_true",
                           help="import into sessions the hooks already filled too (nothing is stored twice)")
-    reporter = commands.add_parser("report-usage", help="report a Claude Code session's usage (a Stop hook)",
+    reporter = commands.add_parser("report-usage", help="report a Claude Code session's usage (a hook command)",
                                    description=REPORT_USAGE_HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     _connection_options(reporter)

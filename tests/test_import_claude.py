@@ -261,7 +261,7 @@ def test_report_usage_with_the_server_down_still_exits_0(token, projects, tmp_pa
     assert run.returncode == 0 and "switchboard report-usage:" in run.stderr
 
 
-def test_claude_settings_with_usage_adds_a_command_hook_on_stop(tmp_path):
+def test_claude_settings_with_usage_adds_a_command_hook_on_stop_and_session_end(tmp_path):
     def settings(*args):
         out = subprocess.run([sys.executable, str(ROOT / "app.py"), "claude-settings", "--url", "http://sb:8000", *args],
                              capture_output=True, text=True, check=True, env={**os.environ, "SWITCHBOARD_DB": str(tmp_path / "s.db")})
@@ -269,12 +269,13 @@ def test_claude_settings_with_usage_adds_a_command_hook_on_stop(tmp_path):
     plain = settings()
     assert [h["type"] for h in plain["Stop"][0]["hooks"]] == ["http"]
     hooks = settings("--with-usage", "--client", "/opt/sb/client.py")
-    http, command = hooks["Stop"][0]["hooks"]
-    assert http == plain["Stop"][0]["hooks"][0]
-    assert command == {"type": "command", "command": "python3 /opt/sb/client.py report-usage --url http://sb:8000",
-                       "timeout": 30}
-    assert {event: groups for event, groups in hooks.items() if event != "Stop"} == {
-        event: groups for event, groups in plain.items() if event != "Stop"}
+    for event in ("Stop", "SessionEnd"):
+        http, command = hooks[event][0]["hooks"]
+        assert http == plain[event][0]["hooks"][0]
+        assert command == {"type": "command", "command": "python3 /opt/sb/client.py report-usage --url http://sb:8000",
+                           "timeout": 30}
+    assert {event: groups for event, groups in hooks.items() if event not in ("Stop", "SessionEnd")} == {
+        event: groups for event, groups in plain.items() if event not in ("Stop", "SessionEnd")}
     default = settings("--with-usage")["Stop"][0]["hooks"][1]["command"]
     assert default == f"python3 {ROOT / 'client.py'} report-usage --url http://sb:8000"
 
@@ -302,3 +303,62 @@ def test_the_import_runs_on_python_3_9(server, token, projects):
     found = sessions(server, token)
     assert found["claude:" + SA]["usage"]["input_tokens"] == 137
     assert messages(server, token, found["claude:" + SA]["id"])[0]["created_at"] == "2025-06-01T10:00:00.000Z"
+
+
+def test_a_real_claude_code_transcript_reports_its_usage_at_stop_and_imports(tmp_path):
+    """The real Claude Code (tests/test_claude_code.py) against the stand-in model, with the settings
+    `claude-settings --with-usage` prints: the command hooks (Stop, SessionEnd) report the usage of the
+    transcript Claude Code wrote, and importing that transcript gives the same usage and its records.
+    (At Stop alone the transcript lacked the turn's last answer: SessionEnd is what reports it.)"""
+    from fake_anthropic import FakeAnthropic, text, tool_use
+    from test_claude_code import Script, claude_binary, finish
+
+    binary = claude_binary()
+    server = LiveServer(tmp_path / "real.db").start()
+    fake = FakeAnthropic(Script([text("Saying hi."), tool_use("Bash", {"command": "echo hi-from-bash",
+                                                                        "description": "Say hi"})],
+                                [text("Said hi.")]))
+    try:
+        home, work = tmp_path / "home", tmp_path / "work"
+        home.mkdir()
+        work.mkdir()
+        settings = home / "switchboard.json"
+        settings.write_text(subprocess.run(
+            [sys.executable, str(ROOT / "app.py"), "claude-settings", "--url", server.url, "--with-usage"],
+            capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_BASE_URL": fake.url,
+               "ANTHROPIC_API_KEY": "sk-test", "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "DISABLE_AUTOUPDATER": "1", "SWITCHBOARD_TOKEN": server.token}
+        finish(subprocess.Popen([binary, "-p", "Please say hi", "--settings", str(settings)], cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
+        [transcript] = list((home / ".claude" / "projects").rglob("*.jsonl"))
+        assert transcript.parent.name == "".join(c if c.isalnum() else "-" for c in str(work))
+        expected = expected_usage(transcript.stem, transcript)
+        assert expected["input_tokens"] > 0 and expected["output_tokens"] > 0
+        live = sessions(server, server.token)["claude:" + transcript.stem]
+        assert live["agent"] == "claude-code" and without_cost(live["usage"]) == expected
+        # the hooks mirrored it: the import skips its messages and agrees on its usage
+        run = client_py(server, server.token, "import-claude", str(home / ".claude" / "projects"))
+        assert "0 session(s) imported" in run.stdout and "1 skipped" in run.stdout and "0 malformed" in run.stdout
+        assert sessions(server, server.token)["claude:" + transcript.stem]["usage"] == live["usage"]
+        # into another account, the transcript itself becomes the session
+        other = server.new_token(account="other")
+        run = client_py(server, other, "import-claude", str(transcript))
+        assert run.returncode == 0 and "1 session(s) imported" in run.stdout and "0 malformed" in run.stdout, run.stdout
+        imported = sessions(server, other)["claude:" + transcript.stem]
+        assert without_cost(imported["usage"]) == expected
+        stored = messages(server, other, imported["id"])
+        records = [json.loads(line) for line in transcript.read_text().splitlines()]
+        said = [r for r in records if r.get("type") in ("user", "assistant") and not r.get("isMeta")
+                and not r.get("isSidechain")]
+        assert {m["role"] for m in stored} <= {"user", "assistant", "system"}
+        assert stored[0]["role"] == "user" and stored[0]["content"] == "Please say hi"
+        blocks = [b for m in stored if m["role"] == "assistant" for b in m["content"]]
+        assert {"type": "text", "text": "Said hi."} in blocks
+        assert any(b.get("type") == "tool_use" and b["input"]["command"] == "echo hi-from-bash" for b in blocks)
+        assert any(isinstance(m["content"], list) and m["content"][0].get("type") == "tool_result" for m in stored)
+        assert len(stored) == len({r["message"].get("id") or r["uuid"] if r["type"] == "assistant" else r["uuid"]
+                                   for r in said})
+    finally:
+        fake.close()
+        server.stop()
