@@ -987,8 +987,8 @@ push_key = PushKey()
 class Cost(fields.Float):
     """USD: a JSON number >= 0 (no strings, no booleans), rounded to a millionth of a dollar on dump."""
 
-    def __init__(self, **kwargs):
-        super().__init__(validate=validate.Range(min=0), allow_nan=False, **kwargs)
+    def __init__(self, maximum=None, **kwargs):
+        super().__init__(validate=validate.Range(min=0, max=maximum), allow_nan=False, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -999,15 +999,24 @@ class Cost(fields.Float):
         return None if value is None else round(value, 6)
 
 
+# Bounds far past any real report, so that sums over millions of reports stay within SQLite's integers.
+MAX_REPORT_TOKENS = 10 ** 12
+MAX_REPORT_USD = 10 ** 9
+
+
+def _tokens():
+    return StrictInt(load_default=0, validate=validate.Range(0, MAX_REPORT_TOKENS))
+
+
 class UsageTokensSchema(BaseSchema):
-    input = StrictInt(load_default=0)
-    output = StrictInt(load_default=0)
-    cache_creation = StrictInt(load_default=0)
-    cache_read = StrictInt(load_default=0)
+    input = _tokens()
+    output = _tokens()
+    cache_creation = _tokens()
+    cache_read = _tokens()
 
 
 class UsageCostSchema(BaseSchema):
-    total = Cost(required=True)
+    total = Cost(required=True, maximum=MAX_REPORT_USD)
 
 
 class UsageReportSchema(BaseSchema):

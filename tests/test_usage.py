@@ -171,7 +171,8 @@ GOOD = {"key": "k", "tokens": {"input": 1}}
     ({**GOOD, "tokens": {"input": "1"}}, "tokens"),
     ({**GOOD, "tokens": {"input": 1.5}}, "tokens"),
     ({**GOOD, "tokens": {"input": True}}, "tokens"),
-    ({**GOOD, "tokens": {"input": 2 ** 53}}, "tokens"),
+    ({**GOOD, "tokens": {"input": 10 ** 12 + 1}}, "tokens"),
+    ({**GOOD, "cost": {"total": 1e9 + 1}}, "cost"),
     ({**GOOD, "tokens": {"total": 1}}, "tokens"),
     ({**GOOD, "tokens": [1]}, "tokens"),
     ({**GOOD, "cost": {"total": -0.01}}, "cost"),
@@ -211,3 +212,38 @@ def test_bad_bodies_of_other_kinds_change_nothing(app, client, auth):
 ])
 def test_bad_usage_queries_are_refused(app, client, auth, query, field):
     assert_refused(app, client, "GET", f"/api/usage?{query}", None, auth, 400, "invalid_request", field)
+
+
+def test_concurrent_reports_of_one_key_leave_one_report_and_consistent_sums(live_server):
+    """Real threads against the real server: 8 threads report the same key and keys of their own at
+    once. One report per key survives, and the session's sums are exactly the sum of what survived."""
+    import threading
+
+    import requests
+    headers = live_server.headers
+    sid = requests.post(live_server.url + "/v1/sessions", json={"tag": "race", "metadata": ""}, headers=headers,
+                        timeout=10).json()["session"]["id"]
+    errors = []
+
+    def reporter(n):
+        with requests.Session() as s:
+            for i in range(15):
+                for key in ("shared", f"own-{n}"):
+                    r = s.post(f"{live_server.url}/v1/sessions/{sid}/usage", headers=headers, timeout=10,
+                               json={"key": key, "tokens": {"input": n * 100 + i, "output": 1}, "cost": {"total": 0.5}})
+                    if r.status_code != 200:
+                        errors.append(r.text)
+
+    threads = [threading.Thread(target=reporter, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    with sqlite3.connect(live_server.db_path) as conn:
+        rows = conn.execute('SELECT key, input_tokens FROM usage_report WHERE session_id = ?', (sid,)).fetchall()
+    assert sorted(key for key, _ in rows) == sorted(["shared"] + [f"own-{n}" for n in range(8)])
+    assert {key: n for key, n in rows if key != "shared"} == {f"own-{n}": n * 100 + 14 for n in range(8)}
+    usage = requests.get(f"{live_server.url}/api/sessions/{sid}", headers=headers, timeout=10).json()["usage"]
+    assert usage == {"input_tokens": sum(n for _, n in rows), "output_tokens": 9, "cache_creation_tokens": 0,
+                     "cache_read_tokens": 0, "cost_usd": 4.5}
