@@ -529,7 +529,7 @@ def report_usage(account_id, session_id, report, origin=None):
     at = now if report["time"] is None else min(report["time"], now)
     tokens = report["tokens"]
     counts = (tokens["input"], tokens["output"], tokens["cache_creation"], tokens["cache_read"])
-    cost = prices.cost(report["model"], *counts) if report["cost"] is None else report["cost"]["total"]
+    cost = prices.cost(report["model"], *counts) if "cost" not in report else report["cost"]["total"]
     with hub.write(account_id, origin) as changes:
         row = db.execute_sql(_UPSERT_REPORT, (new_id(), account_id, session_id, report["key"], report["model"],
                                               *counts, cost, at, now, now, session_id, account_id)).fetchone()

@@ -137,6 +137,10 @@ def test_usage_by_day_and_by_session(client, auth):
     assert [(s["session_id"], s["title"], s["cost_usd"]) for s in sessions["items"]] == [(b, None, 4), (a, "Session A", 3)]
     top = client.get("/api/usage", query_string={**window, "group": "session", "limit": 1}, headers=auth).json
     assert [s["session_id"] for s in top["items"]] == [b]
+    # a window that ends before it starts holds nothing
+    empty = client.get("/api/usage", query_string={"from": "2026-05-30T00:00:00Z", "to": "2026-05-28T00:00:00Z"},
+                       headers=auth).json
+    assert empty["items"] == [] and empty["total"]["input_tokens"] == 0
     # from is inclusive, to exclusive
     edge = client.get("/api/usage", query_string={"from": "2026-05-28T20:26:40Z", "to": "2026-05-28T20:26:41Z"},
                       headers=auth).json
@@ -180,6 +184,7 @@ GOOD = {"key": "k", "tokens": {"input": 1}}
     ({**GOOD, "cost": {"total": True}}, "cost"),
     ({**GOOD, "cost": {}}, "cost"),
     ({**GOOD, "cost": 1}, "cost"),
+    ({**GOOD, "cost": None}, "cost"),
     ({**GOOD, "model": 5}, "model"),
     ({**GOOD, "time": "now"}, "time"),
     ({**GOOD, "time": -5}, "time"),
@@ -205,7 +210,6 @@ def test_bad_bodies_of_other_kinds_change_nothing(app, client, auth):
     ("group=week", "group"),
     ("from=yesterday", "from"),
     ("to=2026-13-01", "to"),
-    ("from=2026-05-02T00:00:00Z&to=2026-05-01T00:00:00Z", "from"),
     ("limit=0", "limit"),
     ("limit=1001", "limit"),
     ("since=2026-05-01", "since"),
