@@ -353,13 +353,16 @@ def _keep_current(changes, session, hook, now):
     if current != previous:
         text = json.dumps(current)
         version = session.metadata_version + 1
+        # A session made before its first hook (client.py import-claude) becomes Claude Code's here.
+        agent = {} if session.agent == claude.AGENT else {"agent": claude.AGENT}
         (Session
-         .update(metadata=text, metadata_version=version, updated_at=now)
+         .update(metadata=text, metadata_version=version, updated_at=now, **agent)
          .where(Session.id == session.id)
          .execute())
         session.metadata, session.metadata_version = text, version
+        session.agent = claude.AGENT
         changes.add(session.id, {"t": "update-session", "id": session.id,
-                                 "metadata": {"value": text, "version": version}})
+                                 "metadata": {"value": text, "version": version}, **agent})
     title = session.title is None and claude.title(hook)
     if title:
         (Session

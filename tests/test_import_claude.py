@@ -175,17 +175,22 @@ def test_a_session_the_hooks_filled_is_skipped_unless_forced(server, token, proj
     assert stored[0]["content"] == "Fix the flaky test" and len(stored) == 8  # the hook's message stays first
     assert session["title"] == "Fix the flaky test"  # a title it had is kept
     assert session["active"] is True  # a live session is not ended by an import
+    assert session["agent"] == "claude-code"
     again = client_py(server, token, "import-claude", "--force", str(projects))
     assert "(0 messages added, 11 already there)" in again.stdout
     assert len(messages(server, token, sid)) == 8
 
 
-def test_imported_prompts_are_not_queued_for_claude(server, token, projects):
+def test_imported_prompts_are_not_queued_for_claude_and_its_hooks_take_the_session_over(server, token, projects):
     assert client_py(server, token, "import-claude", str(projects)).returncode == 0
+    assert sessions(server, token)["claude:" + SA]["agent"] is None
     answer = hook(server, token, {"session_id": SA, "hook_event_name": "Stop", "stop_hook_active": False})
     assert answer == {}
     assert all(m["delivered_at"] is not None for m in messages(server, token, sessions(server, token)["claude:" + SA]["id"])
                if m["role"] == "user")
+    session = sessions(server, token)["claude:" + SA]
+    assert session["agent"] == "claude-code" and "imported" not in json.loads(
+        {s["id"]: s for s in api(server, token, "GET", "/v1/sessions")["sessions"]}[session["id"]]["metadata"])
 
 
 def test_the_default_is_claude_codes_projects_directory(server, token, projects, tmp_path):
