@@ -12,6 +12,7 @@ import logging
 import os
 import resource
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -61,6 +62,7 @@ DEFAULTS = {
     "WEBHOOK_TIMEOUT_SECONDS": 10.0,
     "WEBHOOK_RUN_RETENTION_DAYS": 7.0,
     "VAPID_SUBJECT": "mailto:switchboard@localhost",
+    "PRICES_FILE": "",  # a JSON file of model prices added to the built-in table (prices.py)
 }
 
 log = logging.getLogger("switchboard")
@@ -87,6 +89,7 @@ def create_app(config=None):
     import events
     import models
     import notifications
+    import prices
     import push
     import schemas
     from routes import (
@@ -103,6 +106,7 @@ def create_app(config=None):
         updates,
     )
     from routes import push as push_routes
+    from routes import usage as usage_routes
     from routes import webhooks as webhook_routes
 
     app = Flask(__name__)
@@ -117,6 +121,10 @@ def create_app(config=None):
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
     schemas.limits.key_chars = app.config["MAX_KEY_CHARS"]
+    try:
+        prices.configure(app.config["PRICES_FILE"])
+    except ValueError as e:
+        raise SystemExit(f"SWITCHBOARD_PRICES_FILE: {e}") from None
     schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
                          busy_wait=app.config["BUSY_WAIT_SECONDS"],
@@ -162,6 +170,7 @@ def create_app(config=None):
     app.register_blueprint(ui.bp)
     app.register_blueprint(webhook_routes.bp)
     app.register_blueprint(push_routes.bp)
+    app.register_blueprint(usage_routes.bp)
     app.extensions["openapi"] = build_spec(app, "Switchboard", "1.0.0")
 
     # real time
@@ -355,8 +364,12 @@ def cmd_claude_settings(args, settings):
 
     import claude
     url = args.url or settings["PUBLIC_URL"] or f"http://{settings['HOST']}:{settings['PORT']}"
+    usage_command = None
+    if args.with_usage:
+        client = os.path.abspath(args.client or os.path.join(os.path.dirname(os.path.abspath(__file__)), "client.py"))
+        usage_command = f"python3 {shlex.quote(client)} report-usage --url {shlex.quote(url)}"
     print(json.dumps(claude.settings(url, settings["APPROVAL_WAIT_SECONDS"], settings["HOLD_WAIT_SECONDS"],
-                                     approvals=not args.no_approvals), indent=2))
+                                     approvals=not args.no_approvals, usage_command=usage_command), indent=2))
 
 
 def cmd_backup(args, settings):
@@ -481,6 +494,10 @@ def main(argv=None):
     hooks.add_argument("--url", help="this server's URL as Claude Code reaches it (default SWITCHBOARD_PUBLIC_URL)")
     hooks.add_argument("--no-approvals", action="store_true",
                        help="watch only: tool permissions are asked in the terminal as usual")
+    hooks.add_argument("--with-usage", action="store_true",
+                       help="also report token usage at every Stop and SessionEnd (a command hook: client.py report-usage)")
+    hooks.add_argument("--client", metavar="PATH",
+                       help="where client.py is on the agent's machine (default: this server's own copy)")
     hooks.set_defaults(run=cmd_claude_settings)
     backup = commands.add_parser("backup", help="copy the database to FILE while the server runs")
     backup.add_argument("file")

@@ -173,8 +173,16 @@ def context(event, text):
     return {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
 
 
-def settings(url, approval_wait_seconds, hold_wait_seconds, approvals=True):
-    """The `{"hooks": ...}` block for Claude Code's settings.json: an http hook on every event."""
+USAGE_HOOK_TIMEOUT = 30  # seconds: report-usage reads the transcript and makes a few requests
+# Claude Code may not have written a turn's last answer to the transcript yet when Stop runs: the next
+# Stop reports it, and SessionEnd reports the whole session.
+USAGE_EVENTS = ("Stop", "SessionEnd")
+
+
+def settings(url, approval_wait_seconds, hold_wait_seconds, approvals=True, usage_command=None):
+    """The `{"hooks": ...}` block for Claude Code's settings.json: an http hook on every event, and with
+    `usage_command` a `command` hook on Stop and SessionEnd beside it (`client.py report-usage`: it reads the transcript
+    on the agent's machine, which the server never does)."""
     endpoint = url.rstrip("/") + "/v1/hooks/claude"
     hooks = {}
     for event in EVENTS:
@@ -187,6 +195,8 @@ def settings(url, approval_wait_seconds, hold_wait_seconds, approvals=True):
                 # The server ends its own waits: Claude Code must not give up first.
                 "timeout": int(wait) + 60 if wait is not None else 10}
         group = {"hooks": [hook]}
+        if event in USAGE_EVENTS and usage_command:
+            group["hooks"].append({"type": "command", "command": usage_command, "timeout": USAGE_HOOK_TIMEOUT})
         if event in TOOL_EVENTS:
             group = {"matcher": "*", **group}
         hooks[event] = [group]

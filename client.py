@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 try:
@@ -287,6 +287,19 @@ class Session:
             self.client.request("POST", f"/v1/sessions/{self.id}/end", {},
                                 deadline=None if timeout is None else time.monotonic() + timeout)
         self._raise_undelivered()
+
+    def usage(self, key, tokens, model=None, cost=None, time=None):
+        """Report the session's token usage under `key`, replacing the previous report of that key.
+        `tokens`: {input, output, cache_creation, cache_read} (missing ones are 0); `cost`: USD (when
+        None, the server prices the tokens by `model`); `time`: when it was used (epoch ms; default
+        now). Returns the server's answer, {success, reportId, cost: {total}, ...}."""
+        self._connected.wait()
+        body = {"key": key, "model": model, "tokens": dict(tokens)}
+        if cost is not None:
+            body["cost"] = {"total": cost}
+        if time is not None:
+            body["time"] = int(time)
+        return self.client.request("POST", f"/v1/sessions/{self.id}/usage", body)
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -735,6 +748,353 @@ class _Wrapper:
         return code
 
 
+# --- Claude Code transcripts: python client.py import-claude / report-usage ----------------------
+
+CLAUDE_TAG = "claude:"  # the tag prefix the server's hooks give a Claude Code session
+CLAUDE_MESSAGE_TYPES = ("user", "assistant", "system")  # other record types are Claude Code's own bookkeeping
+MAX_CONTENT_BYTES = 1_000_000  # under the server's default 1 MiB per message: bigger content is cut
+MAX_ROLE_TEXT = 50_000  # text of a message with a role is 1..50,000 characters; else sent as a text block
+MAX_BATCH_BYTES = 8 << 20  # half the server's default body limit
+SHOWN_BAD_LINES = 20
+PROGRESS_EVERY = 0.2  # seconds between progress lines on a terminal
+USAGE_FIELDS = (("input", "input_tokens"), ("output", "output_tokens"),
+                ("cache_creation", "cache_creation_input_tokens"), ("cache_read", "cache_read_input_tokens"))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch_ms(text):
+    """A transcript timestamp (ISO 8601) in epoch ms, or None."""
+    if not isinstance(text, str):
+        return None
+    head, dot, rest = text.replace("Z", "+00:00").partition(".")
+    if dot:  # Python 3.9's fromisoformat takes 3 or 6 digits of fraction only
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        head += "." + (rest[:digits] + "000000")[:6] + rest[digits:]
+    try:
+        parsed = datetime.fromisoformat(head)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    # Integer arithmetic: timestamp() * 1000 is a float product and can lose a millisecond.
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _transcript_lines(path, bad):
+    """(line number, record) for every JSON object line of a .jsonl file, read a line at a time. A line
+    that is not one (a truncated last line, a stray write) is named in `bad` as "path:line" and skipped;
+    bytes that are not UTF-8 become U+FFFD."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8", "replace"))
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                bad.append(f"{path}:{number}")
+                continue
+            yield number, record
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class TranscriptUsage:
+    """A Claude Code session's token usage, from its transcript lines: every assistant line of the
+    session (sidechains included: subagents are billed too) counted once per API message (`message.id`;
+    Claude Code writes one line per content block, one after another, each repeating the message's
+    usage: the last of them wins), summed per UTC day and model. Records of other sessions (a resumed
+    session's file starts with its predecessor's) count for those, not for this one. Only the ids of
+    the messages counted are kept, so memory grows by an id per API message, not by a line."""
+
+    def __init__(self, session_id):
+        self.session_id = session_id
+        self._counted = set()  # message ids summed already
+        self._current = None  # (message id, (day, model), tokens, ms) of the message being read
+        self._sums = {}  # (day, model) -> [input, output, cache_creation, cache_read, latest ms]
+
+    def add(self, record):
+        message = record.get("message")
+        if record.get("type") != "assistant" or not isinstance(message, dict):
+            return
+        if record.get("sessionId", self.session_id) != self.session_id:
+            return
+        usage, model = message.get("usage"), message.get("model")
+        if not isinstance(usage, dict) or not isinstance(model, str) or model == "<synthetic>":
+            return  # "<synthetic>": a message Claude Code wrote itself (an API error), no API call
+        message_id = message.get("id") or record.get("uuid") or object()
+        if message_id in self._counted:
+            return  # a line of a message summed already (written again later)
+        if self._current is not None and self._current[0] != message_id:
+            self._close()
+        ms = _epoch_ms(record.get("timestamp"))
+        day = datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d") if ms is not None else "undated"
+        self._current = (message_id, (day, model[:200]), [_count(usage.get(name)) for _, name in USAGE_FIELDS], ms)
+
+    def _close(self):
+        message_id, bucket, tokens, ms = self._current
+        self._current = None
+        self._counted.add(message_id)
+        total = self._sums.setdefault(bucket, [0, 0, 0, 0, None])
+        for i, n in enumerate(tokens):
+            total[i] += n
+        if ms is not None and (total[4] is None or ms > total[4]):
+            total[4] = ms
+
+    def add_file(self, path, bad):
+        for _, record in _transcript_lines(path, bad):
+            self.add(record)
+
+    def add_subagents(self, path, bad):
+        """The session's subagents' transcripts: `<path without .jsonl>/subagents/*.jsonl`, where
+        Claude Code keeps them."""
+        subagents = os.path.join(os.path.splitext(path)[0], "subagents")
+        if os.path.isdir(subagents):
+            for name in sorted(os.listdir(subagents)):
+                if name.endswith(".jsonl"):
+                    self.add_file(os.path.join(subagents, name), bad)
+
+    def reports(self):
+        """One usage report per (day, model), keyed `claude:<day>:<model>`: whoever reports it again
+        (the import, the Stop hook) replaces it instead of adding to it."""
+        if self._current is not None:
+            self._close()
+        for (day, model), total in sorted(self._sums.items()):
+            if any(total[:4]):
+                yield {"key": f"claude:{day}:{model}", "model": model, "time": total[4],
+                       "tokens": {name: total[i] for i, (name, _) in enumerate(USAGE_FIELDS)}}
+
+
+def transcript_usage(path, session_id, bad=None):
+    """TranscriptUsage of the session whose transcript is `path`, its subagents' included."""
+    bad = [] if bad is None else bad
+    usage = TranscriptUsage(session_id)
+    usage.add_file(path, bad)
+    usage.add_subagents(path, bad)
+    return usage
+
+
+def _report_usage(client, session_id, usage):
+    for report in usage.reports():
+        client.request("POST", f"/v1/sessions/{session_id}/usage", report)
+
+
+def claude_projects_dir():
+    return os.path.join(os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude"), "projects")
+
+
+def transcript_files(paths):
+    """Every session transcript under `paths` (files or directories), in order. Subagent transcripts
+    (in a `subagents` directory) are read with their session's, not as sessions of their own."""
+    for path in paths:
+        if os.path.isfile(path):
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d != "subagents")
+            for name in sorted(files):
+                if name.endswith(".jsonl"):
+                    yield os.path.join(root, name)
+
+
+def _fits(content):
+    """Content the server takes in a message with a role: text of 1..50,000 characters goes as it is,
+    other text as one text block; content over the size limit is cut (and said so). (content, cut)."""
+    if isinstance(content, str) and not 1 <= len(content) <= MAX_ROLE_TEXT:
+        content = [{"type": "text", "text": content}]
+    size = len(json.dumps(content, ensure_ascii=False).encode("utf-8"))
+    if size <= MAX_CONTENT_BYTES:
+        return content, False
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    keep = MAX_CONTENT_BYTES // 8  # characters: at most 4 bytes each in UTF-8, and twice that as JSON escapes
+    return [{"type": "text", "text": text[:keep] + f"\u2026 [cut by import-claude: {size} bytes in all]"}], True
+
+
+class ClaudeImporter:
+    """`python client.py import-claude`: see IMPORT_HELP. Counts what it did in its attributes."""
+
+    def __init__(self, client, force=False, progress=None, out=sys.stdout):
+        self.client, self.force, self.out = client, force, out
+        self.progress = progress  # a stream for the progress line, or None
+        self.files = self.records = self.imported = self.skipped = self.empty = 0
+        self.added = self.present = self.cut = self.refused = 0
+        self.bad = []
+        self._shown = 0.0
+        self._titled = set()
+
+    def run(self, paths):
+        files = list(transcript_files(paths))
+        # Which sessions have a title already (one listing, instead of a request per session).
+        self._titled = {item["tag"] for item in self.client.request("GET", "/api/sessions")["items"]
+                        if item["title"] and item["tag"]}
+        for number, path in enumerate(files, 1):
+            self.files = number
+            self._show(number, len(files))
+            self.import_file(path)
+        self._show(len(files), len(files), force=True)
+        if self.progress is not None:
+            self.progress.write("\n")
+        return self
+
+    def _show(self, number, count, force=False):
+        now = time.monotonic()
+        if self.progress is None or (not force and now - self._shown < PROGRESS_EVERY):
+            return
+        self._shown = now
+        self.progress.write(f"\rfiles {number:,}/{count:,}  records {self.records:,}  messages added "
+                            f"{self.added:,}  sessions {self.imported:,} imported, {self.skipped:,} skipped ")
+        self.progress.flush()
+
+    def import_file(self, path):
+        session_id = os.path.splitext(os.path.basename(path))[0]
+        state = {"path": path, "tag": CLAUDE_TAG + session_id, "session": None, "skip": False, "ours": False,
+                 "cwd": None, "last_seq": 0}
+        usage = TranscriptUsage(session_id)
+        batch, merging, size, summary = [], {}, 0, None
+        for number, record in _transcript_lines(path, self.bad):
+            self.records += 1
+            if self.progress is not None and self.records % 5000 == 0:
+                self._show(self.files, self.files)
+            kind = record.get("type")
+            if kind == "summary":
+                if isinstance(record.get("summary"), str) and record["summary"].strip():
+                    summary = record["summary"]
+                continue
+            if kind not in CLAUDE_MESSAGE_TYPES:
+                continue
+            usage.add(record)
+            if record.get("isSidechain") or record.get("isMeta") or state["skip"]:
+                continue
+            state["cwd"] = state["cwd"] or record.get("cwd")
+            message = record.get("message")
+            content = record.get("content") if kind == "system" else (
+                message.get("content") if isinstance(message, dict) else None)
+            if content is None or not isinstance(record.get("uuid"), str):
+                continue  # nothing said (a system record of Claude Code's own bookkeeping)
+            message_id = message.get("id") if kind == "assistant" and isinstance(message, dict) else None
+            if message_id is not None and message_id in merging:
+                # Another content block of the same API message: one message in Switchboard.
+                item = merging[message_id]
+                if record["uuid"] not in item["lines"]:  # a line written twice is said once
+                    item["lines"].add(record["uuid"])
+                    item["content"] = _blocks(item["content"]) + _blocks(content)
+                continue
+            item = {"content": content, "localId": record["uuid"][:256], "role": kind,
+                    "createdAt": _epoch_ms(record.get("timestamp")), "line": number, "lines": {record["uuid"]}}
+            if message_id is not None:
+                merging[message_id] = item
+            batch.append(item)
+            size += len(content) if isinstance(content, str) else len(json.dumps(content))
+            if len(batch) >= BATCH or size >= MAX_BATCH_BYTES:
+                self._send(state, batch)
+                batch, merging, size = [], {}, 0
+        if batch:
+            self._send(state, batch)
+        usage.add_subagents(path, self.bad)
+        if state["session"] is None:
+            if not any(True for _ in usage.reports()):
+                self.empty += 1
+                return
+            self._open(state)
+        if state["skip"]:
+            self.skipped += 1
+        else:
+            self.imported += 1
+            if state["ours"] and state["active"]:  # history, not a live agent: shown inactive
+                self.client.request("POST", f"/v1/sessions/{state['session']}/end", {})
+            if summary and state["tag"] not in self._titled:
+                title = " ".join(summary.split())[:TITLE_CHARS].strip()
+                self.client.request("PATCH", f"/api/sessions/{state['session']}", {"title": title})
+                self._titled.add(state["tag"])
+        _report_usage(self.client, state["session"], usage)
+
+    def _open(self, state):
+        """Create or load the session; an existing one with messages this importer did not write (the
+        hooks mirrored it live) is skipped unless --force."""
+        metadata = {"agent": "claude-code", "cwd": state["cwd"], "transcriptPath": os.path.abspath(state["path"]),
+                    "imported": True}
+        answer = self.client.request("POST", "/v1/sessions", {"tag": state["tag"], "metadata": json.dumps(metadata)})
+        session = answer["session"]
+        state["session"], state["last_seq"], state["active"] = session["id"], session["seq"], session["active"]
+        try:
+            # Made by an import (this one or an earlier one, which this one then completes).
+            state["ours"] = json.loads(session["metadata"]).get("imported") is True
+        except (ValueError, AttributeError):
+            state["ours"] = False
+        state["skip"] = bool(session["seq"]) and not state["ours"] and not self.force
+
+    def _send(self, state, batch):
+        if state["session"] is None:
+            self._open(state)
+        if state["skip"]:
+            return
+        messages = []
+        for item in batch:
+            content, cut = _fits(item["content"])
+            self.cut += cut
+            message = {"content": content, "localId": item["localId"], "role": item["role"]}
+            if item["createdAt"] is not None:
+                message["createdAt"] = item["createdAt"]
+            messages.append(message)
+        path = f"/v3/sessions/{state['session']}/messages"
+        try:
+            self._count(state, self.client.request("POST", path, {"messages": messages})["messages"])
+        except SwitchboardError as e:
+            if e.status != 400:
+                raise
+            for item, message in zip(batch, messages):  # find the one the server refuses, keep the others
+                try:
+                    self._count(state, self.client.request("POST", path, {"messages": [message]})["messages"])
+                except SwitchboardError as e:
+                    if e.status != 400:
+                        raise
+                    self.refused += 1
+                    self.bad.append(f"{state['path']}:{item['line']}")
+
+    def _count(self, state, rows):
+        for row in rows:
+            if row["seq"] > state["last_seq"]:
+                self.added += 1
+                state["last_seq"] = row["seq"]
+            else:
+                self.present += 1
+
+    def summary(self):
+        lines = [f"{self.imported:,} session(s) imported ({self.added:,} messages added, {self.present:,} already "
+                 f"there), {self.skipped:,} skipped (already mirrored live: --force imports them too), "
+                 f"{self.empty:,} transcript(s) with nothing to import; {self.records:,} records read in "
+                 f"{self.files:,} file(s), {len(self.bad):,} malformed line(s)"]
+        if self.cut:
+            lines.append(f"{self.cut:,} message(s) over {MAX_CONTENT_BYTES:,} bytes were cut")
+        lines += [f"  malformed: {where}" for where in self.bad[:SHOWN_BAD_LINES]]
+        if len(self.bad) > SHOWN_BAD_LINES:
+            lines.append(f"  ... and {len(self.bad) - SHOWN_BAD_LINES:,} more")
+        return "\n".join(lines)
+
+
+def _blocks(content):
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
+
+
+def report_usage_from_hook(client, hook):
+    """The Stop hook's input (Claude Code's JSON): report its session's usage from its transcript, read
+    here on the agent's machine (the server never opens a path a client names)."""
+    session_id, path = hook.get("session_id"), hook.get("transcript_path")
+    if not isinstance(session_id, str) or not session_id or not isinstance(path, str) or not os.path.isfile(path):
+        raise ValueError("the hook input names no session_id or no readable transcript_path")
+    usage = transcript_usage(path, session_id)
+    metadata = {"agent": "claude-code", "cwd": hook.get("cwd"), "transcriptPath": path}
+    session = client.request("POST", "/v1/sessions", {"tag": CLAUDE_TAG + session_id,
+                                                      "metadata": json.dumps(metadata)})["session"]
+    _report_usage(client, session["id"], usage)
+    return usage
+
+
 def _default_tag(command):
     started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{socket.gethostname()}:{os.path.basename(command[0])[:100]}:{started}:{os.getpid()}"
@@ -765,21 +1125,68 @@ example:
 """
 
 
+IMPORT_HELP = """\
+Import Claude Code's transcripts (default: $CLAUDE_CONFIG_DIR/projects, else ~/.claude/projects) into
+Switchboard, over the agent API, so browsers watching see the sessions appear:
+  - every transcript <sessionId>.jsonl becomes the session tagged claude:<sessionId>, the one Claude
+    Code's hooks fill live. Its user, assistant and system records become messages: role = the record's
+    type, content = its message.content (text or content blocks, as written), created at its timestamp,
+    localId = its uuid, so running the import again adds nothing. Assistant lines of one API message
+    (one line per content block, sharing message.id) are one message. Skipped: sidechains (subagents),
+    isMeta records and Claude Code's own bookkeeping (summaries, snapshots, queue operations, ...). The
+    transcript's last summary becomes the title of a session that has none.
+  - a session that already has messages this import did not write (the hooks mirrored it live) is
+    skipped; --force imports into it anyway: every record not already there (by uuid) is appended after
+    what the hooks stored, so the session then holds both.
+  - token usage is reported for every session, imported or skipped: per day and model, each API
+    message counted once (subagents included), priced by the server.
+  - a line that is not JSON (a cut-off last line) is counted and named (file:line), never fatal; bytes
+    that are not UTF-8 become U+FFFD. A progress line on a terminal, a summary at the end.
+
+example:
+  export SWITCHBOARD_URL=http://127.0.0.1:8000 SWITCHBOARD_TOKEN=sb_...
+  python client.py import-claude
+"""
+
+REPORT_USAGE_HELP = """\
+Report a Claude Code session's token usage: reads the Stop hook's input (JSON) on stdin, reads the
+transcript it names here, on this machine, and reports the session's usage by day and model (each
+report replaces the previous one of its day and model). Meant as a `command` hook on Stop and
+SessionEnd (any hook input with session_id and transcript_path will do): `python app.py claude-settings
+--with-usage` adds it. Never fails the hook: problems go to stderr and
+the exit code is 0.
+"""
+
+
+def _connection_options(parser):
+    parser.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL"),
+                        help="the server, e.g. http://127.0.0.1:8000 (default: $SWITCHBOARD_URL)")
+    parser.add_argument("--token", default=os.environ.get("SWITCHBOARD_TOKEN"),
+                        help="an API token, sb_... (default: $SWITCHBOARD_TOKEN)")
+
+
+def _client(parser, args, retry_for):
+    if not args.url or not args.token:
+        parser.error("--url and --token (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN) are required")
+    try:
+        return Switchboard(args.url, args.token, retry_for=retry_for)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python client.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Switchboard's client: mirror any command into a Switchboard session, or `import client` "
-                    "in Python (Switchboard, Session: send, flush, alive, end, inbox).",
-        epilog="`python client.py run --help` explains the wrapper; the module's docstring the library.")
+        description="Switchboard's client: mirror any command into a Switchboard session, import Claude Code's "
+                    "history, or `import client` in Python (Switchboard, Session: send, flush, alive, end, usage, "
+                    "inbox).",
+        epilog="`python client.py COMMAND --help` explains each command; the module's docstring the library.")
     commands = parser.add_subparsers(dest="name", metavar="COMMAND")
     run = commands.add_parser("run", help="run a command and mirror it into a session",
                               usage="python client.py run [--url URL] [--token TOKEN] [--tag TAG] [--title TITLE] "
                                     "-- CMD [ARGS...]",
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL"),
-                     help="the server, e.g. http://127.0.0.1:8000 (default: $SWITCHBOARD_URL)")
-    run.add_argument("--token", default=os.environ.get("SWITCHBOARD_TOKEN"),
-                     help="an API token, sb_... (default: $SWITCHBOARD_TOKEN)")
+    _connection_options(run)
     run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
     run.add_argument("--title", help="the session's title (default: the command line)")
     run.add_argument("--buffer", type=int, default=1_000_000, metavar="LINES",
@@ -787,25 +1194,66 @@ def main(argv=None):
     run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
                      help="after CMD ends, how long to keep trying to deliver what is left (default: 60)")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    importer = commands.add_parser("import-claude", help="import Claude Code's transcripts and their usage",
+                                   description=IMPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _connection_options(importer)
+    importer.add_argument("paths", nargs="*", metavar="PATH",
+                          help="transcript files or directories (default: Claude Code's projects directory)")
+    importer.add_argument("--force", action="store_true",
+                          help="import into sessions the hooks already filled too (nothing is stored twice)")
+    reporter = commands.add_parser("report-usage", help="report a Claude Code session's usage (a hook command)",
+                                   description=REPORT_USAGE_HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    _connection_options(reporter)
     args = parser.parse_args(argv)
     if args.name is None:
         parser.print_help()
         return 2
+    if args.name == "import-claude":
+        return _import_claude(importer, args)
+    if args.name == "report-usage":
+        return _report_usage_command(reporter, args)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         run.error("give the command to run after --")
-    if not args.url or not args.token:
-        run.error("--url and --token (or SWITCHBOARD_URL and SWITCHBOARD_TOKEN) are required")
+    client = _client(run, args, retry_for=None)
     if os.name != "posix":
         run.error("the wrapper needs a Unix-like system (Linux, macOS); the library works anywhere")
-    try:
-        client = Switchboard(args.url, args.token, retry_for=None)
-    except ValueError as e:
-        run.error(str(e))
     metadata = {"agent": "client.py", "host": socket.gethostname(), "cwd": os.getcwd(), "command": command}
     session = client.session(args.tag or _default_tag(command), args.title or shlex.join(command), metadata,
                              connect=False, max_buffer=max(1, args.buffer))
     return _Wrapper(session, command, args.drain).run()
+
+
+def _import_claude(parser, args):
+    paths = args.paths or [claude_projects_dir()]
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        parser.error(f"no such file or directory: {missing[0]}")
+    client = _client(parser, args, retry_for=300.0)
+    importer = ClaudeImporter(client, force=args.force, progress=sys.stderr if sys.stderr.isatty() else None)
+    try:
+        importer.run(paths)
+    except SwitchboardError as e:
+        print(importer.summary(), flush=True)
+        print(f"switchboard: import stopped: {e}", file=sys.stderr)
+        return 1
+    print(importer.summary())
+    return 0
+
+
+def _report_usage_command(parser, args):
+    try:
+        client = _client(parser, args, retry_for=10.0)
+        hook = json.loads(sys.stdin.buffer.read().decode("utf-8", "replace"))
+        if not isinstance(hook, dict):
+            raise ValueError("the hook input is not a JSON object")
+        report_usage_from_hook(client, hook)
+    except (ValueError, OSError, SwitchboardError) as e:
+        print(f"switchboard report-usage: {e}", file=sys.stderr)
+    except SystemExit as e:  # a usage error: said on stderr by argparse; the hook still succeeds
+        print(f"switchboard report-usage: exit {e.code}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

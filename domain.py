@@ -11,9 +11,10 @@ import threading
 from peewee import fn
 
 import claude
+import prices
 from events import hub
 from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, pause
-from schemas import agent_message_schema, event_request_schema, event_session_schema
+from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
 class SessionNotFound(LookupError):
@@ -79,14 +80,20 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
     return session, True
 
 
-def append_messages(account_id, session_id, messages, origin=None):
-    """Append one or more messages ({content, local_id, role?, metadata?}) to the account's session.
+def append_messages(account_id, session_id, messages, origin=None, agent=False):
+    """Append one or more messages ({content, local_id, role?, metadata?, created_at?}) to the
+    account's session.
 
     A local_id the session already has (or that repeats within the batch) returns the existing row
     and consumes no seq and no update. Returns the distinct rows, dicts of the message table's
     columns, in seq order. The session is looked up by the writes themselves: for another account's
-    session the seq allocation finds no row (and the known messages none).
+    session the seq allocation finds no row (and the known messages none). `agent`: the messages are
+    the agent's own record (the agent contract), so a user message among them was already seen by the
+    agent and is not queued for it (a person's message from the management contract is).
     """
+    if agent:
+        now = now_ms()
+        messages = [{**m, "delivered_at": now} if m.get("role") == "user" else m for m in messages]
     with hub.write(account_id, origin) as changes:
         return _append(changes, account_id, session_id, messages)
 
@@ -382,13 +389,16 @@ def _keep_current(changes, session, hook, now):
     if current != previous:
         text = json.dumps(current)
         version = session.metadata_version + 1
+        # A session made before its first hook (client.py import-claude) becomes Claude Code's here.
+        agent = {} if session.agent == claude.AGENT else {"agent": claude.AGENT}
         (Session
-         .update(metadata=text, metadata_version=version, updated_at=now)
+         .update(metadata=text, metadata_version=version, updated_at=now, **agent)
          .where(Session.id == session.id)
          .execute())
         session.metadata, session.metadata_version = text, version
+        session.agent = claude.AGENT
         changes.add(session.id, {"t": "update-session", "id": session.id,
-                                 "metadata": {"value": text, "version": version}})
+                                 "metadata": {"value": text, "version": version}, **agent})
     title = session.title is None and claude.title(hook)
     if title:
         (Session
@@ -526,6 +536,49 @@ def expire_leftovers():
                                        .tuples()):
         set_awaiting(account_id, session_id, False)
     return expired
+
+
+# --- usage and cost (happy-server's usage report) ---
+
+_UPSERT_REPORT = (
+    'INSERT INTO "usage_report" ("id", "account_id", "session_id", "key", "model", "input_tokens", "output_tokens", '
+    '"cache_creation_tokens", "cache_read_tokens", "cost_usd", "at", "created_at", "updated_at") '
+    'SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS '
+    '(SELECT 1 FROM "session" WHERE "id" = ? AND "account_id" = ?) '
+    'ON CONFLICT ("session_id", "key") DO UPDATE SET "model" = excluded."model", '
+    '"input_tokens" = excluded."input_tokens", "output_tokens" = excluded."output_tokens", '
+    '"cache_creation_tokens" = excluded."cache_creation_tokens", "cache_read_tokens" = excluded."cache_read_tokens", '
+    '"cost_usd" = excluded."cost_usd", "at" = excluded."at", "updated_at" = excluded."updated_at" '
+    'RETURNING "id", "cost_usd", "created_at", "updated_at"')
+# The session's sum is read back from its reports (a handful per session): a replaced report needs
+# no arithmetic on the old one, and the sum can never drift from the rows.
+_SUM_USAGE = (
+    'UPDATE "session" SET ("usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost") = '
+    '(SELECT COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
+    'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), COALESCE(SUM("cost_usd"), 0) '
+    'FROM "usage_report" WHERE "session_id" = ?) WHERE "id" = ? '
+    'RETURNING "usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost"')
+
+
+def report_usage(account_id, session_id, report, origin=None):
+    """Store a usage report ({key, model, tokens, cost, time}) in place of the session's previous
+    one of the same key; priced from the table (prices.py) when it brings no cost. The session's sum
+    changes in the same write and is announced as `update-session {usage}`. Returns the report row."""
+    now = now_ms()
+    at = now if report["time"] is None else min(report["time"], now)
+    tokens = report["tokens"]
+    counts = (tokens["input"], tokens["output"], tokens["cache_creation"], tokens["cache_read"])
+    cost = prices.cost(report["model"], *counts) if "cost" not in report else report["cost"]["total"]
+    with hub.write(account_id, origin) as changes:
+        row = db.execute_sql(_UPSERT_REPORT, (new_id(), account_id, session_id, report["key"], report["model"],
+                                              *counts, cost, at, now, now, session_id, account_id)).fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        totals = db.execute_sql(_SUM_USAGE, (session_id, session_id)).fetchone()
+        usage = dict(zip(("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"),
+                         totals))
+        changes.add(session_id, {"t": "update-session", "id": session_id, "usage": usage_schema.dump(usage)})
+    return dict(zip(("id", "cost_usd", "created_at", "updated_at"), row))
 
 
 class Presence:

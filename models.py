@@ -20,6 +20,7 @@ from peewee import (
     Check,
     CompositeKey,
     DatabaseProxy,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -148,6 +149,19 @@ class Session(BaseModel):
     hold = BooleanField(default=False, constraints=[SQL("DEFAULT 0")])
     awaiting_message = BooleanField(default=False, constraints=[SQL("DEFAULT 0")])
     prompt_delivered = TextField(null=True)
+    # The sum of the session's usage reports (UsageReport), kept by the write that changes them, so
+    # session lists show spend without reading the reports.
+    usage_input = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    usage_output = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    usage_cache_creation = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    usage_cache_read = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    usage_cost = FloatField(default=0.0, constraints=[SQL("DEFAULT 0")])
+
+    @property
+    def usage(self):
+        return {"input_tokens": self.usage_input, "output_tokens": self.usage_output,
+                "cache_creation_tokens": self.usage_cache_creation, "cache_read_tokens": self.usage_cache_read,
+                "cost_usd": self.usage_cost}
 
     class Meta:
         indexes = (
@@ -291,6 +305,58 @@ WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_
                      .where(WebhookRun.status == "pending"))
 
 
+class UsageReport(BaseModel):
+    """Tokens an agent reports for a session under a key (happy-server's usage report): a report
+    replaces the previous one of its key. `at` is when the usage happened, the day it counts for."""
+    id = CharField(primary_key=True, default=new_id)
+    account = ForeignKeyField(Account, on_delete="CASCADE", index=False)
+    session = ForeignKeyField(Session, on_delete="CASCADE", index=False)
+    key = CharField()
+    model = CharField(null=True)
+    input_tokens = BigIntegerField()
+    output_tokens = BigIntegerField()
+    cache_creation_tokens = BigIntegerField()
+    cache_read_tokens = BigIntegerField()
+    cost_usd = FloatField()
+    at = BigIntegerField()
+    created_at = BigIntegerField(default=now_ms)
+    updated_at = BigIntegerField(default=now_ms)
+
+    class Meta:
+        indexes = (
+            (("session", "key"), True),  # replace-by-key; a session's sum; the cascade
+            (("account", "at"), False),  # /api/usage: the account's reports in a time range
+        )
+
+
+_USAGE_SUMS = ('COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
+               'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), '
+               'COALESCE(SUM("cost_usd"), 0)')
+USAGE_NAMES = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd")
+
+
+def usage_summary(account_id, start, end, group, limit):
+    """The account's usage reported for [start, end) (epoch ms): (total, items). Items are dicts of
+    USAGE_NAMES plus `day` (UTC, oldest first, days with usage only) or `session_id` and `title` (most
+    expensive first, at most `limit`). Both read the reports through the (account, at) index."""
+    where = 'WHERE "r"."account_id" = ? AND "r"."at" >= ? AND "r"."at" < ?'
+    params = (account_id, start, end)
+    total = dict(zip(USAGE_NAMES, db.execute_sql(f'SELECT {_USAGE_SUMS} FROM "usage_report" AS "r" {where}',
+                                                 params).fetchone()))
+    if group == "day":
+        rows = db.execute_sql(
+            f'SELECT strftime(\'%Y-%m-%d\', "r"."at" / 1000, \'unixepoch\') AS "day", {_USAGE_SUMS} '
+            f'FROM "usage_report" AS "r" {where} GROUP BY "day" ORDER BY "day"', params)
+        items = [dict(zip(("day", *USAGE_NAMES), row)) for row in rows]
+    else:
+        rows = db.execute_sql(
+            f'SELECT "r"."session_id", "s"."title", {_USAGE_SUMS} FROM "usage_report" AS "r" '
+            f'JOIN "session" AS "s" ON "s"."id" = "r"."session_id" {where} '
+            f'GROUP BY "r"."session_id" ORDER BY 7 DESC, 3 DESC, "r"."session_id" LIMIT ?', (*params, limit))
+        items = [dict(zip(("session_id", "title", *USAGE_NAMES), row)) for row in rows]
+    return total, items
+
+
 PAGE_ROWS = 1000
 PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
@@ -331,7 +397,7 @@ def message_pages(session_id, last_seq):
 
 
 MODELS = [Account, Token, Session, Message, Update, Request, Webhook, WebhookRun, VapidKey, PushSubscription,
-          PushJob]
+          PushJob, UsageReport]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
 # models: a file created by an old version must go through exactly the steps a new file goes through.
@@ -415,6 +481,18 @@ MIGRATIONS = [
         '"stored_bytes" = (SELECT COALESCE(SUM(LENGTH(CAST("message"."content" AS BLOB)) '
         '+ COALESCE(LENGTH(CAST("message"."metadata" AS BLOB)), 0)), 0) FROM "message" '
         'JOIN "session" ON "session"."id" = "message"."session_id" WHERE "session"."account_id" = "account"."id")',
+    ],
+    # 7: usage and cost. Usage reports, and their sum on each session (kept by the write that changes
+    # a report) so session lists need no join. Self-contained: it touches nothing another step adds.
+    [
+        'ALTER TABLE "session" ADD COLUMN "usage_input" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "usage_output" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "usage_cache_creation" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "usage_cache_read" INTEGER NOT NULL DEFAULT 0',
+        'ALTER TABLE "session" ADD COLUMN "usage_cost" REAL NOT NULL DEFAULT 0',
+        'CREATE TABLE "usage_report" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" VARCHAR(255) NOT NULL, "key" VARCHAR(255) NOT NULL, "model" VARCHAR(255), "input_tokens" INTEGER NOT NULL, "output_tokens" INTEGER NOT NULL, "cache_creation_tokens" INTEGER NOT NULL, "cache_read_tokens" INTEGER NOT NULL, "cost_usd" REAL NOT NULL, "at" INTEGER NOT NULL, "created_at" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX "usage_report_session_id_key" ON "usage_report" ("session_id", "key")',
+        'CREATE INDEX "usage_report_account_id_at" ON "usage_report" ("account_id", "at")',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

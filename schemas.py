@@ -290,6 +290,21 @@ class JsonText(fields.Raw):
         return text
 
 
+ROLES = ("user", "assistant", "system", "tool")
+MAX_TEXT_CHARS = 50_000
+
+
+class MessageContent(JsonText):
+    """Text of 1..50,000 characters in a message with a role (a person's or a chat model's), any JSON
+    value in a message without one (an agent's, which its own contract bounds only by size), so that
+    every message this server stores can be exported and imported back."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and data.get("role") is not None and not 1 <= len(value) <= MAX_TEXT_CHARS:
+            raise ValidationError(f"Text must be 1 to {MAX_TEXT_CHARS} characters.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class FirstErrorList(fields.List):
     """A list of nested objects loaded in one tight loop that stops at the first bad item.
 
@@ -407,9 +422,13 @@ class SessionCreateSchema(BaseSchema):
 
 
 class NewMessageSchema(BaseSchema):
-    content = JsonText(required=True)
+    content = MessageContent(required=True)
     local_id = fields.String(data_key="localId", allow_none=True, load_default=None,
                              validate=MaxChars("key_chars"))
+    # Optional, for an agent that replays history (client.py import-claude): who said it and when.
+    role = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(ROLES))
+    created_at = StrictInt(data_key="createdAt", allow_none=True, load_default=None,
+                           metadata={"description": "When it was said (epoch ms); default: now (inclusive)."})
 
 
 class MessagesAppendSchema(BaseSchema):
@@ -493,6 +512,7 @@ class SessionSchema(BaseSchema):
     agent = fields.String(allow_none=True, dump_only=True)
     hold = fields.Boolean(dump_only=True)
     awaiting_message = fields.Boolean(dump_only=True)
+    usage = fields.Nested(lambda: UsageSchema(), dump_only=True)
 
 
 class MessageSchema(BaseSchema):
@@ -507,10 +527,8 @@ class MessageSchema(BaseSchema):
 
 # --- management contract: request bodies, the export document and its import -------------------
 
-ROLES = ("user", "assistant", "system", "tool")
 MAX_TITLE_CHARS = 120
 MAX_SYSTEM_PROMPT_CHARS = 8000
-MAX_TEXT_CHARS = 50_000
 EXPORT_VERSION = 1
 
 
@@ -533,17 +551,6 @@ class Title(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).strip()
-
-
-class MessageContent(JsonText):
-    """Text of 1..50,000 characters in a message with a role (a person's or a chat model's), any JSON
-    value in a message without one (an agent's, which its own contract bounds only by size), so that
-    every message this server stores can be exported and imported back."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and data.get("role") is not None and not 1 <= len(value) <= MAX_TEXT_CHARS:
-            raise ValidationError(f"Text must be 1 to {MAX_TEXT_CHARS} characters.")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class JsonObject(JsonText):
@@ -648,7 +655,7 @@ class ExportedSessionSchema(SessionSchema):
     agent_state = fields.String(allow_none=True, dump_only=True)
 
     class Meta:
-        exclude = ("active", "last_active_at", "agent", "hold", "awaiting_message")
+        exclude = ("active", "last_active_at", "agent", "hold", "awaiting_message", "usage")
 
 
 class ExportedMessageSchema(MessageSchema):
@@ -1057,3 +1064,122 @@ push_subscription_create_schema = PushSubscriptionCreateSchema()
 push_subscription_delete_schema = PushSubscriptionDeleteSchema()
 push_subscription_schema = PushSubscriptionSchema()
 push_key = PushKey()
+
+
+# --- usage and cost ------------------------------------------------------------------------------
+
+class Cost(fields.Float):
+    """USD: a JSON number >= 0 (no strings, no booleans), rounded to a millionth of a dollar on dump."""
+
+    def __init__(self, maximum=None, **kwargs):
+        super().__init__(validate=validate.Range(min=0, max=maximum), allow_nan=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else round(value, 6)
+
+
+# Bounds far past any real report, so that sums over millions of reports stay within SQLite's integers.
+MAX_REPORT_TOKENS = 10 ** 12
+MAX_REPORT_USD = 10 ** 9
+
+
+def _tokens():
+    return StrictInt(load_default=0, validate=validate.Range(0, MAX_REPORT_TOKENS))
+
+
+class UsageTokensSchema(BaseSchema):
+    input = _tokens()
+    output = _tokens()
+    cache_creation = _tokens()
+    cache_read = _tokens()
+
+
+class UsageCostSchema(BaseSchema):
+    total = Cost(required=True, maximum=MAX_REPORT_USD)
+
+
+class UsageReportSchema(BaseSchema):
+    """POST /v1/sessions/:id/usage: happy-server's usage report, plus `time`."""
+    key = fields.String(required=True, validate=MaxChars("key_chars"))
+    model = fields.String(allow_none=True, load_default=None, validate=MaxChars("key_chars"))
+    tokens = fields.Nested(UsageTokensSchema, required=True)
+    cost = fields.Nested(UsageCostSchema,
+                         metadata={"description": "What it cost; absent: priced from the server's table by model."})
+    time = StrictInt(allow_none=True, load_default=None,
+                     metadata={"description": "When the usage happened (epoch ms; default and at most now): "
+                                              "the day /api/usage counts it for."})
+
+
+class UsageReportResult(BaseSchema):
+    success = fields.Boolean(dump_only=True)
+    reportId = fields.String(attribute="id", dump_only=True)
+    cost = fields.Function(lambda row: {"total": round(row["cost_usd"], 6)}, dump_only=True)
+    createdAt = Millis(attribute="created_at", dump_only=True)
+    updatedAt = Millis(attribute="updated_at", dump_only=True)
+
+
+class UsageSchema(BaseSchema):
+    """Token counts and USD, summed: a session's (`usage` on the session object) or a group's."""
+    input_tokens = fields.Integer(dump_only=True)
+    output_tokens = fields.Integer(dump_only=True)
+    cache_creation_tokens = fields.Integer(dump_only=True)
+    cache_read_tokens = fields.Integer(dump_only=True)
+    cost_usd = Cost(dump_only=True)
+
+
+class UsageDaySchema(UsageSchema):
+    day = fields.String(dump_only=True, metadata={"description": "YYYY-MM-DD, UTC"})
+
+
+class UsageSessionSchema(UsageSchema):
+    session_id = fields.String(dump_only=True)
+    title = fields.String(allow_none=True, dump_only=True)
+
+
+USAGE_GROUPS = ("day", "session")
+DEFAULT_USAGE_DAYS = 30
+
+
+class UsageQuery(BaseSchema):
+    start = Iso(data_key="from", metadata={"description": "Start (inclusive); default: `to` minus 30 days."})
+    end = Iso(data_key="to", metadata={"description": "End (exclusive); default: now (inclusive)."})
+    group = fields.String(load_default="day", validate=validate.OneOf(USAGE_GROUPS))
+    limit = Int(load_default=100, validate=validate.Range(1, 1000),
+                metadata={"description": "group=session: the most expensive sessions, at most this many."})
+
+    @post_load
+    def window(self, data, **kwargs):
+        """The window's defaults; one that ends before it starts holds nothing (answered, not refused)."""
+        if "end" not in data:
+            data["end"] = _now_ms() + 1  # everything reported up to now, this millisecond included
+        if "start" not in data:
+            data["start"] = data["end"] - DEFAULT_USAGE_DAYS * 86_400_000
+        return data
+
+
+def _now_ms():
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+class UsageSummary(BaseSchema):
+    start = Iso(data_key="from", dump_only=True)
+    end = Iso(data_key="to", dump_only=True)
+    group = fields.String(dump_only=True)
+    total = fields.Nested(UsageSchema, dump_only=True)
+    items = fields.List(fields.Raw(), dump_only=True, metadata={
+        "description": "group=day: UsageDay per day with usage, oldest first; group=session: UsageSession "
+                       "per session, most expensive first."})
+
+
+usage_schema = UsageSchema()
+usage_report_schema = UsageReportSchema()
+usage_report_result = UsageReportResult()
+usage_query = UsageQuery()
+usage_summary = UsageSummary()
+usage_days = UsageDaySchema(many=True)
+usage_sessions = UsageSessionSchema(many=True)

@@ -137,7 +137,7 @@ def messages_page(session_id, args):
 @endpoint(body=schemas.messages_append_schema, responses={200: schemas.AppendedList}, errors=(401, 404))
 def append(session_id, body):
     """Append messages; a localId already stored returns the stored message instead."""
-    rows = domain.append_messages(g.account_id, session_id, body["messages"])
+    rows = domain.append_messages(g.account_id, session_id, body["messages"], agent=True)
     return schemas.appended_list.dump({"messages": rows})
 
 

@@ -327,7 +327,7 @@ class Connection:
         return domain.find_session(self.account_id, body["sid"])
 
     def on_message(self, body):
-        rows = domain.append_messages(self.account_id, body["sid"], [body], origin=self.subscriber)
+        rows = domain.append_messages(self.account_id, body["sid"], [body], origin=self.subscriber, agent=True)
         return schemas.appended_message_schema.dump(rows[0])
 
     def on_metadata(self, body):

@@ -85,7 +85,12 @@ CASES = [
     ("POST", V3, {"messages": [{"content": "x", "localId": 5}]}, 400, "invalid_request", "messages"),
     ("POST", V3, {"messages": [{"content": "x", "localId": "x" * 257}]}, 400, "invalid_request", "messages"),
     ("POST", V3, {"messages": [{"content": "x", "localId": ""}]}, 400, "invalid_request", "messages"),
-    ("POST", V3, {"messages": [{"content": "x", "role": "user"}]}, 400, "invalid_request", "messages"),
+    # role and createdAt are optional (history replayed by client.py import-claude), and checked
+    ("POST", V3, {"messages": [{"content": "x", "role": "robot"}]}, 400, "invalid_request", "messages"),
+    ("POST", V3, {"messages": [{"content": "", "role": "user"}]}, 400, "invalid_request", "messages"),
+    ("POST", V3, {"messages": [{"content": "x", "createdAt": "2026-01-01"}]}, 400, "invalid_request", "messages"),
+    ("POST", V3, {"messages": [{"content": "x", "createdAt": -1}]}, 400, "invalid_request", "messages"),
+    ("POST", V3, {"messages": [{"content": "x", "createdAt": 1.5}]}, 400, "invalid_request", "messages"),
     ("POST", V3, {"messages": [{"content": "x"}], "sid": "other"}, 400, "invalid_request", "sid"),
     ("POST", V3, {"messages": [{"content": BIG}]}, 400, "invalid_request", "messages"),
     ("POST", V3, {"messages": [{"content": "ok"}, {"content": BIG}]}, 400, "invalid_request", "messages"),

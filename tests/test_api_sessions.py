@@ -13,7 +13,7 @@ from events import hub
 from schemas import iso
 
 SESSION_KEYS = ["id", "title", "system_prompt", "tag", "active", "created_at", "updated_at", "last_active_at",
-                "agent", "hold", "awaiting_message"]
+                "agent", "hold", "awaiting_message", "usage"]
 MESSAGE_KEYS = ["id", "seq", "role", "content", "metadata", "created_at", "delivered_at"]
 EXPORT_SESSION_KEYS = {"id", "title", "system_prompt", "tag", "metadata", "agent_state", "created_at", "updated_at"}
 EXPORT_MESSAGE_KEYS = {"seq", "role", "content", "metadata", "local_id", "created_at"}

@@ -89,7 +89,7 @@ class Sessions:
 def expressible(case):
     """Whether a valid case also meets the rules the document can state in words only (OpenAPI 3.0 has
     no keyword for them): after_seq and before_seq exclude each other, and so do before_seq and a long-poll
-    wait; an imported message with a role
+    wait; an imported or appended message with a role
     has text of 1..MAX_TEXT_CHARS characters; no two imported messages share a local_id; timestamps are
     instants of the years 1 to 9999 UTC; a webhook's or push endpoint's URL has a valid host."""
     query = case.query or {}
@@ -104,6 +104,17 @@ def expressible(case):
             return False
     if "before_seq" in query and query.get("wait"):
         return False
+    if case.operation.path == "/v3/sessions/{session_id}/messages" and isinstance(case.body, dict):
+        messages = case.body.get("messages")
+        for message in messages if isinstance(messages, list) else []:
+            if (isinstance(message, dict) and message.get("role") is not None and isinstance(message.get("content"), str)
+                    and not 1 <= len(message["content"]) <= MAX_TEXT_CHARS):
+                return False
+    if case.operation.path == "/api/usage":
+        try:
+            [parse_iso(query[name]) for name in ("from", "to") if isinstance(query.get(name), str)]
+        except (ValueError, OverflowError):
+            return False
     if case.operation.path != "/api/sessions/import" or not isinstance(case.body, dict):
         return True
     session = case.body.get("session") or {}

@@ -28,8 +28,9 @@ VALID_BODIES = {
     "requests.decide": {"decision": "allow"},
     "requests.hold": {"hold": True},
     "webhooks.runs": None,
+    "usage.report": {"key": "k", "model": "claude-sonnet-4-5", "tokens": {"input": 1}},
 }
-SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user"}
+SEED_ERRORS = {"agent_sessions.delete": "Session not found or not owned by user", "usage.report": "Session not found"}
 
 
 
