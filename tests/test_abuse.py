@@ -153,11 +153,10 @@ def small_disk(tmp_path):
 def fill(path):
     """Write a file until the disk is full; returns it."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left over to fail at close
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
@@ -528,12 +527,14 @@ def test_the_websockets_per_token_quota_refuses_one_more_with_an_error_frame(mak
 
 def test_the_quota_counters_are_filled_from_what_is_stored_when_a_database_is_upgraded(tmp_path):
     import models
-    path = tmp_path / "v4.db"
+    path = tmp_path / "before.db"
+    # the file as it was before the step that adds the counters
+    counters = next(i for i, step in enumerate(models.MIGRATIONS) if any("session_count" in q for q in step))
     with sqlite3.connect(path) as db:
-        for step in models.MIGRATIONS[:-1]:
+        for step in models.MIGRATIONS[:counters]:
             for statement in step:
                 db.execute(statement)
-        db.execute(f"PRAGMA user_version = {len(models.MIGRATIONS) - 1}")
+        db.execute(f"PRAGMA user_version = {counters}")
         db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0), (2, 'b', 0, 0)")
         db.execute("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
                    "last_active_at, created_at, updated_at) VALUES ('s1', 1, '', 0, 0, 2, 0, 0, 0, 0), "

@@ -459,7 +459,7 @@ def test_a_hidden_tab_notifies_when_an_agent_needs_the_person_and_a_click_opens_
     # a held session starting to wait for a message is the other thing that needs the person
     person.api("PUT", f"/api/sessions/{sid}/hold", json={"hold": True})
     stopped = claude.waiting("Stop")
-    page.wait_for_function("window.__notifications.length === 2")
+    page.wait_for_function("() => window.__notifications.length === 2")  # a function: an expression is eval()ed, which the CSP forbids
     assert notifications_of(page)[1] == {"title": "Waiting for your message", "body": "Please say hi", "tag": sid}
     person.api("PUT", f"/api/sessions/{sid}/hold", json={"hold": False})
     assert stopped() == {}
@@ -483,7 +483,7 @@ def test_permission_is_asked_on_a_click_never_on_load(people, server):
     page.get_by_role("button", name="Settings…").click()
     dialog = person.dialog("Settings")
     dialog.get_by_role("switch", name="Desktop notifications when this tab is hidden and an agent needs you").click()
-    page.wait_for_function("window.__asked === 1")
+    page.wait_for_function("() => window.__asked === 1")
     # headless Chromium answers a prompt nobody can see with "denied" or leaves it "default"
     expect(dialog.locator("#notify-status")).to_contain_text("Not turned on")
     expect(dialog.get_by_role("switch", name="Desktop notifications when this tab is hidden and an agent needs you")) \
