@@ -12,9 +12,10 @@ import time
 
 from peewee import (
     SQL, AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
-    ForeignKeyField, IntegerField, Model, TextField,
+    ForeignKeyField, IntegerField, Model, OperationalError, TextField,
 )
 from playhouse.pool import PooledSqliteDatabase
+from playhouse.sqlite_ext import FTS5Model, SearchField
 
 log = logging.getLogger("switchboard")
 
@@ -280,6 +281,136 @@ WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_
                      .where(WebhookRun.status == "pending"))
 
 
+# --- search (README "Search") -----------------------------------------------------------------------
+#
+# The text a message is found by: every string in its content JSON (a plain string, Claude content
+# blocks, tool input and output, happy-style {role, content: {type, text}}, output lines) except the
+# values of keys that name or identify rather than say something (type, id, signature, base64 data,
+# ...), joined by spaces; nothing for happy's end-to-end encrypted {"t": "encrypted", "c"} content.
+# Triggers keep the index in the statement that writes the message, so it commits (or not) with it
+# on every path, a cascade included; they use only SQLite's built-in JSON functions, so any
+# connection (the sqlite3 shell too) may write. The index keeps its own copy of that text (FTS5
+# cannot read a view that uses json_tree), keyed by the message's rowid, which VACUUM keeps because
+# the table has indexes. Session titles have an index that reads them from the session table.
+
+
+class SearchIndex(FTS5Model):
+    """An FTS5 table created with the triggers that keep it."""
+    TRIGGERS = ()
+
+    @classmethod
+    def create_table(cls, safe=True, **options):
+        super().create_table(safe, **options)
+        for statement in cls.TRIGGERS:
+            cls._meta.database.execute_sql(statement)
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class MessageSearch(SearchIndex):
+    text = SearchField()
+
+    TRIGGERS = (
+        'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" '
+        'WHEN json_valid(new."content") AND json_extract(new."content", \'$.t\') IS NOT \'encrypted\' BEGIN '
+        'INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", group_concat("value", \' \') '
+        'FROM json_tree(new."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN '
+        '(\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\'); END',
+        'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN '
+        'DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
+    )
+
+
+class SessionSearch(SearchIndex):
+    title = SearchField()
+
+    TRIGGERS = (
+        'CREATE TRIGGER "session_search_insert" AFTER INSERT ON "session" BEGIN '
+        'INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'CREATE TRIGGER "session_search_delete" AFTER DELETE ON "session" BEGIN '
+        'INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); END',
+        'CREATE TRIGGER "session_search_update" AFTER UPDATE OF "title" ON "session" BEGIN '
+        'INSERT INTO "session_search" ("session_search", "rowid", "title") '
+        'VALUES (\'delete\', old."rowid", old."title"); '
+        'INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+    )
+
+    class Meta:
+        options = {"content": "session", "content_rowid": "rowid"}
+
+
+class BadQuery(ValueError):
+    """A search query FTS5 cannot parse."""
+
+
+# Marks around each match in a snippet, split out again by search(): no markup ever leaves the server.
+_OPEN, _CLOSE = "\x02", "\x03"
+SNIPPET_TOKENS = 16
+_TITLE_HITS = ('SELECT "session"."id", "session"."title", NULL, NULL, NULL, "session"."created_at", '
+               'highlight("session_search", 0, char(2), char(3)), "session_search"."rowid" '
+               'FROM "session_search" JOIN "session" ON "session"."rowid" = "session_search"."rowid" '
+               'WHERE "session_search" MATCH ?1 AND "session"."account_id" = ?2 AND "session_search"."rowid" < ?3 '
+               'AND (?4 IS NULL OR "session"."id" = ?4) ORDER BY "session_search"."rowid" DESC LIMIT ?5')
+_MESSAGE_HITS = ('SELECT "message"."session_id", "session"."title", "message"."id", "message"."seq", "message"."role", '
+                 '"message"."created_at", snippet("message_search", 0, char(2), char(3), \'…\', {}), '
+                 '"message_search"."rowid" FROM "message_search" '
+                 'JOIN "message" ON "message"."rowid" = "message_search"."rowid" '
+                 'JOIN "session" ON "session"."id" = "message"."session_id" '
+                 'WHERE "message_search" MATCH ?1 AND "session"."account_id" = ?2 AND "message_search"."rowid" < ?3 '
+                 'AND (?4 IS NULL OR "message"."session_id" = ?4) '
+                 'ORDER BY "message_search"."rowid" DESC LIMIT ?5').format(SNIPPET_TOKENS)
+_HIT_KEYS = ("session_id", "title", "message_id", "seq", "role", "created_at", "snippet")
+_NO_CURSOR = ("t", 1 << 62)
+
+
+def search(account_id, query, session_id=None, limit=20, cursor=None):
+    """(hits, next cursor or None) for an FTS5 query over the account's session titles and message text.
+
+    Title hits come first, then message hits, each newest first (by rowid, so a page is read from the
+    index without ranking every match: a common word matches half the messages). A cursor is
+    (phase "t" or "m", last rowid). Raises BadQuery for a query FTS5 cannot parse.
+    """
+    phase, after = cursor or _NO_CURSOR
+    hits = []
+    try:
+        if phase == "t":
+            hits = _hits(_TITLE_HITS, "t", (query, account_id, after, session_id, limit + 1))
+            phase, after = "m", 1 << 62
+        if len(hits) <= limit:
+            hits += _hits(_MESSAGE_HITS, "m", (query, account_id, after, session_id, limit + 1 - len(hits)))
+    except OperationalError as e:
+        # Peewee raises its own exception while handling the driver's. The statements are fixed: a plain
+        # SQL error (not busy, not I/O) can only come from the query text.
+        if getattr(e.__context__, "sqlite_errorcode", None) == sqlite3.SQLITE_ERROR:
+            raise BadQuery(str(e)) from None
+        raise
+    more = len(hits) > limit
+    hits = hits[:limit]
+    return [hit for hit, _ in hits], (hits[-1][1] if more else None)
+
+
+def _hits(sql, phase, params):
+    found = []
+    for row in db.execute_sql(sql, params).fetchall():
+        hit = dict(zip(_HIT_KEYS, row[:7]))
+        hit["snippet"] = _segments(hit["snippet"] or "")
+        found.append((hit, (phase, row[7])))
+    return found
+
+
+def _segments(text):
+    """Snippet text with match marks as [{"text", "match"}]: consecutive pieces, marks removed."""
+    segments = []
+    for i, part in enumerate(text.split(_OPEN)):
+        matched, _, rest = part.partition(_CLOSE) if i else ("", "", part)
+        for piece, match in ((matched, True), (rest, False)):
+            if piece:
+                segments.append({"text": piece, "match": match})
+    return segments
+
+
 PAGE_ROWS = 1000
 PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
@@ -320,7 +451,7 @@ def message_pages(session_id, last_seq):
 
 
 MODELS = [Account, Token, Session, Message, Update, Request, Webhook, WebhookRun, VapidKey, PushSubscription,
-          PushJob]
+          PushJob, MessageSearch, SessionSearch]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
 # models: a file created by an old version must go through exactly the steps a new file goes through.
@@ -404,6 +535,19 @@ MIGRATIONS = [
         '"stored_bytes" = (SELECT COALESCE(SUM(LENGTH(CAST("message"."content" AS BLOB)) '
         '+ COALESCE(LENGTH(CAST("message"."metadata" AS BLOB)), 0)), 0) FROM "message" '
         'JOIN "session" ON "session"."id" = "message"."session_id" WHERE "session"."account_id" = "account"."id")',
+    ],
+    # 7: search: full-text indexes of message text and session titles, kept by triggers (see
+    # MessageSearch), filled from what is already stored.
+    [
+        'CREATE VIRTUAL TABLE "message_search" USING fts5 ("text")',
+        'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" WHEN json_valid(new."content") AND json_extract(new."content", \'$.t\') IS NOT \'encrypted\' BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", group_concat("value", \' \') FROM json_tree(new."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\'); END',
+        'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
+        'CREATE VIRTUAL TABLE "session_search" USING fts5 ("title", content=session, content_rowid=rowid)',
+        'CREATE TRIGGER "session_search_insert" AFTER INSERT ON "session" BEGIN INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'CREATE TRIGGER "session_search_delete" AFTER DELETE ON "session" BEGIN INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); END',
+        'CREATE TRIGGER "session_search_update" AFTER UPDATE OF "title" ON "session" BEGIN INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'INSERT INTO "message_search" ("rowid", "text") SELECT "message"."rowid", (SELECT group_concat("value", \' \') FROM json_tree("message"."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\')) FROM "message" WHERE json_valid("message"."content") AND json_extract("message"."content", \'$.t\') IS NOT \'encrypted\'',
+        'INSERT INTO "session_search" ("session_search") VALUES (\'rebuild\')',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -664,6 +664,50 @@ class SessionDetail(SessionSchema):
     messages = fields.List(fields.Nested(MessageSchema), dump_only=True)
 
 
+class SearchCursor(fields.String):
+    """next_cursor of a search page: which index ("t" titles, "m" messages) and the last row read."""
+    PATTERN = re.compile(r"^([tm])\.([0-9]{1,18})$")
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"pattern": self.PATTERN.pattern}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        match = self.PATTERN.match(super()._deserialize(value, attr, data, **kwargs))
+        if match is None:
+            raise ValidationError("Not a cursor this server made.")
+        return match[1], int(match[2])
+
+
+class SearchQuery(BaseSchema):
+    q = fields.String(required=True, validate=validate.Length(1, 500),
+                      metadata={"description": 'An FTS5 query: words (all must match), "a phrase", prefix*, '
+                                               "OR, NOT, NEAR(...). Case and accents are ignored."})
+    session_id = fields.String(load_default=None, validate=validate.Length(1, 255))
+    limit = Int(load_default=20, validate=validate.Range(1, 100))
+    cursor = SearchCursor(load_default=None)
+
+
+class SnippetSegment(BaseSchema):
+    text = fields.String(dump_only=True)
+    match = fields.Boolean(dump_only=True)
+
+
+class SearchHit(BaseSchema):
+    session_id = fields.String(dump_only=True)
+    title = fields.String(allow_none=True, dump_only=True)
+    message_id = fields.String(allow_none=True, dump_only=True,
+                               metadata={"description": "Null for a hit on the session's title."})
+    seq = fields.Integer(allow_none=True, dump_only=True)
+    role = fields.String(allow_none=True, dump_only=True)
+    created_at = Iso(dump_only=True)
+    snippet = fields.List(fields.Nested(SnippetSegment), dump_only=True)
+
+
+class SearchResults(BaseSchema):
+    items = fields.List(fields.Nested(SearchHit), dump_only=True)
+    next_cursor = fields.String(allow_none=True, dump_only=True)
+
+
 class Deleted(BaseSchema):
     deleted = fields.Integer(dump_only=True)
 
@@ -891,6 +935,8 @@ event_session_schema = EventSessionSchema()
 agent_message_schema = AgentMessageSchema()
 session_items = SessionItems()
 deleted = Deleted()
+search_query = SearchQuery()
+search_results = SearchResults()
 import_result = ImportResult()
 managed_session_create_schema = ManagedSessionCreateSchema()
 session_rename_schema = SessionRenameSchema()

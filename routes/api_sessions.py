@@ -7,6 +7,7 @@ from flask import Blueprint, Response, g
 
 import domain
 import schemas
+import models
 from models import Session, db, message_pages, now_ms, pause
 from routes import ApiError, authenticate, endpoint
 
@@ -131,3 +132,14 @@ def _streamed(head, session, messages_schema):
     """The JSON object `head` with a "messages" array of the session's messages, written page by page."""
     return Response(schemas.with_messages(head, message_pages(session.id, session.seq), messages_schema),
                     mimetype="application/json")
+
+
+@bp.get("/api/search")
+@endpoint(query=schemas.search_query, responses={200: schemas.SearchResults})
+def search(args):
+    """Find session titles, then messages, that match a query; newest first, with snippets."""
+    try:
+        hits, cursor = models.search(g.account_id, args["q"], args["session_id"], args["limit"], args["cursor"])
+    except models.BadQuery as e:
+        raise ApiError(400, "invalid_request", f"q: {e}", {"q": [str(e)]}) from None
+    return schemas.search_results.dump({"items": hits, "next_cursor": cursor and f"{cursor[0]}.{cursor[1]}"})
