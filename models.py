@@ -12,7 +12,7 @@ import time
 
 from peewee import (
     SQL, AutoField, BigIntegerField, BlobField, BooleanField, CharField, Check, CompositeKey, DatabaseProxy,
-    ForeignKeyField, IntegerField, Model, OperationalError, TextField,
+    ForeignKeyField, IntegerField, Model, OperationalError, TextField, Tuple,
 )
 from playhouse.pool import PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, SearchField
@@ -409,6 +409,38 @@ def _segments(text):
             if piece:
                 segments.append({"text": piece, "match": match})
     return segments
+
+
+def message_range(session_id, limit, after_seq=None, before_seq=None):
+    """Up to `limit` + 1 of the session's messages after `after_seq` (ascending, the default from 0) or
+    before `before_seq` (descending): the extra one says whether there are more."""
+    query = Message.select().where(Message.session == session_id)
+    if before_seq is not None:
+        query = query.where(Message.seq < before_seq).order_by(Message.seq.desc())
+    else:
+        query = query.where(Message.seq > (after_seq or 0)).order_by(Message.seq)
+    return list(query.limit(limit + 1))
+
+
+def session_page(account_id, limit, cursor=None):
+    """(sessions, next cursor or None): one page of the account's sessions, most recently updated first.
+
+    Keyset on (updated_at, id), read from the index that orders them; the cursor is the last
+    session's "updated_at.id". A session updated during a walk moves above the cursor: it is not
+    listed again (nor, if not yet reached, at all): the walk lists every session left untouched
+    once, and the update log tells a watcher about the moved one."""
+    query = (Session
+             .select()
+             .where(Session.account == account_id)
+             .order_by(Session.updated_at.desc(), Session.id.desc())
+             .limit(limit + 1))
+    if cursor is not None:
+        updated_at, _, session_id = cursor.partition(".")
+        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(int(updated_at), session_id))
+    rows = list(query)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (f"{rows[-1].updated_at}.{rows[-1].id}" if more else None)
 
 
 PAGE_ROWS = 1000

@@ -451,20 +451,26 @@ class SessionsPageQuery(BaseSchema):
 MAX_WAIT_SECONDS = 60
 
 
-class MessagesPageQuery(BaseSchema):
+class MessagesRangeQuery(BaseSchema):
     after_seq = Int(metadata={"description": "Messages after this seq, ascending. Not with before_seq."})
     before_seq = Int(validate=validate.Range(min=1),
                      metadata={"description": "Messages before this seq, descending. Not with after_seq."})
     limit = Int(load_default=100, validate=validate.Range(1, 500))
+
+    @validates_schema
+    def one_direction(self, data, **kwargs):
+        if "after_seq" in data and "before_seq" in data:
+            raise ValidationError("Give after_seq or before_seq, not both.", "_schema")
+
+
+class MessagesPageQuery(MessagesRangeQuery):
     wait = fields.Float(load_default=0.0, validate=validate.Range(0, MAX_WAIT_SECONDS),
                         metadata={"description": "Long-poll: with nothing after after_seq, wait up to this "
                                                  "many seconds (decimals allowed) for a message. Not with "
                                                  "before_seq."})
 
     @validates_schema
-    def one_direction(self, data, **kwargs):
-        if "after_seq" in data and "before_seq" in data:
-            raise ValidationError("Give after_seq or before_seq, not both.", "_schema")
+    def wait_for_newer(self, data, **kwargs):
         if "before_seq" in data and data["wait"]:
             raise ValidationError("Waiting is for newer messages: wait only goes with after_seq.", "wait")
 
@@ -658,6 +664,23 @@ class ExportDocumentSchema(BaseSchema):
 
 class SessionItems(BaseSchema):
     items = fields.List(fields.Nested(SessionSchema), dump_only=True)
+
+
+class SessionListQuery(BaseSchema):
+    """Without either, the whole list (the seed's shape); with either, one page."""
+    limit = Int(validate=validate.Range(1, 500), metadata={"description": "Sessions per page (default 100)."})
+    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9A-Za-z_-]{1,255}$",
+                                                    error="Not a cursor this server made."),
+                           metadata={"description": "next_cursor of the previous page."})
+
+
+class SessionListPage(SessionItems):
+    next_cursor = fields.String(allow_none=True, dump_only=True)
+
+
+class ManagedMessagePage(BaseSchema):
+    messages = fields.List(fields.Nested(MessageSchema), dump_only=True)
+    has_more = fields.Boolean(dump_only=True)
 
 
 class SessionDetail(SessionSchema):
@@ -936,6 +959,10 @@ agent_message_schema = AgentMessageSchema()
 session_items = SessionItems()
 deleted = Deleted()
 search_query = SearchQuery()
+session_list_query = SessionListQuery()
+session_list_page = SessionListPage()
+messages_range_query = MessagesRangeQuery()
+managed_message_page = ManagedMessagePage()
 search_results = SearchResults()
 import_result = ImportResult()
 managed_session_create_schema = ManagedSessionCreateSchema()

@@ -165,6 +165,9 @@ def test_tokens_are_stored_only_as_sha256_hashes(app):
 
 HOT_QUERIES = {
     "v1 list": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC LIMIT 150',
+    "management first page": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC, id DESC LIMIT 101',
+    "management next page": ('SELECT * FROM session WHERE account_id = 1 AND (updated_at, id) < (5, "x") '
+                             'ORDER BY updated_at DESC, id DESC LIMIT 101'),
     "v2 page": 'SELECT * FROM session WHERE account_id = 1 AND id < "x" ORDER BY id DESC LIMIT 51',
     "v2 active": ('SELECT * FROM session WHERE account_id = 1 AND active = 1 AND last_active_at > 5 '
                   'ORDER BY last_active_at DESC LIMIT 150'),
