@@ -30,6 +30,9 @@ PRAGMAS = {
     # A write that waits on another process's lock retries cooperatively in events.write(), so the
     # driver-level wait stays short: under gevent it blocks every connection while it waits.
     "busy_timeout": 10,
+    # Deleted rows are overwritten with zeros, not left in free space: a deleted session's text must
+    # not stay readable in the file (README "Deleting").
+    "secure_delete": 1,
 }
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -275,6 +278,9 @@ class PushJob(BaseModel):
     attempts = IntegerField(default=0)
     next_attempt_at = BigIntegerField(index=True)
 
+
+# A deleted session's updates are found without reading the rest of the log (domain.delete_session).
+Update.add_index(Update.index(Update.session_id, name="update_session_id").where(Update.session_id.is_null(False)))
 
 # Only pending runs are ever due: the index the worker polls holds them alone, not every run kept.
 WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_run_due")
@@ -569,7 +575,7 @@ MIGRATIONS = [
         'JOIN "session" ON "session"."id" = "message"."session_id" WHERE "session"."account_id" = "account"."id")',
     ],
     # 7: search: full-text indexes of message text and session titles, kept by triggers (see
-    # MessageSearch), filled from what is already stored.
+    # MessageSearch), filled from what is already stored; and the update log by session.
     [
         'CREATE VIRTUAL TABLE "message_search" USING fts5 ("text")',
         'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" WHEN json_valid(new."content") AND json_extract(new."content", \'$.t\') IS NOT \'encrypted\' BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", group_concat("value", \' \') FROM json_tree(new."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\'); END',
@@ -580,6 +586,8 @@ MIGRATIONS = [
         'CREATE TRIGGER "session_search_update" AFTER UPDATE OF "title" ON "session" BEGIN INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
         'INSERT INTO "message_search" ("rowid", "text") SELECT "message"."rowid", (SELECT group_concat("value", \' \') FROM json_tree("message"."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\')) FROM "message" WHERE json_valid("message"."content") AND json_extract("message"."content", \'$.t\') IS NOT \'encrypted\'',
         'INSERT INTO "session_search" ("session_search") VALUES (\'rebuild\')',
+        # a deleted session's updates are redacted in the deletion's transaction: found by this index
+        'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
