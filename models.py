@@ -364,9 +364,16 @@ _MESSAGE_HITS = ('SELECT "message"."session_id", "session"."title", "message"."i
                  '"message_search"."rowid" FROM "message_search" '
                  'JOIN "message" ON "message"."rowid" = "message_search"."rowid" '
                  'JOIN "session" ON "session"."id" = "message"."session_id" '
-                 'WHERE "message_search" MATCH ?1 AND "session"."account_id" = ?2 AND "message_search"."rowid" < ?3 '
-                 'AND (?4 IS NULL OR "message"."session_id" = ?4) '
-                 'ORDER BY "message_search"."rowid" DESC LIMIT ?5').format(SNIPPET_TOKENS)
+                 'WHERE "message_search" MATCH ?1 AND "session"."account_id" = ?2 AND {} '
+                 'ORDER BY "message_search"."rowid" DESC LIMIT ?5')
+# One session's messages lie between the rowids of its first and last messages (rowids grow as rows are
+# written, as seqs do): the index reads only that range, not every match of the account above it.
+# (FTS5 takes one bound on each side, so the cursor and the range make one upper bound.)
+_SESSION_ROWS = ('"message"."session_id" = ?4 AND "message_search"."rowid" < min(?3, 1 + '
+                 '(SELECT "rowid" FROM "message" WHERE "session_id" = ?4 ORDER BY "seq" DESC LIMIT 1)) '
+                 'AND "message_search"."rowid" >= (SELECT "rowid" FROM "message" WHERE "session_id" = ?4 ORDER BY "seq" LIMIT 1)')
+_MESSAGE_HITS, _SESSION_MESSAGE_HITS = (_MESSAGE_HITS.format(SNIPPET_TOKENS, rows) for rows in (
+    '"message_search"."rowid" < ?3 AND ?4 IS NULL', _SESSION_ROWS))
 _HIT_KEYS = ("session_id", "title", "message_id", "seq", "role", "created_at", "snippet")
 _NO_CURSOR = ("t", 1 << 62)
 
@@ -385,7 +392,8 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
             hits = _hits(_TITLE_HITS, "t", (query, account_id, after, session_id, limit + 1))
             phase, after = "m", 1 << 62
         if len(hits) <= limit:
-            hits += _hits(_MESSAGE_HITS, "m", (query, account_id, after, session_id, limit + 1 - len(hits)))
+            hits += _hits(_MESSAGE_HITS if session_id is None else _SESSION_MESSAGE_HITS, "m",
+                          (query, account_id, after, session_id, limit + 1 - len(hits)))
     except OperationalError as e:
         # Peewee raises its own exception while handling the driver's. The statements are fixed: a plain
         # SQL error (not busy, not I/O) can only come from the query text.

@@ -264,3 +264,20 @@ def test_the_index_equals_the_messages_after_a_sigkill_mid_write(tmp_path, make_
     with sqlite3.connect(server.db_path) as conn:
         assert conn.execute("SELECT count(*) FROM message_search WHERE message_search MATCH 'crash'").fetchone()[0] == \
             conn.execute("SELECT count(*) FROM message WHERE content LIKE '%crash text%'").fetchone()[0] > 0
+
+
+def test_one_sessions_pages_among_interleaved_sessions(client, auth):
+    a, b = _session(client, auth), _session(client, auth)
+    mine = []
+    for i in range(5):
+        mine += _append(client, auth, a, f"heron {i}")
+        _append(client, auth, b, f"heron other {i}")
+    seen, cursor = [], None
+    while True:
+        answer = _search(client, auth, "heron", session_id=a, limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += _ids(answer)
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == mine[::-1]
+    assert _search(client, auth, "heron", session_id=_session(client, auth))["items"] == []
