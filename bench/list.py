@@ -34,6 +34,7 @@ def main():
             updated_at, sid = conn.execute("SELECT updated_at, id FROM session ORDER BY updated_at DESC, id DESC "
                                            "LIMIT 1 OFFSET ?", (count // 2,)).fetchone()
         server = LiveServer(path, {"SWITCHBOARD_WORKER_CLASS": "gevent"}).start()
+        server.token = server.token or server.new_token()  # a corpus kept from an earlier run has its tokens
         try:
             timed(server, "/health", 20)
             rows = [("GET /health", "/health", args.requests),
