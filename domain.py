@@ -186,6 +186,8 @@ _SESSION_BYTES = ('SELECT COALESCE(SUM(LENGTH(CAST("content" AS BLOB)) + COALESC
 # What a deleted session's updates become: the seq stays (replay has no gap), the content goes.
 REDACTED = '{"t":"redacted"}'
 _REDACT_SESSION = f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "session_id" = ? AND "body" != \'{REDACTED}\''
+_LOG_SPAN = ('SELECT (SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" LIMIT 1), '
+             '(SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" DESC LIMIT 1)')
 _REDACT_RANGE = (f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "account_id" = ? AND "seq" > ? AND "seq" <= ? '
                  f'AND "session_id" IS NOT NULL AND "body" != \'{REDACTED}\'')
 
@@ -221,8 +223,9 @@ def delete_all_sessions(account_id, origin=None):
             Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
             pause()
         if ids:
-            last = Account.select(Account.seq).where(Account.id == account_id).scalar()
-            for start in range(0, last, WRITE_STEP_ROWS * 10):
+            # from the oldest seq the log still holds (retention prunes the rest) to the latest
+            first, last = db.execute_sql(_LOG_SPAN, (account_id,)).fetchone()
+            for start in range((first or 1) - 1, last or 0, WRITE_STEP_ROWS * 10):
                 db.execute_sql(_REDACT_RANGE, (account_id, start, start + WRITE_STEP_ROWS * 10))
                 pause()
         if ids:

@@ -177,6 +177,8 @@ HOT_QUERIES = {
     "localId lookup": (domain._KNOWN_MESSAGES.format("?, ?"), ("s", 1, "a", "b")),
     "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
     "prune": (events._PRUNE, (1, 5)),
+    "redact a deleted session's updates": (domain._REDACT_SESSION, ("s",)),
+    "redact a step of delete-all": (domain._REDACT_RANGE, (1, 0, 5000)),
     "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
     "queued messages": (domain._DELIVER, (1, "s")),
     "claude tag lookup": (domain._FIND_TAGGED, (1, "claude:x")),
