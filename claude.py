@@ -90,6 +90,14 @@ def detail(tool_input):
     return None
 
 
+def cut(text, max_chars):
+    """`text` of at most `max_chars` characters: over it, its start and how much went."""
+    if len(text) <= max_chars:
+        return text
+    keep = max_chars - len(f"… [{len(text)} characters cut]")
+    return text[:keep] + f"… [{len(text) - keep} characters cut]"
+
+
 def fit(content, limit):
     """`content` encoded as JSON text of at most `limit` bytes. Over it, text is cut; in an object the
     largest strings are cut (each keeps its start and says how much went) and `"truncated": true` is

@@ -190,12 +190,23 @@ _SESSION_BYTES = ('SELECT COALESCE(SUM(LENGTH(CAST("content" AS BLOB)) + COALESC
                   'FROM "message" WHERE "session_id" = ?')
 
 
+# What a deleted session's updates become: the seq stays (replay has no gap), the content goes.
+REDACTED = '{"t":"redacted"}'
+_REDACT_SESSION = f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "session_id" = ? AND "body" != \'{REDACTED}\''
+_LOG_SPAN = ('SELECT (SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" LIMIT 1), '
+             '(SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" DESC LIMIT 1)')
+_REDACT_RANGE = (f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "account_id" = ? AND "seq" > ? AND "seq" <= ? '
+                 f'AND "session_id" IS NOT NULL AND "body" != \'{REDACTED}\'')
+
+
 def delete_session(session, origin=None):
-    """Delete one session; the database cascades to its messages."""
+    """Delete one session; the database cascades to its messages (and the search index with them),
+    and its updates in the log are redacted, all in one transaction."""
     with hub.write(session.account_id, origin) as changes:
         [(size,)] = db.execute_sql(_SESSION_BYTES, (session.id,)).fetchall()
         if not Session.delete().where(Session.id == session.id).execute():
             raise SessionNotFound(session.id)
+        db.execute_sql(_REDACT_SESSION, (session.id,))
         changes.sessions -= 1
         changes.stored_bytes -= size
         changes.add(session.id, {"t": "delete-session", "sid": session.id})
@@ -211,12 +222,19 @@ def delete_all_sessions(account_id, origin=None):
     """Delete every session of the account in one transaction; returns how many.
 
     It emits one `delete-all` update ({"deleted": N}: every session the account had before it is
-    gone), not one per session: 100,000 of them overflowed every watcher's queue and the log."""
+    gone), not one per session: 100,000 of them overflowed every watcher's queue and the log. Every
+    earlier update of a session is redacted (delete_session)."""
     with hub.write(account_id, origin) as changes:
         ids = [sid for (sid,) in Session.select(Session.id).where(Session.account == account_id).tuples()]
         for start in range(0, len(ids), WRITE_STEP_ROWS):
             Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
             pause()
+        if ids:
+            # from the oldest seq the log still holds (retention prunes the rest) to the latest
+            first, last = db.execute_sql(_LOG_SPAN, (account_id,)).fetchone()
+            for start in range((first or 1) - 1, last or 0, WRITE_STEP_ROWS * 10):
+                db.execute_sql(_REDACT_RANGE, (account_id, start, start + WRITE_STEP_ROWS * 10))
+                pause()
         if ids:
             # nothing is left: the counters go back to zero, whatever they had drifted to
             sessions, stored_bytes = (Account

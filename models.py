@@ -24,9 +24,12 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    OperationalError,
     TextField,
+    Tuple,
 )
 from playhouse.pool import PooledSqliteDatabase
+from playhouse.sqlite_ext import FTS5Model, SearchField
 
 log = logging.getLogger("switchboard")
 
@@ -41,6 +44,9 @@ PRAGMAS = {
     # A write that waits on another process's lock retries cooperatively in events.write(), so the
     # driver-level wait stays short: under gevent it blocks every connection while it waits.
     "busy_timeout": 10,
+    # Deleted rows are overwritten with zeros, not left in free space: a deleted session's text must
+    # not stay readable in the file (README "Deleting").
+    "secure_delete": 1,
 }
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -300,6 +306,9 @@ class PushJob(BaseModel):
     next_attempt_at = BigIntegerField(index=True)
 
 
+# A deleted session's updates are found without reading the rest of the log (domain.delete_session).
+Update.add_index(Update.index(Update.session_id, name="update_session_id").where(Update.session_id.is_null(False)))
+
 # Only pending runs are ever due: the index the worker polls holds them alone, not every run kept.
 WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_run_due")
                      .where(WebhookRun.status == "pending"))
@@ -357,6 +366,176 @@ def usage_summary(account_id, start, end, group, limit):
     return total, items
 
 
+# --- search (README "Search") -----------------------------------------------------------------------
+#
+# The text a message is found by: every string in its content JSON (a plain string, Claude content
+# blocks, tool input and output, happy-style {role, content: {type, text}}, output lines) except the
+# values of keys that name or identify rather than say something (type, id, signature, base64 data,
+# ...), joined by spaces; nothing for happy's end-to-end encrypted {"t": "encrypted", "c"} content.
+# Triggers keep the index in the statement that writes the message, so it commits (or not) with it
+# on every path, a cascade included; they use only SQLite's built-in JSON functions, so any
+# connection (the sqlite3 shell too) may write. The index keeps its own copy of that text (FTS5
+# cannot read a view that uses json_tree), keyed by the message's rowid, which VACUUM keeps because
+# the table has indexes. Session titles have an index that reads them from the session table.
+
+
+class SearchIndex(FTS5Model):
+    """An FTS5 table created with the triggers that keep it."""
+    TRIGGERS = ()
+
+    @classmethod
+    def create_table(cls, safe=True, **options):
+        super().create_table(safe, **options)
+        for statement in cls.TRIGGERS:
+            cls._meta.database.execute_sql(statement)
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class MessageSearch(SearchIndex):
+    text = SearchField()
+
+    TRIGGERS = (
+        'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" '
+        'WHEN json_valid(new."content") AND json_extract(new."content", \'$.t\') IS NOT \'encrypted\' BEGIN '
+        'INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", group_concat("value", \' \') '
+        'FROM json_tree(new."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN '
+        '(\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\'); END',
+        'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN '
+        'DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
+    )
+
+
+class SessionSearch(SearchIndex):
+    title = SearchField()
+
+    TRIGGERS = (
+        'CREATE TRIGGER "session_search_insert" AFTER INSERT ON "session" BEGIN '
+        'INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'CREATE TRIGGER "session_search_delete" AFTER DELETE ON "session" BEGIN '
+        'INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); END',
+        'CREATE TRIGGER "session_search_update" AFTER UPDATE OF "title" ON "session" BEGIN '
+        'INSERT INTO "session_search" ("session_search", "rowid", "title") '
+        'VALUES (\'delete\', old."rowid", old."title"); '
+        'INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+    )
+
+    class Meta:
+        options = {"content": "session", "content_rowid": "rowid"}
+
+
+class BadQuery(ValueError):
+    """A search query FTS5 cannot parse."""
+
+
+# Marks around each match in a snippet, split out again by search(): no markup ever leaves the server.
+_OPEN, _CLOSE = "\x02", "\x03"
+SNIPPET_TOKENS = 16
+_TITLE_HITS = ('SELECT "session"."id", "session"."title", NULL, NULL, NULL, "session"."created_at", '
+               'highlight("session_search", 0, char(2), char(3)), "session_search"."rowid" '
+               'FROM "session_search" JOIN "session" ON "session"."rowid" = "session_search"."rowid" '
+               'WHERE "session_search" MATCH ?1 AND "session"."account_id" = ?2 AND "session_search"."rowid" < ?3 '
+               'AND (?4 IS NULL OR "session"."id" = ?4) ORDER BY "session_search"."rowid" DESC LIMIT ?5')
+_MESSAGE_HITS = ('SELECT "message"."session_id", "session"."title", "message"."id", "message"."seq", "message"."role", '
+                 '"message"."created_at", snippet("message_search", 0, char(2), char(3), \'…\', {}), '
+                 '"message_search"."rowid" FROM "message_search" '
+                 'JOIN "message" ON "message"."rowid" = "message_search"."rowid" '
+                 'JOIN "session" ON "session"."id" = "message"."session_id" '
+                 'WHERE "message_search" MATCH ?1 AND "session"."account_id" = ?2 AND {} '
+                 'ORDER BY "message_search"."rowid" DESC LIMIT ?5')
+# One session's messages lie between the rowids of its first and last messages (rowids grow as rows are
+# written, as seqs do): the index reads only that range, not every match of the account above it.
+# (FTS5 takes one bound on each side, so the cursor and the range make one upper bound.)
+_SESSION_ROWS = ('"message"."session_id" = ?4 AND "message_search"."rowid" < min(?3, 1 + '
+                 '(SELECT "rowid" FROM "message" WHERE "session_id" = ?4 ORDER BY "seq" DESC LIMIT 1)) '
+                 'AND "message_search"."rowid" >= (SELECT "rowid" FROM "message" WHERE "session_id" = ?4 ORDER BY "seq" LIMIT 1)')
+_MESSAGE_HITS, _SESSION_MESSAGE_HITS = (_MESSAGE_HITS.format(SNIPPET_TOKENS, rows) for rows in (
+    '"message_search"."rowid" < ?3 AND ?4 IS NULL', _SESSION_ROWS))
+_HIT_KEYS = ("session_id", "title", "message_id", "seq", "role", "created_at", "snippet")
+_NO_CURSOR = ("t", 1 << 62)
+
+
+def search(account_id, query, session_id=None, limit=20, cursor=None):
+    """(hits, next cursor or None) for an FTS5 query over the account's session titles and message text.
+
+    Title hits come first, then message hits, each newest first (by rowid, so a page is read from the
+    index without ranking every match: a common word matches half the messages). A cursor is
+    (phase "t" or "m", last rowid). Raises BadQuery for a query FTS5 cannot parse.
+    """
+    phase, after = cursor or _NO_CURSOR
+    hits = []
+    try:
+        if phase == "t":
+            hits = _hits(_TITLE_HITS, "t", (query, account_id, after, session_id, limit + 1))
+            phase, after = "m", 1 << 62
+        if len(hits) <= limit:
+            hits += _hits(_MESSAGE_HITS if session_id is None else _SESSION_MESSAGE_HITS, "m",
+                          (query, account_id, after, session_id, limit + 1 - len(hits)))
+    except OperationalError as e:
+        # Peewee raises its own exception while handling the driver's. The statements are fixed: a plain
+        # SQL error (not busy, not I/O) can only come from the query text.
+        if getattr(e.__context__, "sqlite_errorcode", None) == sqlite3.SQLITE_ERROR:
+            raise BadQuery(str(e)) from None
+        raise
+    more = len(hits) > limit
+    hits = hits[:limit]
+    return [hit for hit, _ in hits], (hits[-1][1] if more else None)
+
+
+def _hits(sql, phase, params):
+    found = []
+    for row in db.execute_sql(sql, params).fetchall():
+        hit = dict(zip(_HIT_KEYS, row[:7]))
+        hit["snippet"] = _segments(hit["snippet"] or "")
+        found.append((hit, (phase, row[7])))
+    return found
+
+
+def _segments(text):
+    """Snippet text with match marks as [{"text", "match"}]: consecutive pieces, marks removed."""
+    segments = []
+    for i, part in enumerate(text.split(_OPEN)):
+        matched, _, rest = part.partition(_CLOSE) if i else ("", "", part)
+        for piece, match in ((matched, True), (rest, False)):
+            if piece:
+                segments.append({"text": piece, "match": match})
+    return segments
+
+
+def message_range(session_id, limit, after_seq=None, before_seq=None):
+    """Up to `limit` + 1 of the session's messages after `after_seq` (ascending, the default from 0) or
+    before `before_seq` (descending): the extra one says whether there are more."""
+    query = Message.select().where(Message.session == session_id)
+    if before_seq is not None:
+        query = query.where(Message.seq < before_seq).order_by(Message.seq.desc())
+    else:
+        query = query.where(Message.seq > (after_seq or 0)).order_by(Message.seq)
+    return list(query.limit(limit + 1))
+
+
+def session_page(account_id, limit, cursor=None):
+    """(sessions, next cursor or None): one page of the account's sessions, most recently updated first.
+
+    Keyset on (updated_at, id), read from the index that orders them; the cursor is the last
+    session's "updated_at.id". A session updated during a walk moves above the cursor: it is not
+    listed again (nor, if not yet reached, at all): the walk lists every session left untouched
+    once, and the update log tells a watcher about the moved one."""
+    query = (Session
+             .select()
+             .where(Session.account == account_id)
+             .order_by(Session.updated_at.desc(), Session.id.desc())
+             .limit(limit + 1))
+    if cursor is not None:
+        updated_at, _, session_id = cursor.partition(".")
+        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(int(updated_at), session_id))
+    rows = list(query)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (f"{rows[-1].updated_at}.{rows[-1].id}" if more else None)
+
+
 PAGE_ROWS = 1000
 PAGE_BYTES = 4 << 20  # a page also ends here: a thousand 1 MiB messages must not sit in memory at once
 
@@ -397,7 +576,7 @@ def message_pages(session_id, last_seq):
 
 
 MODELS = [Account, Token, Session, Message, Update, Request, Webhook, WebhookRun, VapidKey, PushSubscription,
-          PushJob, UsageReport]
+          PushJob, UsageReport, MessageSearch, SessionSearch]
 
 # Each step takes the database from version i to i + 1. Steps are frozen SQL, never the current
 # models: a file created by an old version must go through exactly the steps a new file goes through.
@@ -493,6 +672,21 @@ MIGRATIONS = [
         'CREATE TABLE "usage_report" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" VARCHAR(255) NOT NULL, "key" VARCHAR(255) NOT NULL, "model" VARCHAR(255), "input_tokens" INTEGER NOT NULL, "output_tokens" INTEGER NOT NULL, "cache_creation_tokens" INTEGER NOT NULL, "cache_read_tokens" INTEGER NOT NULL, "cost_usd" REAL NOT NULL, "at" INTEGER NOT NULL, "created_at" INTEGER NOT NULL, "updated_at" INTEGER NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
         'CREATE UNIQUE INDEX "usage_report_session_id_key" ON "usage_report" ("session_id", "key")',
         'CREATE INDEX "usage_report_account_id_at" ON "usage_report" ("account_id", "at")',
+    ],
+    # 8: search: full-text indexes of message text and session titles, kept by triggers (see
+    # MessageSearch), filled from what is already stored; and the update log by session.
+    [
+        'CREATE VIRTUAL TABLE "message_search" USING fts5 ("text")',
+        'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" WHEN json_valid(new."content") AND json_extract(new."content", \'$.t\') IS NOT \'encrypted\' BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", group_concat("value", \' \') FROM json_tree(new."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\'); END',
+        'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
+        'CREATE VIRTUAL TABLE "session_search" USING fts5 ("title", content=session, content_rowid=rowid)',
+        'CREATE TRIGGER "session_search_insert" AFTER INSERT ON "session" BEGIN INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'CREATE TRIGGER "session_search_delete" AFTER DELETE ON "session" BEGIN INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); END',
+        'CREATE TRIGGER "session_search_update" AFTER UPDATE OF "title" ON "session" BEGIN INSERT INTO "session_search" ("session_search", "rowid", "title") VALUES (\'delete\', old."rowid", old."title"); INSERT INTO "session_search" ("rowid", "title") VALUES (new."rowid", new."title"); END',
+        'INSERT INTO "message_search" ("rowid", "text") SELECT "message"."rowid", (SELECT group_concat("value", \' \') FROM json_tree("message"."content") WHERE "type" = \'text\' AND coalesce("key", \'\') NOT IN (\'type\', \'t\', \'id\', \'role\', \'tool_use_id\', \'signature\', \'data\', \'media_type\', \'stream\')) FROM "message" WHERE json_valid("message"."content") AND json_extract("message"."content", \'$.t\') IS NOT \'encrypted\'',
+        'INSERT INTO "session_search" ("session_search") VALUES (\'rebuild\')',
+        # a deleted session's updates are redacted in the deletion's transaction: found by this index
+        'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -480,20 +480,26 @@ class SessionsPageQuery(BaseSchema):
 MAX_WAIT_SECONDS = 60
 
 
-class MessagesPageQuery(BaseSchema):
+class MessagesRangeQuery(BaseSchema):
     after_seq = Int(metadata={"description": "Messages after this seq, ascending. Not with before_seq."})
     before_seq = Int(validate=validate.Range(min=1),
                      metadata={"description": "Messages before this seq, descending. Not with after_seq."})
     limit = Int(load_default=100, validate=validate.Range(1, 500))
+
+    @validates_schema
+    def one_direction(self, data, **kwargs):
+        if "after_seq" in data and "before_seq" in data:
+            raise ValidationError("Give after_seq or before_seq, not both.", "_schema")
+
+
+class MessagesPageQuery(MessagesRangeQuery):
     wait = fields.Float(load_default=0.0, validate=validate.Range(0, MAX_WAIT_SECONDS),
                         metadata={"description": "Long-poll: with nothing after after_seq, wait up to this "
                                                  "many seconds (decimals allowed) for a message. Not with "
                                                  "before_seq."})
 
     @validates_schema
-    def one_direction(self, data, **kwargs):
-        if "after_seq" in data and "before_seq" in data:
-            raise ValidationError("Give after_seq or before_seq, not both.", "_schema")
+    def wait_for_newer(self, data, **kwargs):
         if "before_seq" in data and data["wait"]:
             raise ValidationError("Waiting is for newer messages: wait only goes with after_seq.", "wait")
 
@@ -677,8 +683,69 @@ class SessionItems(BaseSchema):
     items = fields.List(fields.Nested(SessionSchema), dump_only=True)
 
 
+class SessionListQuery(BaseSchema):
+    """Without either, the whole list (the seed's shape); with either, one page."""
+    limit = Int(validate=validate.Range(1, 500), metadata={"description": "Sessions per page (default 100)."})
+    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9A-Za-z_-]{1,255}$",
+                                                    error="Not a cursor this server made."),
+                           metadata={"description": "next_cursor of the previous page."})
+
+
+class SessionListPage(SessionItems):
+    next_cursor = fields.String(allow_none=True, dump_only=True)
+
+
+class ManagedMessagePage(BaseSchema):
+    messages = fields.List(fields.Nested(MessageSchema), dump_only=True)
+    has_more = fields.Boolean(dump_only=True)
+
+
 class SessionDetail(SessionSchema):
     messages = fields.List(fields.Nested(MessageSchema), dump_only=True)
+
+
+class SearchCursor(fields.String):
+    """next_cursor of a search page: which index ("t" titles, "m" messages) and the last row read."""
+    PATTERN = re.compile(r"^([tm])\.([0-9]{1,18})$")
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"pattern": self.PATTERN.pattern}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        match = self.PATTERN.match(super()._deserialize(value, attr, data, **kwargs))
+        if match is None:
+            raise ValidationError("Not a cursor this server made.")
+        return match[1], int(match[2])
+
+
+class SearchQuery(BaseSchema):
+    q = fields.String(required=True, validate=validate.Length(1, 500),
+                      metadata={"description": 'An FTS5 query: words (all must match), "a phrase", prefix*, '
+                                               "OR, NOT, NEAR(...). Case and accents are ignored."})
+    session_id = fields.String(load_default=None, validate=validate.Length(1, 255))
+    limit = Int(load_default=20, validate=validate.Range(1, 100))
+    cursor = SearchCursor(load_default=None)
+
+
+class SnippetSegment(BaseSchema):
+    text = fields.String(dump_only=True)
+    match = fields.Boolean(dump_only=True)
+
+
+class SearchHit(BaseSchema):
+    session_id = fields.String(dump_only=True)
+    title = fields.String(allow_none=True, dump_only=True)
+    message_id = fields.String(allow_none=True, dump_only=True,
+                               metadata={"description": "Null for a hit on the session's title."})
+    seq = fields.Integer(allow_none=True, dump_only=True)
+    role = fields.String(allow_none=True, dump_only=True)
+    created_at = Iso(dump_only=True)
+    snippet = fields.List(fields.Nested(SnippetSegment), dump_only=True)
+
+
+class SearchResults(BaseSchema):
+    items = fields.List(fields.Nested(SearchHit), dump_only=True)
+    next_cursor = fields.String(allow_none=True, dump_only=True)
 
 
 class Deleted(BaseSchema):
@@ -908,6 +975,12 @@ event_session_schema = EventSessionSchema()
 agent_message_schema = AgentMessageSchema()
 session_items = SessionItems()
 deleted = Deleted()
+search_query = SearchQuery()
+session_list_query = SessionListQuery()
+session_list_page = SessionListPage()
+messages_range_query = MessagesRangeQuery()
+managed_message_page = ManagedMessagePage()
+search_results = SearchResults()
 import_result = ImportResult()
 managed_session_create_schema = ManagedSessionCreateSchema()
 session_rename_schema = SessionRenameSchema()

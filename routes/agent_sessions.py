@@ -9,7 +9,7 @@ from flask import Blueprint, g
 import domain
 import schemas
 from events import hub
-from models import Message, Session, db, now_ms
+from models import Message, Session, db, message_range, now_ms
 from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("agent_sessions", __name__)
@@ -105,12 +105,7 @@ def messages_page(session_id, args):
     session = domain.find_session(g.account_id, session_id)
 
     def page():
-        query = Message.select().where(Message.session == session.id)
-        if "before_seq" in args:
-            query = query.where(Message.seq < args["before_seq"]).order_by(Message.seq.desc())
-        else:
-            query = query.where(Message.seq > args.get("after_seq", 0)).order_by(Message.seq)
-        return list(query.limit(args["limit"] + 1))
+        return message_range(session.id, args["limit"], args.get("after_seq"), args.get("before_seq"))
 
     if not args["wait"]:
         rows = page()

@@ -6,6 +6,7 @@ A session's messages and its export are streamed a page at a time, so no respons
 from flask import Blueprint, Response, g
 
 import domain
+import models
 import schemas
 from models import Session, db, message_pages, now_ms, pause
 from routes import ApiError, authenticate, endpoint
@@ -22,9 +23,12 @@ def session_not_found(e):
 
 
 @bp.get("/api/sessions")
-@endpoint(responses={200: schemas.SessionItems})
-def index():
-    """Every session of the caller, most recently updated first (streamed)."""
+@endpoint(query=schemas.session_list_query, responses={200: schemas.SessionListPage})
+def index(args):
+    """The caller's sessions, most recently updated first: all (streamed), or a page with limit/cursor."""
+    if args:
+        rows, cursor = models.session_page(g.account_id, args.get("limit", 100), args.get("cursor"))
+        return schemas.session_list_page.dump({"items": rows, "next_cursor": cursor})
     # The order is read at once (ids only: 100,000 take a few MB and one short query); the sessions
     # are then read and dumped a page at a time, each page on a connection held only while reading it,
     # yielding between pages. Dumping 100,000 in one go held the worker for 3.6 s. Each session that
@@ -65,6 +69,15 @@ def show(session_id):
     """The session and all its messages in seq order (streamed)."""
     session = domain.find_session(g.account_id, session_id)
     return _streamed(schemas.session_schema.dump(session), session, schemas.messages_schema)
+
+
+@bp.get("/api/sessions/<session_id>/messages")
+@endpoint(query=schemas.messages_range_query, responses={200: schemas.ManagedMessagePage}, errors=(401, 404))
+def messages(session_id, args):
+    """A page of the session's messages: after a seq (ascending, from the start by default) or before one (descending)."""
+    session = domain.find_session(g.account_id, session_id)
+    rows = models.message_range(session.id, args["limit"], args.get("after_seq"), args.get("before_seq"))
+    return schemas.managed_message_page.dump({"messages": rows[:args["limit"]], "has_more": len(rows) > args["limit"]})
 
 
 @bp.patch("/api/sessions/<session_id>")
@@ -131,3 +144,14 @@ def _streamed(head, session, messages_schema):
     """The JSON object `head` with a "messages" array of the session's messages, written page by page."""
     return Response(schemas.with_messages(head, message_pages(session.id, session.seq), messages_schema),
                     mimetype="application/json")
+
+
+@bp.get("/api/search")
+@endpoint(query=schemas.search_query, responses={200: schemas.SearchResults})
+def search(args):
+    """Find session titles, then messages, that match a query; newest first, with snippets."""
+    try:
+        hits, cursor = models.search(g.account_id, args["q"], args["session_id"], args["limit"], args["cursor"])
+    except models.BadQuery as e:
+        raise ApiError(400, "invalid_request", f"q: {e}", {"q": [str(e)]}) from None
+    return schemas.search_results.dump({"items": hits, "next_cursor": cursor and f"{cursor[0]}.{cursor[1]}"})

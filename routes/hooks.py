@@ -43,6 +43,8 @@ def _record(hook, key, **kwargs):
     if message is not None:
         role, content, metadata = message
         limit = schemas.limits.content_bytes
+        if isinstance(content, str):  # text with a role: the bound every route and import apply
+            content = claude.cut(content, schemas.MAX_TEXT_CHARS)
         kwargs["message"] = (role, claude.fit(content, limit),
                              None if metadata is None else claude.fit(metadata, limit))
     return domain.hook_event(g.account_id, hook, key, **kwargs)

@@ -441,8 +441,8 @@ def test_delete_cascades_and_a_second_delete_is_404(app, client, auth):
     assert query(app, "SELECT count(*) FROM message WHERE session_id = ?", sid) == [(0,)]
     assert query(app, "SELECT id FROM session") == [(keep,)]
     assert query(app, "SELECT count(*) FROM message") == [(1,)]
-    # the account's update log is history, not session data: it keeps the rows and adds delete-session
-    assert [b["t"] for b in update_bodies(app, sid)] == ["new-session"] + ["new-message"] * 5 + ["delete-session"]
+    # the session's earlier updates keep their seqs with their content gone (README "Deleting")
+    assert [b["t"] for b in update_bodies(app, sid)] == ["redacted"] * 6 + ["delete-session"]
     assert update_bodies(app, sid)[-1] == {"t": "delete-session", "sid": sid}
     r = client.delete(f"/v1/sessions/{sid}", headers=auth)
     assert r.status_code == 404

@@ -160,7 +160,7 @@ CASES = [
     ("PUT", COLLECTION, {"title": "t"}, 405, "method_not_allowed", None),
     ("POST", ONE, {"title": "t"}, 405, "method_not_allowed", None),
     ("PUT", PROMPT, {"system_prompt": "p"}, 405, "method_not_allowed", None),
-    ("GET", MESSAGES, None, 405, "method_not_allowed", None),
+    ("PUT", MESSAGES, None, 405, "method_not_allowed", None),
     ("DELETE", "/api/sessions/{sid}/export", None, 405, "method_not_allowed", None),
     ("GET", IMPORT, None, 404, "session_not_found", None),
     ("POST", "/api/sessions/{sid}/messages/1", {}, 404, "not_found", None),

@@ -11,6 +11,7 @@ bench/fuzz_http.py runs the same with more generated examples and prints the tab
 """
 import itertools
 import json
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -91,8 +92,11 @@ def expressible(case):
     no keyword for them): after_seq and before_seq exclude each other, and so do before_seq and a long-poll
     wait; an imported or appended message with a role
     has text of 1..MAX_TEXT_CHARS characters; no two imported messages share a local_id; timestamps are
-    instants of the years 1 to 9999 UTC; a webhook's or push endpoint's URL has a valid host."""
+    instants of the years 1 to 9999 UTC; a webhook's or push endpoint's URL has a valid host; a search
+    query is one FTS5 parses."""
     query = case.query or {}
+    if case.operation.path == "/api/search" and isinstance(query.get("q"), str) and not fts5_parses(query["q"]):
+        return False
     if "after_seq" in query and "before_seq" in query:
         return False
     if case.operation.path in ("/api/webhooks", "/api/push/subscriptions") and isinstance(case.body, dict):
@@ -133,6 +137,20 @@ def expressible(case):
     except (ValueError, OverflowError):
         return False
     return True
+
+
+def fts5_parses(q):
+    """Whether both search indexes (columns `text` and `title`) accept `q` as a query."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for name, column in (("message_search", "text"), ("session_search", "title")):
+            db.execute(f"CREATE VIRTUAL TABLE {name} USING fts5({column})")
+            db.execute(f"SELECT * FROM {name} WHERE {name} MATCH ?", (q,)).fetchall()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
 
 
 # A generated push key is almost never a point on P-256 (a rule the document says in words): valid cases

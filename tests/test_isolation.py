@@ -19,6 +19,7 @@ VALID_BODIES = {
     "agent_sessions.alive": {"thinking": True},
     "agent_sessions.end": {},
     "api_sessions.show": None,
+    "api_sessions.messages": None,
     "api_sessions.update": {"title": "stolen"},
     "api_sessions.update_system_prompt": {"system_prompt": "stolen"},
     "api_sessions.append": {"role": "user", "content": "stolen"},
@@ -71,6 +72,7 @@ def test_bulk_delete_and_listings_never_cross_accounts(client, auth, other_auth)
     assert client.get("/v1/sessions", headers=other_auth).json["sessions"] == []
     assert client.get("/v2/sessions", headers=other_auth).json["sessions"] == []
     assert client.get("/api/sessions", headers=other_auth).json["items"] == []
+    assert client.get("/api/sessions?limit=10", headers=other_auth).json == {"items": [], "next_cursor": None}
     assert client.delete("/api/sessions", headers=other_auth).json == {"deleted": 0}
     assert len(client.get("/v1/sessions", headers=auth).json["sessions"]) == 1
 

@@ -165,6 +165,9 @@ def test_tokens_are_stored_only_as_sha256_hashes(app):
 
 HOT_QUERIES = {
     "v1 list": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC LIMIT 150',
+    "management first page": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC, id DESC LIMIT 101',
+    "management next page": ('SELECT * FROM session WHERE account_id = 1 AND (updated_at, id) < (5, "x") '
+                             'ORDER BY updated_at DESC, id DESC LIMIT 101'),
     "v2 page": 'SELECT * FROM session WHERE account_id = 1 AND id < "x" ORDER BY id DESC LIMIT 51',
     "v2 active": ('SELECT * FROM session WHERE account_id = 1 AND active = 1 AND last_active_at > 5 '
                   'ORDER BY last_active_at DESC LIMIT 150'),
@@ -174,6 +177,8 @@ HOT_QUERIES = {
     "localId lookup": (domain._KNOWN_MESSAGES.format("?, ?"), ("s", 1, "a", "b")),
     "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
     "prune": (events._PRUNE, (1, 5)),
+    "redact a deleted session's updates": (domain._REDACT_SESSION, ("s",)),
+    "redact a step of delete-all": (domain._REDACT_RANGE, (1, 0, 5000)),
     "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
     "queued messages": (domain._DELIVER, (1, "s")),
     "claude tag lookup": (domain._FIND_TAGGED, (1, "claude:x")),

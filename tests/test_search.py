@@ -1,0 +1,284 @@
+"""Search (GET /api/search): what is indexed, the query language, paging, isolation, and the index
+staying equal to the message table through deletes, imports and a crash."""
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+import requests
+
+import models
+from tests.conftest import assert_refused
+from tests.test_crash import kill_hard
+
+
+def _session(client, auth, title=None):
+    r = client.post("/api/sessions", json={"title": title} if title else {}, headers=auth)
+    assert r.status_code == 201
+    return r.get_json()["id"]
+
+
+def _append(client, auth, sid, *contents):
+    r = client.post(f"/v3/sessions/{sid}/messages",
+                    json={"messages": [{"content": c} for c in contents]}, headers=auth)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return [m["id"] for m in r.get_json()["messages"]]
+
+
+def _search(client, auth, q, **params):
+    r = client.get("/api/search", query_string={"q": q, **params}, headers=auth)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def _ids(answer):
+    return [hit["message_id"] for hit in answer["items"]]
+
+
+def _text(hit):
+    return "".join(s["text"] for s in hit["snippet"])
+
+
+def _index_matches_messages(path):
+    """The message index holds exactly one row per message with indexable text, and FTS5's own check passes."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)")
+        conn.execute("INSERT INTO session_search (session_search, rank) VALUES ('integrity-check', 1)")
+        indexed = {r for (r,) in conn.execute("SELECT rowid FROM message_search")}
+        messages = {r for (r,) in conn.execute(
+            "SELECT rowid FROM message WHERE json_extract(content, '$.t') IS NOT 'encrypted'")}
+    return indexed == messages
+
+
+CLAUDE_BLOCKS = [
+    {"type": "text", "text": "I will list the quokka files"},
+    {"type": "thinking", "thinking": "pondering marmots", "signature": "c2lnbmF0dXJlc2VjcmV0"},
+    {"type": "tool_use", "id": "toolu_01abc", "name": "Bash", "input": {"command": "ls narwhal/"}},
+    {"type": "tool_result", "tool_use_id": "toolu_01abc", "content": [{"type": "text", "text": "axolotl.txt"}]},
+]
+
+
+@pytest.mark.parametrize("content,word", [
+    ("plain words about a wombat", "wombat"),
+    ({"role": "user", "content": {"type": "text", "text": "happy-style capybara"}}, "capybara"),
+    ({"type": "output", "stream": "stdout", "text": "build finished: pangolin"}, "pangolin"),
+    (CLAUDE_BLOCKS, "quokka"),
+    (CLAUDE_BLOCKS, "marmots"),
+    (CLAUDE_BLOCKS, "narwhal"),
+    (CLAUDE_BLOCKS, "axolotl"),
+])
+def test_text_inside_json_content_is_found(client, auth, content, word):
+    sid = _session(client, auth)
+    [mid] = _append(client, auth, sid, content)
+    answer = _search(client, auth, word)
+    assert _ids(answer) == [mid]
+    [hit] = answer["items"]
+    assert hit["session_id"] == sid and hit["seq"] == 1 and hit["role"] is None
+    assert {"text": word, "match": True} in hit["snippet"]
+
+
+@pytest.mark.parametrize("word", ["text", "tool_use", "toolu_01abc", "stdout", "signature", "c2lnbmF0dXJlc2VjcmV0",
+                                  "user", "ZW5jcnlwdGVk"])
+def test_keys_identifiers_and_encrypted_content_are_not_indexed(client, auth, word):
+    sid = _session(client, auth)
+    _append(client, auth, sid, CLAUDE_BLOCKS, {"type": "output", "stream": "stdout", "text": "x"},
+            {"role": "user", "content": {"type": "text", "text": "y"}}, {"t": "encrypted", "c": "ZW5jcnlwdGVk"})
+    assert _search(client, auth, f'"{word}"')["items"] == []
+
+
+def test_phrase_prefix_unicode_and_snippet_segments(client, auth):
+    sid = _session(client, auth)
+    phrase, apart, prefix, accents = _append(
+        client, auth, sid, "the quick brown fox jumps", "brown dogs are quick", "zebras and zebu",
+        "Ünïcödé café in 東京 today")
+    assert _ids(_search(client, auth, '"quick brown"')) == [phrase]
+    assert set(_ids(_search(client, auth, "quick brown"))) == {phrase, apart}
+    assert _ids(_search(client, auth, "zeb*")) == [prefix]
+    assert _ids(_search(client, auth, "cafe")) == [accents]  # accents folded
+    assert _ids(_search(client, auth, "CAFÉ")) == [accents]
+    assert _ids(_search(client, auth, "東京")) == [accents]
+    [hit] = _search(client, auth, '"quick brown"')["items"]
+    assert hit["snippet"] == [{"text": "the ", "match": False}, {"text": "quick brown", "match": True},
+                              {"text": " fox jumps", "match": False}]
+
+
+def test_titles_are_found_first_and_follow_renames(client, auth):
+    sid = _session(client, auth, "Deploy the gazelle")
+    [mid] = _append(client, auth, sid, "gazelle notes")
+    answer = _search(client, auth, "gazelle")
+    assert [(h["session_id"], h["message_id"], h["seq"]) for h in answer["items"]] == [(sid, None, None), (sid, mid, 1)]
+    assert answer["items"][0]["snippet"][-1] == {"text": "gazelle", "match": True}
+    assert client.patch(f"/api/sessions/{sid}", json={"title": "Deploy the ibex"}, headers=auth).status_code == 200
+    assert _ids(_search(client, auth, "gazelle")) == [mid]
+    assert [h["title"] for h in _search(client, auth, "ibex")["items"]] == ["Deploy the ibex"]
+
+
+def test_pages_walk_every_hit_once_newest_first(client, auth):
+    sid = _session(client, auth, "lynx lynx")
+    ids = _append(client, auth, sid, *[f"lynx number {i}" for i in range(7)])
+    seen, cursor, pages = [], None, 0
+    while True:
+        answer = _search(client, auth, "lynx", limit=3, **({"cursor": cursor} if cursor else {}))
+        seen += _ids(answer)
+        pages += 1
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [None] + ids[::-1] and pages == 3
+    assert _ids(_search(client, auth, "lynx", limit=8)) == [None] + ids[::-1]
+    assert _search(client, auth, "lynx", limit=8)["next_cursor"] is None
+
+
+def test_session_filter_and_isolation_between_accounts(client, auth, other_auth):
+    mine, also_mine = _session(client, auth), _session(client, auth)
+    [a] = _append(client, auth, mine, "shared secret okapi")
+    [b] = _append(client, auth, also_mine, "okapi again")
+    theirs = _session(client, other_auth)
+    [c] = _append(client, other_auth, theirs, "their okapi")
+    assert set(_ids(_search(client, auth, "okapi"))) == {a, b}
+    assert _ids(_search(client, auth, "okapi", session_id=mine)) == [a]
+    assert _ids(_search(client, other_auth, "okapi")) == [c]
+    assert _search(client, other_auth, "okapi", session_id=mine)["items"] == []
+
+
+def test_deleted_sessions_vanish_from_results(app, client, auth):
+    kept, gone = _session(client, auth, "tapir kept"), _session(client, auth, "tapir gone")
+    _append(client, auth, kept, "tapir one")
+    _append(client, auth, gone, "tapir two", "tapir three")
+    assert client.delete(f"/api/sessions/{gone}", headers=auth).status_code == 204
+    assert {h["session_id"] for h in _search(client, auth, "tapir")["items"]} == {kept}
+    assert _index_matches_messages(app.config["DB"])
+    assert client.delete("/api/sessions", headers=auth).status_code == 200
+    assert _search(client, auth, "tapir")["items"] == []
+    assert _index_matches_messages(app.config["DB"])
+
+
+def test_an_import_is_indexed_in_its_transaction(app, client, auth):
+    sid = _session(client, auth, "walrus")
+    _append(client, auth, sid, "walrus tusk", CLAUDE_BLOCKS)
+    document = client.get(f"/api/sessions/{sid}/export", headers=auth).get_json()
+    r = client.post("/api/sessions/import", json=document, headers=auth)
+    assert r.status_code == 201
+    copy = r.get_json()["session"]["id"]
+    assert {h["session_id"] for h in _search(client, auth, "tusk")["items"]} == {sid, copy}
+    assert len(_search(client, auth, "quokka", session_id=copy)["items"]) == 1
+    assert _index_matches_messages(app.config["DB"])
+
+
+@pytest.mark.parametrize("q", ['"unterminated', "AND", "(", "a OR", "*", "NEAR(", "nocolumn:word", "^"])
+def test_a_query_fts5_cannot_parse_is_a_400(app, client, auth, q):
+    _append(client, auth, _session(client, auth), "anything")
+    answer = assert_refused(app, client, "GET", "/api/search?" + requests.compat.urlencode({"q": q}), None, auth,
+                            400, "invalid_request", "q")
+    assert list(answer["errors"]) == ["q"]
+
+
+@pytest.mark.parametrize("query,field", [
+    ("", "q"), ("q=", "q"), ("q=" + "a" * 501, "q"), ("q=a&limit=0", "limit"), ("q=a&limit=101", "limit"),
+    ("q=a&limit=x", "limit"), ("q=a&cursor=m.x", "cursor"), ("q=a&cursor=x.1", "cursor"), ("q=a&cursor=", "cursor"),
+    ("q=a&unknown=1", "unknown"),
+])
+def test_bad_search_parameters_are_refused(app, client, auth, query, field):
+    assert_refused(app, client, "GET", "/api/search?" + query, None, auth, 400, "invalid_request", field)
+
+
+def test_search_needs_a_token(client):
+    assert client.get("/api/search?q=a").status_code == 401
+
+
+def test_the_index_survives_vacuum(app, client, auth):
+    """Hits join the index to messages by rowid: VACUUM must keep message rowids (it does for tables with indexes)."""
+    sid = _session(client, auth)
+    _append(client, auth, sid, *[f"filler {i}" for i in range(50)])
+    client.delete(f"/api/sessions/{sid}", headers=auth)
+    sid = _session(client, auth)
+    [mid] = _append(client, auth, sid, "after the vacuum: dugong")
+    models.db.close_all()
+    with sqlite3.connect(app.config["DB"]) as conn:
+        conn.execute("VACUUM")
+    assert _ids(_search(client, auth, "dugong")) == [mid]
+    assert _index_matches_messages(app.config["DB"])
+
+
+def test_migration_indexes_messages_already_stored(tmp_path):
+    """A file from before the search migration, with messages, gains a full index when it runs."""
+    path = tmp_path / "before.db"
+    search = next(i for i, step in enumerate(models.MIGRATIONS) if any("message_search" in q for q in step))
+    with sqlite3.connect(path) as conn:
+        for step in models.MIGRATIONS[:search]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {search}")
+        conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+        conn.execute("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, seq, "
+                     "active, last_active_at, created_at, updated_at) VALUES ('s', 1, 'old beluga', '', 0, 0, 2, 0, 0, 0, 0)")
+        for seq, content in ((1, '"stored beluga"'), (2, json.dumps(CLAUDE_BLOCKS))):
+            conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                         "VALUES (?, 's', ?, ?, 0, 0)", (f"m{seq}", seq, content))
+    models.init_db(str(path))
+    models.migrate()
+    with models.db.connection_context():
+        hits, _ = models.search(1, "beluga")
+        assert [(h["message_id"], h["title"]) for h in hits] == [(None, "old beluga"), ("m1", "old beluga")]
+        assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
+    models.db.close_all()
+    assert _index_matches_messages(path)
+
+
+def test_the_index_equals_the_messages_after_a_sigkill_mid_write(tmp_path, make_server):
+    """Writers append, rename and delete until the server is killed mid-write: the file then holds an
+    index equal to its messages and titles."""
+    server = make_server()
+    headers = {"Authorization": f"Bearer {server.token}"}
+    progress = {"writes": 0}
+    stop = threading.Event()
+
+    def write(n):
+        http = requests.Session()
+        i = 0
+        while not stop.is_set():
+            try:
+                sid = http.post(server.url + "/api/sessions", json={"title": f"crash {n} {i}"}, headers=headers,
+                                timeout=5).json()["id"]
+                http.post(f"{server.url}/v3/sessions/{sid}/messages", headers=headers, timeout=5, json={
+                    "messages": [{"content": f"crash text {n} {i} {k}"} for k in range(20)] + [{"content": CLAUDE_BLOCKS}]})
+                http.patch(f"{server.url}/api/sessions/{sid}", json={"title": f"renamed {i}"}, headers=headers, timeout=5)
+                if i % 3 == 0:
+                    http.delete(f"{server.url}/api/sessions/{sid}", headers=headers, timeout=5)
+                progress["writes"] += 1
+                i += 1
+            except (requests.RequestException, ValueError, KeyError):
+                return  # the server is gone
+    threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while progress["writes"] < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill_hard(server)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert progress["writes"] >= 30
+    assert _index_matches_messages(server.db_path)
+    with sqlite3.connect(server.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM message_search WHERE message_search MATCH 'crash'").fetchone()[0] == \
+            conn.execute("SELECT count(*) FROM message WHERE content LIKE '%crash text%'").fetchone()[0] > 0
+
+
+def test_one_sessions_pages_among_interleaved_sessions(client, auth):
+    a, b = _session(client, auth), _session(client, auth)
+    mine = []
+    for i in range(5):
+        mine += _append(client, auth, a, f"heron {i}")
+        _append(client, auth, b, f"heron other {i}")
+    seen, cursor = [], None
+    while True:
+        answer = _search(client, auth, "heron", session_id=a, limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += _ids(answer)
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == mine[::-1]
+    assert _search(client, auth, "heron", session_id=_session(client, auth))["items"] == []
