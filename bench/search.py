@@ -80,7 +80,7 @@ def append_cost(directory, seconds, rounds):
     results = {name: {"single": [], "batch": []} for name in servers}
     try:
         sessions = {name: [s.session(f"s{i}") for i in range(CONCURRENCY)] for name, s in servers.items()}
-        for r in range(rounds):
+        for _r in range(rounds):
             for name, server in servers.items():
                 sids = sessions[name]
                 results[name]["single"].append(load(server, seconds, lambda t, n: (

@@ -72,7 +72,7 @@ def test_whatever_a_claude_hook_stores_imports_back(small):
     [session] = client.get("/api/sessions", headers=auth).get_json()["items"]
     stored, imported = _round_trip(client, auth, session["id"])
     assert [role for role, _, _ in stored] == ["user", "tool", "system", "assistant"]
-    for role, content, _ in stored:
+    for _role, content, _ in stored:
         if isinstance(content, str):
             assert len(content) == schemas.MAX_TEXT_CHARS and content.endswith("characters cut]")
         assert len(json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()) <= LIMIT

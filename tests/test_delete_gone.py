@@ -65,7 +65,7 @@ def test_deleting_a_session_redacts_its_updates_and_keeps_every_seq(app, client,
     assert client.delete(f"/api/sessions/{gone}", headers=auth).status_code == 204
     after = _log(app.config["DB"])
     assert [seq for seq, _, _ in after] == list(range(1, len(before) + 2))  # no gap, one more: the deletion
-    for (seq, sid, body), (_, _, old) in zip(after, before):
+    for (_seq, sid, body), (_, _, old) in zip(after, before):
         assert body == (REDACTED if sid == gone else old)
     assert after[-1][1] == gone and json.loads(after[-1][2]) == {"t": "delete-session", "sid": gone}
     assert sum(sid == kept for _, sid, _ in after) == 4
