@@ -684,7 +684,7 @@ class SessionItems(BaseSchema):
 
 
 class SessionListQuery(BaseSchema):
-    """Without either, the whole list (the seed's shape); with either, one page."""
+    """Without either, the whole list (the management contract's shape); with either, one page."""
     limit = Int(validate=validate.Range(1, 500), metadata={"description": "Sessions per page (default 100)."})
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9A-Za-z_-]{1,255}$",
                                                     error="Not a cursor this server made."),
