@@ -33,6 +33,12 @@ class JsonProvider(DefaultJSONProvider):
         return to_json(obj)
 
 
+def session_not_found(e):
+    """The management contract's answer for a session that is missing or another account's; its
+    blueprints register it for domain.SessionNotFound."""
+    return ApiError(404, "session_not_found", "No session with this id.").response()
+
+
 # --- authentication -----------------------------------------------------------------------------
 
 _last_used = {}  # token id -> ms of the last last_used_at write

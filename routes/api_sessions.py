@@ -9,17 +9,13 @@ import domain
 import models
 import schemas
 from models import Session, db, message_pages, now_ms, pause
-from routes import ApiError, authenticate, endpoint
+from routes import ApiError, authenticate, endpoint, session_not_found
 
 bp = Blueprint("api_sessions", __name__)
 bp.before_request(authenticate)
+bp.register_error_handler(domain.SessionNotFound, session_not_found)
 
 LIST_PAGE_ROWS = 250  # sessions read and dumped between two pauses of a listing: ~10 ms
-
-
-@bp.errorhandler(domain.SessionNotFound)
-def session_not_found(e):
-    return ApiError(404, "session_not_found", "No session with this id.").response()
 
 
 @bp.get("/api/sessions")

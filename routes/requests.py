@@ -7,15 +7,11 @@ from flask import Blueprint, g, jsonify
 
 import domain
 import schemas
-from routes import ApiError, authenticate, endpoint
+from routes import ApiError, authenticate, endpoint, session_not_found
 
 bp = Blueprint("requests", __name__)
 bp.before_request(authenticate)
-
-
-@bp.errorhandler(domain.SessionNotFound)
-def session_not_found(e):
-    return ApiError(404, "session_not_found", "No session with this id.").response()
+bp.register_error_handler(domain.SessionNotFound, session_not_found)
 
 
 @bp.errorhandler(domain.RequestNotFound)

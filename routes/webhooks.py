@@ -6,20 +6,16 @@ from flask import Blueprint, g
 import domain
 import schemas
 import webhooks
-from routes import ApiError, authenticate, endpoint
+from routes import ApiError, authenticate, endpoint, session_not_found
 
 bp = Blueprint("webhooks", __name__)
 bp.before_request(authenticate)
+bp.register_error_handler(domain.SessionNotFound, session_not_found)
 
 
 @bp.errorhandler(webhooks.WebhookNotFound)
 def webhook_not_found(e):
     return ApiError(404, "webhook_not_found", "No webhook with this id.").response()
-
-
-@bp.errorhandler(domain.SessionNotFound)
-def session_not_found(e):
-    return ApiError(404, "session_not_found", "No session with this id.").response()
 
 
 @bp.get("/api/webhooks")

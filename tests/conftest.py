@@ -29,6 +29,34 @@ def snapshot(path):
         return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables if t != "token"}
 
 
+def file_at_version(path, version):
+    """A database file as the migrations leave it at `version`: what an older server made."""
+    db = sqlite3.connect(path)
+    for step in models.MIGRATIONS[:version]:
+        for statement in step:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
+def step_adding(marker):
+    """The version a file has just before the migration whose SQL mentions `marker`."""
+    return next(i for i, step in enumerate(models.MIGRATIONS) if any(marker in q for q in step))
+
+
+def closed_within(sock, seconds):
+    """True if the server closes the connection within `seconds` (anything it sends first is skipped)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except (TimeoutError, socket.timeout):
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
 def send(client, method, path, body, headers):
     """A test-client request whose body is JSON (dict/list), raw text sent as JSON, or (data, type)."""
     kwargs = {"headers": dict(headers)}

@@ -14,6 +14,8 @@ import time
 import pytest
 import requests
 
+from conftest import closed_within, file_at_version, step_adding
+
 TIMEOUT = 5
 
 
@@ -42,18 +44,6 @@ def read_response(sock, timeout=TIMEOUT):
         body += sock.recv(65536)
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.decode().partition(":") for line in lines[1:])}
     return int(lines[0].split()[1]), json.loads(body[:length]), headers
-
-
-def closed_within(sock, seconds):
-    sock.settimeout(seconds)
-    try:
-        while sock.recv(65536):
-            pass
-    except (TimeoutError, socket.timeout):
-        return False
-    except ConnectionResetError:
-        pass
-    return True
 
 
 def new_session(server, tag="t"):
@@ -529,12 +519,7 @@ def test_the_quota_counters_are_filled_from_what_is_stored_when_a_database_is_up
     import models
     path = tmp_path / "before.db"
     # the file as it was before the step that adds the counters
-    counters = next(i for i, step in enumerate(models.MIGRATIONS) if any("session_count" in q for q in step))
-    with sqlite3.connect(path) as db:
-        for step in models.MIGRATIONS[:counters]:
-            for statement in step:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {counters}")
+    with file_at_version(path, step_adding("session_count")) as db:
         db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0), (2, 'b', 0, 0)")
         db.execute("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
                    "last_active_at, created_at, updated_at) VALUES ('s1', 1, '', 0, 0, 2, 0, 0, 0, 0), "

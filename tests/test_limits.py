@@ -15,7 +15,7 @@ from test_agent_bad_input import snapshot
 
 import models
 from app import create_app, create_token
-from conftest import LiveServer
+from conftest import LiveServer, closed_within
 
 TIMEOUT = 5
 
@@ -229,17 +229,6 @@ def upgraded(server):
     return sock
 
 
-def closed_within(sock, seconds):
-    """True if the server closes the connection within `seconds` (anything it sends first is skipped)."""
-    sock.settimeout(seconds)
-    try:
-        while sock.recv(4096):
-            pass
-    except (TimeoutError, socket.timeout):
-        return False
-    except ConnectionResetError:
-        pass
-    return True
 
 
 def test_clients_that_never_finish_their_request_or_auth_frame_are_dropped(server):

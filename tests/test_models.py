@@ -11,6 +11,7 @@ import domain
 import events
 import models
 from app import create_app, create_token
+from conftest import file_at_version
 from events import hub
 
 
@@ -222,11 +223,7 @@ def test_a_version_1_database_with_data_is_migrated_in_place(tmp_path):
 
 def test_a_version_2_update_log_is_carried_into_version_3(tmp_path):
     path = tmp_path / "v2.db"
-    with sqlite3.connect(path) as db:
-        for step in models.MIGRATIONS[:2]:
-            for statement in step:
-                db.execute(statement)
-        db.execute("PRAGMA user_version = 2")
+    with file_at_version(path, 2) as db:
         db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'old', 2, 0)")
         db.executemany('INSERT INTO "update" (id, account_id, seq, session_id, body, created_at) VALUES (?, 1, ?, ?, ?, ?)',
                        [("u1", 1, "s1", '{"t":"a"}', 10), ("u2", 2, None, '{"t":"b"}', 20)])
@@ -258,11 +255,7 @@ def test_prune_deletes_each_accounts_updates_before_the_cutoff_and_nothing_else(
 
 def test_a_version_3_file_gains_claude_sessions_requests_and_delivery_in_place(tmp_path):
     path = tmp_path / "v3.db"
-    with sqlite3.connect(path) as db:
-        for step in models.MIGRATIONS[:3]:
-            for statement in step:
-                db.execute(statement)
-        db.execute("PRAGMA user_version = 3")
+    with file_at_version(path, 3) as db:
         db.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'old', 0, 0)")
         db.execute("INSERT INTO session VALUES ('s1', 1, 't', 'Old', NULL, '', 0, NULL, 0, NULL, 1, 1, 0, 0, 0)")
         db.execute("INSERT INTO message VALUES ('m1', 's1', 1, NULL, 'user', '\"hi\"', NULL, 5, 5)")

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 import models
-from tests.conftest import assert_refused
+from conftest import assert_refused, file_at_version, step_adding
 from tests.test_crash import kill_hard
 
 
@@ -204,12 +204,7 @@ def test_the_index_survives_vacuum(app, client, auth):
 def test_migration_indexes_messages_already_stored(tmp_path):
     """A file from before the search migration, with messages, gains a full index when it runs."""
     path = tmp_path / "before.db"
-    search = next(i for i, step in enumerate(models.MIGRATIONS) if any("message_search" in q for q in step))
-    with sqlite3.connect(path) as conn:
-        for step in models.MIGRATIONS[:search]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {search}")
+    with file_at_version(path, step_adding("message_search")) as conn:
         conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
         conn.execute("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, seq, "
                      "active, last_active_at, created_at, updated_at) VALUES ('s', 1, 'old beluga', '', 0, 0, 2, 0, 0, 0, 0)")
