@@ -63,7 +63,7 @@ def test_every_module_import_resolves_to_a_file():
 def test_nothing_is_loaded_from_another_host_and_no_inline_code():
     remote = r"""["'(]\s*(https?:)?//"""  # a quoted or url()-wrapped absolute or protocol-relative URL
     for path in UI_SOURCES:
-        text = path.read_text()
+        text = path.read_text().replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
         assert not re.search(remote, text), path
         assert "@import" not in text, path
     html = (ROOT / "templates" / "index.html").read_text()

@@ -12,6 +12,7 @@ import { notify } from "./notify.js";
 import { SessionList } from "./sessions.js";
 import { Settings } from "./settings.js";
 import { SessionStore, applyActivity, applyUpdate, fromApi, label, requestFromApi } from "./store.js";
+import { UsageView } from "./usage.js";
 import { SessionView } from "./view.js";
 
 const TOKEN_KEY = "switchboard.token";
@@ -49,8 +50,22 @@ const view = new SessionView({
   requests: $("requests"),
   deliveries: $("deliveries"),
   deliveriesList: $("deliveries-list"),
+  usage: $("session-usage"),
 }, store, decide);
 const settings = new Settings();
+const usage = new UsageView({
+  screen: $("usage-screen"),
+  heading: $("usage-heading"),
+  close: $("usage-close"),
+  link: $("usage-link"),
+  problem: $("usage-problem"),
+  empty: $("usage-empty"),
+  data: $("usage-data"),
+  totals: $("usage-totals"),
+  chart: $("usage-chart"),
+  measures: document.querySelectorAll("input[name=usage-measure]"),
+  sessions: $("usage-sessions"),
+}, (id) => (store.get(id) ? label(store.get(id)) : null));
 
 // --- token and screens ------------------------------------------------------------------------
 
@@ -116,6 +131,7 @@ function start(token) {
   fetches = 0;
   listed = false;
   showScreen("list");
+  usage.route();
   showAccount(null);
   caughtUp = false;
   live = new Live(token, {
@@ -197,6 +213,7 @@ function update(data) {
   const effect = applyUpdate(store, data);
   if (!effect) return;
   showWaiting();
+  if (data.body.usage) usage.changed();
   if (caughtUp) tell(data.body, effect);
   if (view.id === null) return;
   if (effect.message?.sid === view.id) view.add(normalize(effect.message.message));
@@ -272,6 +289,7 @@ function openWanted() {
 // --- opening and closing a session ------------------------------------------------------------
 
 function openSession(id) {
+  usage.leave();
   sessions.setCurrent(id);
   showScreen("session");
   $("session-view").hidden = false;

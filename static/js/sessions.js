@@ -6,6 +6,7 @@
 import { h, setUserText, userText } from "./dom.js";
 import { when } from "./format.js";
 import { activity, label } from "./store.js";
+import { showUsage } from "./usage.js";
 
 const PAGE = 200;
 
@@ -103,6 +104,7 @@ export class SessionList {
       h("button", { type: "button", class: "session-item", dataset: { sessionId: id }, on: { click: () => this.onOpen(id) } },
         h("span", { class: "dot", "aria-hidden": "true" }),
         h("span", { class: "session-text" }, h("span", { class: "session-name", dir: "auto" }), h("span", { class: "session-meta" }),
+          h("span", { class: "session-usage", hidden: true }),
           h("span", { class: "waiting-marker", hidden: true }))));
     this.items.set(id, item);
     return item;
@@ -116,6 +118,7 @@ export class SessionList {
     const details = [`${state} · updated ${when(session.updatedAt)}`];
     if (session.title && session.tag) details.unshift(userText(session.tag), " · ");
     button.querySelector(".session-meta").replaceChildren(...details);
+    showUsage(button.querySelector(".session-usage"), session.usage);
     // Pending approvals and a held Claude awaiting a message: the person is what this session waits on.
     const waiting = this.store.waitingFor(session.id);
     const marker = button.querySelector(".waiting-marker");

@@ -19,6 +19,7 @@ export function fromApi(s) {
     hold: Boolean(s.hold),
     awaitingMessage: Boolean(s.awaiting_message),
     running: null,
+    usage: s.usage ?? null,
   };
 }
 
@@ -225,8 +226,9 @@ export function applyUpdate(store, { body, createdAt }) {
       if ("title" in body) changes.title = body.title;
       if ("systemPrompt" in body) changes.systemPrompt = body.systemPrompt;
       if ("hold" in body) changes.hold = body.hold;
-      if ("active" in body || "awaitingMessage" in body) {
-        // Presence and waiting are states, not edits: the session keeps its place in the list.
+      if ("usage" in body) changes.usage = body.usage;
+      if ("active" in body || "awaitingMessage" in body || "usage" in body) {
+        // Presence, waiting and usage are states, not edits: the session keeps its place in the list.
         if ("active" in body) changes.active = body.active;
         if (body.active === false) Object.assign(changes, { thinking: false, running: null });
         if ("awaitingMessage" in body) changes.awaitingMessage = body.awaitingMessage;

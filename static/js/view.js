@@ -12,6 +12,7 @@ import { normalize } from "./messages.js";
 import { RequestPanel } from "./requests.js";
 import { activity, isClaude, label, requestFromApi } from "./store.js";
 import { Timeline } from "./timeline.js";
+import { showUsage } from "./usage.js";
 
 const PAGE = 50;
 const NEWEST = Number.MAX_SAFE_INTEGER; // before_seq for the newest page: every seq is below it
@@ -205,6 +206,7 @@ export class SessionView {
     const tag = s.title && s.tag ? ["tag ", userText(s.tag), " · "] : [];
     this.el.subtitle.replaceChildren(...tag, parts.join(" · "));
     this.el.subtitle.dataset.activity = activity(s);
+    showUsage(this.el.usage, s.usage);
   }
 }
 
