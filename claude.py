@@ -78,6 +78,17 @@ def message(hook):
     return None
 
 
+# Notification types that ask for the person (Claude Code's documented ones); a Notification without a
+# type (older Claude Code) asks too. Others (auth_success, elicitation_complete, ...) only inform.
+WAITING_NOTIFICATIONS = frozenset({"permission_prompt", "idle_prompt", "elicitation_dialog"})
+
+
+def waits(hook):
+    """Whether a Notification hook says Claude waits for the person."""
+    kind = hook.get("notification_type")
+    return kind is None or _text(kind) in WAITING_NOTIFICATIONS
+
+
 def detail(tool_input):
     """The short line shown for a running tool: its command, file path, pattern, URL or query."""
     if not isinstance(tool_input, dict):

@@ -320,6 +320,7 @@ _REQUEST_LIST = ", ".join(f'"{c}"' for c in _REQUEST_COLUMNS)
 _INSERT_REQUEST = 'INSERT INTO "request" ({}) VALUES ({})'.format(_REQUEST_LIST, ", ".join("?" * len(_REQUEST_COLUMNS)))
 # Both conditions are the partial index's (models.Message): only the queued rows are read.
 _QUEUED = ('SELECT 1 FROM "message" WHERE "session_id" = ? AND "delivered_at" IS NULL AND "role" = \'user\' LIMIT 1')
+_PENDING = 'SELECT 1 FROM "request" WHERE "session_id" = ? AND "status" = \'pending\' LIMIT 1'
 _DELIVER = ('UPDATE "message" SET "delivered_at" = ? WHERE "session_id" = ? AND "delivered_at" IS NULL '
             'AND "role" = \'user\' RETURNING "id", "seq", "content"')
 
@@ -334,7 +335,7 @@ def _request_changed(changes, row, created=False):
 
 
 def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None, deliver=False,
-               instructions=False):
+               instructions=False, waiting=None):
     """One write for one Claude Code hook event. The account's session tagged `claude:<session_id>` is
     created on the first event of any kind (inside the write, so concurrent first events make one),
     and its metadata and title are kept current. Then, as asked: `cancel` settles the session's pending
@@ -342,7 +343,9 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
     person's queued messages delivered; `instructions` hands over the system prompt if it changed since
     it was last handed over; `message` (role, content JSON, metadata JSON) is stored once per `key`;
     `request` (tool, input JSON, suggestions JSON) opens a permission request, or finds the one this
-    same hook opened before. Returns a dict: session, request, delivered (contents), instructions."""
+    same hook opened before; `waiting` True says Claude now waits for the person (unless this write
+    delivered a message, or a pending request already asks for them), False that it works again
+    (see _set_waiting). Returns a dict: session, request, delivered (contents), instructions."""
     tag = claude.TAG_PREFIX + hook["session_id"]
     result = {"request": None, "delivered": [], "instructions": None}
     if message is None and request is None and cancel is None and not deliver:
@@ -351,7 +354,8 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
         if row is not None:
             session = _session(row)
             if (not _stale(session, hook)
-                    and not (instructions and session.system_prompt != session.prompt_delivered)):
+                    and not (instructions and session.system_prompt != session.prompt_delivered)
+                    and (waiting is None or session.awaiting_message == waiting)):
                 result["session"] = session
                 return result
     with hub.write(account_id) as changes:
@@ -383,6 +387,9 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
                 "delivered_at": now if role == "user" else None}])
         if request is not None:
             result["request"] = _open_request(changes, session, key, request, now)
+        if waiting is not None:
+            _set_waiting(changes, session.id, waiting and not result["delivered"]
+                         and db.execute_sql(_PENDING, (session.id,)).fetchone() is None)
     result["session"] = session
     return result
 
@@ -526,18 +533,25 @@ def set_hold(session, hold):
 
 
 def set_awaiting(account_id, session_id, awaiting):
-    """Say (durably: a reconnecting browser sees it) whether Claude is stopped waiting for a message."""
+    """Say (durably: a reconnecting browser sees it) whether Claude is stopped waiting for the person."""
     with hub.write(account_id) as changes:
-        if (Session
-                .update(awaiting_message=awaiting)
-                .where((Session.id == session_id) & (Session.awaiting_message != awaiting))
-                .execute()):
-            changes.add(session_id, {"t": "update-session", "id": session_id, "awaitingMessage": awaiting})
+        _set_waiting(changes, session_id, awaiting)
+
+
+def _set_waiting(changes, session_id, awaiting):
+    """Only a change is written and announced: one `awaitingMessage: true` (one session.waiting event)
+    per waiting episode, however many Stop and Notification hooks repeat it."""
+    if (Session
+            .update(awaiting_message=awaiting)
+            .where((Session.id == session_id) & (Session.awaiting_message != awaiting))
+            .execute()):
+        changes.add(session_id, {"t": "update-session", "id": session_id, "awaitingMessage": awaiting})
 
 
 def expire_leftovers():
-    """At start: requests still pending and sessions still awaiting were waited on by a process that
-    is gone; their hooks got no answer from it. Returns how many requests expired."""
+    """At start: requests still pending were waited on by a process that is gone; their hooks got no
+    answer from it. Returns how many requests expired. A session awaiting the person still does: its
+    Claude, whose held Stop got no answer either, stopped and waits in its terminal."""
     expired = 0
     for (account_id,) in list(Request.select(Request.account).distinct().tuples()):
         with hub.write(account_id) as changes:
@@ -548,11 +562,6 @@ def expire_leftovers():
             for row in rows:
                 _request_changed(changes, _request(row))
             expired += len(rows)
-    for session_id, account_id in list(Session
-                                       .select(Session.id, Session.account)
-                                       .where(Session.awaiting_message == True)  # noqa: E712
-                                       .tuples()):
-        set_awaiting(account_id, session_id, False)
     return expired
 
 

@@ -55,7 +55,8 @@ def _input(hook):
 
 
 def _prompt(hook, key):
-    done = _record(hook, key, message=claude.message(hook), cancel="all", deliver=True, instructions=True)
+    done = _record(hook, key, message=claude.message(hook), cancel="all", deliver=True, instructions=True,
+                   waiting=False)
     domain.presence.alive(done["session"], thinking=True)
     parts = [done["instructions"]] if done["instructions"] else []
     if done["delivered"]:
@@ -64,13 +65,13 @@ def _prompt(hook, key):
 
 
 def _session_start(hook, key):
-    done = _record(hook, key, instructions=True)
+    done = _record(hook, key, instructions=True, waiting=False)
     domain.presence.alive(done["session"])
     return claude.context("SessionStart", done["instructions"]) if done["instructions"] else {}
 
 
 def _pre_tool(hook, key):
-    done = _record(hook, key)
+    done = _record(hook, key, waiting=False)
     tool = hook.get("tool_name") if isinstance(hook.get("tool_name"), str) else None
     domain.presence.alive(done["session"], thinking=True, tool=tool, detail=claude.detail(hook.get("tool_input")))
     return {}
@@ -80,25 +81,27 @@ def _post_tool(hook, key):
     # The tool ran (or failed): a permission request still pending for this very call was answered
     # elsewhere (in the terminal), so it is cancelled.
     tool = hook.get("tool_name") if isinstance(hook.get("tool_name"), str) else None
-    done = _record(hook, key, message=claude.message(hook), cancel=(tool, _input(hook)))
+    done = _record(hook, key, message=claude.message(hook), cancel=(tool, _input(hook)), waiting=False)
     domain.presence.alive(done["session"], thinking=True)
     return {}
 
 
 def _notification(hook, key):
-    done = _record(hook, key, message=claude.message(hook))
+    """Claude asks for the person (a permission dialog, an idle prompt, a question): it waits for them,
+    unless a pending request of this session already asks."""
+    done = _record(hook, key, message=claude.message(hook), waiting=True if claude.waits(hook) else None)
     domain.presence.alive(done["session"])
     return {}
 
 
 def _subagent_stop(hook, key):
-    done = _record(hook, key, message=claude.message(hook))
+    done = _record(hook, key, message=claude.message(hook), waiting=False)
     domain.presence.alive(done["session"], thinking=True)
     return {}
 
 
 def _session_end(hook, key):
-    done = _record(hook, key, message=claude.message(hook), cancel="all")
+    done = _record(hook, key, message=claude.message(hook), cancel="all", waiting=False)
     domain.presence.end(done["session"])
     return {}
 
@@ -114,7 +117,7 @@ def _permission(hook, key):
     tool = hook.get("tool_name") if isinstance(hook.get("tool_name"), str) else None
     suggestions = hook.get("permission_suggestions")
     done = _record(hook, key, request=(tool, _input(hook), None if suggestions is None else claude.fit(
-        suggestions, schemas.limits.content_bytes)))
+        suggestions, schemas.limits.content_bytes)), waiting=False)
     session, pending = done["session"], done["request"]
     domain.presence.alive(session)
     try:
@@ -144,19 +147,17 @@ def _decided(request_id):
 
 
 def _stop(hook, key):
-    """Claude finished its turn: what the person queued meanwhile makes it continue; a held session
-    waits for the person's next message."""
-    done = _record(hook, key, message=claude.message(hook), cancel="all", deliver=True)
+    """Claude finished its turn: what the person queued meanwhile makes it continue; otherwise it waits
+    for the person (awaiting_message), and a held session's Stop waits here for their next message."""
+    done = _record(hook, key, message=claude.message(hook), cancel="all", deliver=True, waiting=True)
     session, delivered = done["session"], done["delivered"]
     domain.presence.alive(session, thinking=False)
     if not delivered and session.hold:
         deadline = time.monotonic() + current_app.config["HOLD_WAIT_SECONDS"]
-        domain.set_awaiting(g.account_id, session.id, True)
-        try:
-            outcome = _wait(session, deadline, lambda: _next_message(session.id))
-        finally:
-            domain.set_awaiting(g.account_id, session.id, False)
+        outcome = _wait(session, deadline, lambda: _next_message(session.id))
         delivered = outcome if isinstance(outcome, list) else []
+        if delivered:  # Claude goes on; otherwise (timeout, hold off, hung up) it stopped and still waits
+            domain.set_awaiting(g.account_id, session.id, False)
     return claude.block(claude.steering(delivered)) if delivered else {}
 
 

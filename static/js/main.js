@@ -254,7 +254,7 @@ function tell(body, effect) {
     note = { title: `Approval requested: ${effect.request.tool || "a tool"}`, detail: String(what).slice(0, 120) };
   } else if (body.t === "update-session" && body.awaitingMessage === true) {
     sid = body.id;
-    note = { title: "Waiting for your message", detail: "" };
+    note = { title: store.get(sid)?.hold ? "Waiting for your message" : "Claude is waiting for you", detail: "" };
   }
   const session = sid && store.get(sid);
   if (!session) return;

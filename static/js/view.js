@@ -192,7 +192,7 @@ export class SessionView {
     const s = this.store.get(this.id);
     setUserText(this.el.title, label(s));
     const parts = [`started ${dateTime(s.createdAt)}`, activity(s)];
-    if (s.awaitingMessage) parts.push("waiting for your message");
+    if (s.awaitingMessage) parts.push(s.hold ? "waiting for your message" : "waiting for you");
     if (s.systemPrompt) parts.push("has a system prompt");
     const claude = isClaude(s);
     this.el.holdLabel.hidden = !claude;
