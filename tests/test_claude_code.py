@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -170,6 +171,21 @@ def test_a_prompt_becomes_a_session_with_its_messages(server, claude):
     metadata = json.loads(agent_view["metadata"])
     assert metadata["agent"] == "claude-code" and metadata["cwd"] == str(run.work)
     assert metadata["transcriptPath"] == str(transcript) and metadata["permissionMode"] == "default"
+
+
+def test_a_finished_turn_says_once_that_claude_waits_and_the_end_closes_it(server, claude):
+    webhook = api(server, "POST", "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["session.waiting"]})
+    try:
+        run = claude(Script([text("Done.")]))
+        run.run("Say done")
+        transcript = next((run.home / ".claude" / "projects").rglob("*.jsonl"))
+        session = claude_session(server, transcript.stem)
+        assert session["awaiting_message"] is False  # Stop opened the waiting episode, SessionEnd closed it
+        with sqlite3.connect(server.db_path) as db:
+            queued = db.execute("SELECT event FROM webhook_run WHERE session_id = ?", (session["id"],)).fetchall()
+        assert queued == [("session.waiting",)]
+    finally:
+        api(server, "DELETE", f"/api/webhooks/{webhook['id']}")
 
 
 def _touch_script(after=None):

@@ -326,7 +326,8 @@ def test_expired_and_cancelled_requests_say_so(person, server):
     claude.send("Stop")  # Claude moved on (the person answered in the terminal)
     assert answer() == {}
     expect(page.locator("#requests li.request[data-status=cancelled] .outcome")).to_contain_text("Cancelled")
-    expect(page).to_have_title("Switchboard")
+    expect(page).to_have_title("(1) Switchboard")  # no approval waits any more; the stopped Claude does
+    expect(page.locator("#session-subtitle")).to_contain_text("waiting for you")
 
 
 # --- hold, queued and delivered messages, the running tool -----------------------------------------
