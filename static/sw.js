@@ -12,7 +12,7 @@ self.addEventListener("push", (event) => {
   }
   event.waitUntil(self.registration.showNotification(data.title || "Switchboard", {
     body: data.body || "",
-    icon: "/static/favicon.svg",
+    icon: "/static/icon-192.png",  // Android shows no SVG in a notification
     tag: data.sessionId || "switchboard",  // one notification per session: a newer one replaces it
     renotify: true,
     data: {url: data.url || "/", sessionId: data.sessionId || null},

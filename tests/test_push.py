@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import sqlite3
+import struct
 import time
 
 import http_ece
@@ -236,6 +237,24 @@ def test_the_manifest_makes_the_page_installable(client):
     for icon in manifest["icons"]:
         assert client.get(icon["src"]).status_code == 200
     assert '<link rel="manifest" href="/manifest.webmanifest">' in client.get("/").get_data(as_text=True)
+
+
+def test_the_manifest_has_png_icons_of_the_sizes_it_states_for_phones(client):
+    """Chromium and Android install a page only with PNG icons of 192 and 512 pixels; launchers that
+    cut their own shape want a maskable one. Each is served as image/png with the size it claims."""
+    icons = json.loads(client.get("/manifest.webmanifest").get_data())["icons"]
+    png = [icon for icon in icons if icon["type"] == "image/png"]
+    assert {(icon["sizes"], icon["purpose"]) for icon in png} >= {
+        ("192x192", "any"), ("512x512", "any"), ("192x192", "maskable"), ("512x512", "maskable")}
+    for icon in png:
+        r = client.get(icon["src"])
+        assert r.status_code == 200 and r.mimetype == "image/png", icon
+        data = r.get_data()
+        r.close()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", icon
+        width, height = struct.unpack(">II", data[16:24])
+        assert f"{width}x{height}" == icon["sizes"], icon
+    assert 'rel="apple-touch-icon" href="/static/icon-192.png"' in client.get("/").get_data(as_text=True)
 
 
 def test_in_chromium_the_worker_registers_and_shows_a_pushed_notification(live_server):

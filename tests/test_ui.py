@@ -44,12 +44,12 @@ def test_a_strange_host_header_cannot_add_to_the_policy(client, host):
 def test_every_asset_the_page_references_is_served_with_its_type(client):
     html = client.get("/").get_data(as_text=True)
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
-    assert {a.rsplit(".", 1)[-1] for a in assets} == {"svg", "css", "js"}
+    assert {a.rsplit(".", 1)[-1] for a in assets} == {"svg", "png", "css", "js"}
     modules = [p.relative_to(ROOT).as_posix() for p in STATIC.rglob("*.js")]
     for path in assets + ["/" + m for m in modules]:
         response = client.get(path)
         assert response.status_code == 200, path
-        expected = {"js": "javascript", "css": "text/css", "svg": "image/svg+xml"}[path.rsplit(".", 1)[-1]]
+        expected = {"js": "javascript", "css": "text/css", "svg": "image/svg+xml", "png": "image/png"}[path.rsplit(".", 1)[-1]]
         assert expected in response.mimetype, (path, response.mimetype)
         response.close()
 
