@@ -1,7 +1,7 @@
 // The page: token handling, the two screens (token, workspace), and the wiring between the
 // websocket, the session list and the open session. Every action goes through the management API;
 // the websocket then tells every open page, this one included, what changed. What waits for the
-// person (pending approvals, held sessions awaiting a message) is counted in the top bar and the tab
+// person (pending approvals, Claude sessions awaiting them) is counted in the top bar and the tab
 // title, and told by a desktop notification while the tab is hidden.
 
 import { ApiError, configure, describeErrors, json, request } from "./api.js";

@@ -119,7 +119,7 @@ export class SessionList {
     if (session.title && session.tag) details.unshift(userText(session.tag), " · ");
     button.querySelector(".session-meta").replaceChildren(...details);
     showUsage(button.querySelector(".session-usage"), session.usage);
-    // Pending approvals and a held Claude awaiting a message: the person is what this session waits on.
+    // Pending approvals and a Claude awaiting the person: the person is what this session waits on.
     const waiting = this.store.waitingFor(session.id);
     const marker = button.querySelector(".waiting-marker");
     marker.hidden = waiting === 0;

@@ -83,7 +83,7 @@ export class SessionStore {
     this.listener = listener;
     this.requests = new Map(); // id -> request, every request this page has seen
     this.pending = new Map(); // session id -> Set of its pending request ids
-    this.awaiting = new Set(); // ids of the sessions whose Claude waits for the person's next message
+    this.awaiting = new Set(); // ids of the sessions whose Claude waits for the person
   }
 
   // "Waiting for you": the pending requests plus the sessions awaiting a message.
