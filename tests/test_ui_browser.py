@@ -400,7 +400,8 @@ def test_keyboard_alone_reaches_everything_in_order(person):
         return names
 
     page.locator("body").focus()
-    assert tab_order(5) == ["settings-button", "import-button", "delete-all-button", "forget-token-button", "keys"]
+    assert tab_order(6) == ["usage-link", "settings-button", "import-button", "delete-all-button",
+                            "forget-token-button", "keys"]
     page.keyboard.press("Enter")
     expect(page.locator("#session-title")).to_be_focused()
     assert tab_order(7) == ["rename-button", "prompt-button", "export-button", "delete-button",

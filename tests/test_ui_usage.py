@@ -78,6 +78,11 @@ def test_the_usage_view_charts_30_days_with_zero_days_totals_and_the_costliest_s
     # Axis labels: the y axis from $0 to a round top, a date under every seventh day back from today.
     expect(page.locator("#usage-chart .y-label")).to_have_text(["$0.00", "$1.00", "$2.00"])
     expect(page.locator("#usage-chart .x-label")).to_have_count(5)
+    # The same days for screen readers, and the top bar says where the person is.
+    rows = page.locator("#usage-chart table tr")
+    expect(rows).to_have_count(31)
+    expect(rows.last).to_have_text(day_of(now_ms()) + "$1.501,200")
+    expect(page.get_by_role("link", name="Usage", exact=True)).to_have_attribute("aria-current", "page")
 
     totals = page.locator("#usage-totals")
     expect(totals).to_contain_text("Cost$2.75")

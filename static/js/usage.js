@@ -136,6 +136,7 @@ export class UsageView {
     this.shown = true;
     document.body.dataset.view = "usage";
     this.el.screen.hidden = false;
+    this.el.link.setAttribute("aria-current", "page");
     this.load();
     if (first) this.el.heading.focus();
   }
@@ -147,6 +148,7 @@ export class UsageView {
     this.timer = 0;
     delete document.body.dataset.view;
     this.el.screen.hidden = true;
+    this.el.link.removeAttribute("aria-current");
   }
 
   // Back to the sessions (the close button, or a session opened from elsewhere): a new history entry,
@@ -203,10 +205,19 @@ export class UsageView {
     this.el.totals.replaceChildren(...rows.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value))));
   }
 
+  // The chart, and the same days as a table for screen readers (an SVG's bars are not read out).
   drawChart() {
     const { days, byDay } = this.data;
     const width = Math.max(this.el.chart.clientWidth, 240);
-    this.el.chart.replaceChildren(drawChart(days, byDay, this.measure, width));
+    const row = (day) => {
+      const usage = byDay.get(day);
+      return h("tr", {}, h("th", { scope: "row" }, day),
+        h("td", {}, usd(usage?.cost_usd ?? 0)), h("td", {}, count(usage ? tokensOf(usage) : 0)));
+    };
+    this.el.chart.replaceChildren(drawChart(days, byDay, this.measure, width),
+      h("table", { class: "visually-hidden" }, h("caption", {}, "Usage per UTC day"),
+        h("tr", {}, h("th", { scope: "col" }, "Day"), h("th", { scope: "col" }, "Cost"), h("th", { scope: "col" }, "Tokens")),
+        days.map(row)));
   }
 
   drawSessions() {
