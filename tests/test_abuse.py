@@ -8,6 +8,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
@@ -126,6 +127,31 @@ def test_uploads_past_the_in_flight_budget_get_503_and_everyone_else_is_served(m
     r = requests.post(server.url + path, json={"messages": [{"content": "after"}]}, headers=server.headers,
                       timeout=TIMEOUT)
     assert r.status_code == 200, r.text
+
+
+BURST = """
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+head = b"POST /v3/sessions/x/messages HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nContent-Length: 100000\\r\\n\\r\\n"
+socks = []
+for _ in range(int(sys.argv[2])):
+    sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+    sock.sendall(head)
+    socks.append(sock)
+answered = sum(sock.recv(12) == b"HTTP/1.1 401" for sock in socks)
+print(answered)
+"""
+
+
+def test_a_burst_of_connections_waits_its_turn_behind_open_ones(live_server):
+    """Thousands of connections opened at once (each a request with no token) are accepted in turns: a
+    request on a connection already open is answered without waiting for the whole burst."""
+    count = 4000
+    stall, took, answered = longest_health_stall(live_server, lambda: subprocess.run(
+        [sys.executable, "-c", BURST, str(live_server.port), str(count)], capture_output=True, text=True,
+        check=True, timeout=120).stdout)
+    assert int(answered) == count  # every one answered, none refused
+    assert stall < took / 8, f"/health waited {stall:.2f} s during a burst of {took:.2f} s"
 
 
 # --- 6, 7, 8: storage -----------------------------------------------------------------------------
