@@ -256,6 +256,65 @@ def raw_websocket(server, token, since=None):
     return sock
 
 
+def upgraded(server):
+    """A websocket upgraded on a raw socket that never sends its auth frame."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(b"GET /v1/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    assert data.startswith(b"HTTP/1.1 101"), data
+    return sock
+
+
+def closed_with(sock, code):
+    """True if the next thing on the socket is a close frame with `code`, then the end of the stream."""
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data[:1] == b"\x88" and data[2:4] == code.to_bytes(2, "big")
+
+
+def silent(sock):
+    """True if nothing has arrived on the socket and it is still open."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(TIMEOUT)
+    return False
+
+
+def test_sockets_waiting_to_authenticate_are_capped_and_the_longest_waiting_goes_first(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_MAX_UNAUTHENTICATED": "3"})
+    first, second, third = (upgraded(server) for _ in range(3))
+    fourth = upgraded(server)  # one more than the cap: the one that waited longest is closed
+    assert closed_with(first, 1013)
+    assert all(silent(sock) for sock in (second, third, fourth))
+    # a client that authenticates at once always gets in, and then no longer counts
+    ws = ws_connect(server)
+    assert closed_with(second, 1013)
+    ws.send("ping", ack=1)
+    assert ws.expect("ack")["ack"] == 1
+    assert all(silent(sock) for sock in (third, fourth))
+    # a socket that goes away frees its place
+    third.close()
+    fourth.close()
+    time.sleep(0.5)
+    later = [upgraded(server) for _ in range(3)]
+    time.sleep(0.5)
+    assert all(silent(sock) for sock in later)
+    for sock in (first, second, *later):
+        sock.close()
+
+
 def test_a_reader_that_stops_is_dropped_by_the_bytes_it_holds_not_only_the_count(make_server, ws_connect):
     server = make_server({"SWITCHBOARD_WS_QUEUE_BYTES": str(1 << 20)})
     sid = new_session(server)
