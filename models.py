@@ -816,3 +816,13 @@ def pause():
     greenlets already ready but does not poll the sockets, so /health waited out a whole 60,000-session
     listing; a millisecond's timer makes the loop poll them."""
     time.sleep(0.001)
+
+
+def off_the_loop(function, *args):
+    """function(*args) in a native thread when the worker runs gevent, so the event loop serves every
+    other connection meanwhile; for a C call that releases the GIL and takes long (sqlite3 does, for
+    each statement). Elsewhere (gthread, the command line) it runs here."""
+    from gevent import get_hub, monkey
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    return get_hub().threadpool.apply(function, args)

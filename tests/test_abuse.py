@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import closed_within, file_at_version, step_adding
+from conftest import ROOT, closed_within, file_at_version, step_adding
 
 TIMEOUT = 5
 
@@ -518,6 +518,49 @@ def test_deleting_every_session_is_one_update_that_watchers_survive(make_server,
     late = ws_connect(server, since=watcher.ready, ready=False)
     assert late.expect("update")["data"] == update
     assert late.expect("ready")["data"]["seq"] == update["seq"]
+
+
+BIG_COMMIT = """
+from gevent import monkey
+monkey.patch_all()
+import sqlite3, sys, time
+import gevent
+sys.path.insert(0, sys.argv[1])
+import app, domain, events, models
+app.create_app({"DB": sys.argv[2]})
+with models.db.connection_context(), events.hub.write(None):
+    account = models.Account.create(name="a").id
+with sqlite3.connect(sys.argv[2]) as db:
+    db.executemany("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
+                   "last_active_at, created_at, updated_at) VALUES (?, ?, '', 0, 0, 0, 0, 0, 0, 0)",
+                   [(f"s{n:07d}", account) for n in range(int(sys.argv[3]))])
+ticks = 0
+def tick():  # another greenlet, as a request on another connection would be
+    global ticks
+    while True:
+        gevent.sleep(0.001)
+        ticks += 1
+gevent.spawn(tick)
+commit, spans = events.Hub._commit, []
+def timed(hub, group):
+    started, ticked = time.monotonic(), ticks
+    commit(hub, group)
+    spans.append((time.monotonic() - started, ticks - ticked))
+events.Hub._commit = timed
+with models.db.connection_context():
+    domain.delete_all_sessions(account)
+print(*spans[-1])
+"""
+
+
+def test_the_commit_of_a_big_write_leaves_the_worker_serving(tmp_path):
+    """The commit of a delete-all of 100,000 sessions (its last pages and the checkpoint that follows)
+    runs in a native thread: other greenlets run meanwhile, about once a millisecond."""
+    out = subprocess.run([sys.executable, "-c", BIG_COMMIT, str(ROOT), str(tmp_path / "big.db"), "100000"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    took, ticks = out.split()
+    assert float(took) > 0.01, "the commit was too quick to tell"
+    assert int(ticks) > float(took) * 1000 / 10, f"{ticks} turns of another greenlet in a commit of {took} s"
 
 
 @pytest.mark.parametrize("text", [
