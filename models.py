@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 
+from gevent import get_hub, monkey
 from peewee import (
     SQL,
     AutoField,
@@ -822,7 +823,6 @@ def off_the_loop(function, *args):
     """function(*args) in a native thread when the worker runs gevent, so the event loop serves every
     other connection meanwhile; for a C call that releases the GIL and takes long (sqlite3 does, for
     each statement). Elsewhere (gthread, the command line) it runs here."""
-    from gevent import get_hub, monkey
     if not monkey.is_module_patched("threading"):
         return function(*args)
     return get_hub().threadpool.apply(function, args)
