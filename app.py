@@ -38,6 +38,7 @@ DEFAULTS = {
     "BUSY_WAIT_SECONDS": 5.0,
     "UPDATE_RETENTION_DAYS": 7.0,
     "WS_AUTH_TIMEOUT_SECONDS": 10.0,
+    "WS_MAX_UNAUTHENTICATED": 1000,
     "WS_PING_INTERVAL_SECONDS": 25.0,
     "WS_SEND_TIMEOUT_SECONDS": 30.0,
     "QUOTA_SESSIONS": 100_000,
@@ -280,7 +281,9 @@ def _listen(host, port):
 def cmd_serve(args, settings):
     host = args.host or settings["HOST"]
     port = args.port or settings["PORT"]
-    worker = {"gevent": [], "gthread": ["--threads", "16"]}.get(settings["WORKER_CLASS"])
+    # serving.Worker is gunicorn's gevent worker accepting connections in turns (serving.py).
+    worker = {"gevent": ["--worker-class", "serving.Worker"],
+              "gthread": ["--worker-class", "gthread", "--threads", "16"]}.get(settings["WORKER_CLASS"])
     if worker is None:
         raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
     db_path = os.path.abspath(settings["DB"])
@@ -311,7 +314,7 @@ def cmd_serve(args, settings):
     # A fresh interpreter: gevent must patch the standard library before anything creates a lock.
     os.execve(sys.executable, [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", settings["WORKER_CLASS"], *worker, "--workers", "1",
+        *worker, "--workers", "1",
         "--worker-connections", "10000",
         "--bind", f"fd://{listener.fileno()}",
         "--pythonpath", here,

@@ -13,7 +13,7 @@ from peewee import fn
 import claude
 import prices
 from events import hub
-from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, pause
+from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, off_the_loop, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
@@ -223,19 +223,18 @@ def delete_all_sessions(account_id, origin=None):
 
     It emits one `delete-all` update ({"deleted": N}: every session the account had before it is
     gone), not one per session: 100,000 of them overflowed every watcher's queue and the log. Every
-    earlier update of a session is redacted (delete_session)."""
+    earlier update of a session is redacted (delete_session). Its statements run a step at a time in
+    a native thread: a step of 500 sessions (their messages and search entries with them) held the
+    worker for tens of milliseconds."""
     with hub.write(account_id, origin) as changes:
-        ids = [sid for (sid,) in Session.select(Session.id).where(Session.account == account_id).tuples()]
-        for start in range(0, len(ids), WRITE_STEP_ROWS):
-            Session.delete().where(Session.id.in_(ids[start:start + WRITE_STEP_ROWS])).execute()
-            pause()
+        ids = []
+        while step := _in_native_thread(_DELETE_STEP, (account_id, WRITE_STEP_ROWS)):
+            ids.extend(sid for (sid,) in step)
         if ids:
             # from the oldest seq the log still holds (retention prunes the rest) to the latest
             first, last = db.execute_sql(_LOG_SPAN, (account_id,)).fetchone()
             for start in range((first or 1) - 1, last or 0, WRITE_STEP_ROWS * 10):
-                db.execute_sql(_REDACT_RANGE, (account_id, start, start + WRITE_STEP_ROWS * 10))
-                pause()
-        if ids:
+                _in_native_thread(_REDACT_RANGE, (account_id, start, start + WRITE_STEP_ROWS * 10))
             # nothing is left: the counters go back to zero, whatever they had drifted to
             sessions, stored_bytes = (Account
                                       .select(Account.session_count, Account.stored_bytes)
@@ -246,6 +245,16 @@ def delete_all_sessions(account_id, origin=None):
             changes.add(None, {"t": "delete-all", "deleted": len(ids)})
     presence.forget(*ids)
     return len(ids)
+
+
+_DELETE_STEP = ('DELETE FROM "session" WHERE "rowid" IN (SELECT "rowid" FROM "session" WHERE "account_id" = ? LIMIT ?) '
+                'RETURNING "id"')
+
+
+def _in_native_thread(sql, params):
+    """The rows of one statement of the current write, run and fetched by models.off_the_loop."""
+    cursor = db.connection().cursor()
+    return off_the_loop(lambda: cursor.execute(sql, params).fetchall())
 
 
 def delete_idle_sessions(updated_before):

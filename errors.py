@@ -67,7 +67,8 @@ CLOSE_CODES = {
     CLOSE_MESSAGE_TOO_BIG: "a frame over `SWITCHBOARD_MAX_FRAME_BYTES`",
     CLOSE_INTERNAL_ERROR: "an unexpected server error",
     CLOSE_TRY_AGAIN_LATER: "the client fell behind the live updates or its replay ran past "
-                           "`SWITCHBOARD_WS_REPLAY_SECONDS`: reconnect with `since`",
+                           "`SWITCHBOARD_WS_REPLAY_SECONDS`: reconnect with `since`; or it had not sent its auth "
+                           "frame when `SWITCHBOARD_WS_MAX_UNAUTHENTICATED` newer sockets were waiting for theirs",
     CLOSE_UNAUTHORIZED: "bad auth frame, bad or revoked token",
     CLOSE_QUOTA_EXCEEDED: "the token has `SWITCHBOARD_QUOTA_WEBSOCKETS_PER_TOKEN` websockets open already",
 }

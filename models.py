@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 
+from gevent import get_hub, monkey
 from peewee import (
     SQL,
     AutoField,
@@ -816,3 +817,12 @@ def pause():
     greenlets already ready but does not poll the sockets, so /health waited out a whole 60,000-session
     listing; a millisecond's timer makes the loop poll them."""
     time.sleep(0.001)
+
+
+def off_the_loop(function, *args):
+    """function(*args) in a native thread when the worker runs gevent, so the event loop serves every
+    other connection meanwhile; for a C call that releases the GIL and takes long (sqlite3 does, for
+    each statement). Elsewhere (gthread, the command line) it runs here."""
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    return get_hub().threadpool.apply(function, args)

@@ -5,11 +5,13 @@ Only a connection's own handler sends on its socket. A reader thread turns incom
 items on the queue the hub fills (bounded separately), so one loop serialises updates and acks in order.
 No database connection is held while the socket is idle: each step takes one from the pool.
 """
+import contextlib
 import functools
 import logging
 import socket
 import threading
 import time
+from collections import OrderedDict
 
 from flask import Blueprint, current_app, request
 from flask_sock import Sock
@@ -131,6 +133,37 @@ def _decode(raw, schema):
         raise ClientError("invalid_request", "The frame did not validate.", errors) from None
 
 
+class _Unauthenticated:
+    """Upgraded sockets still waiting for their auth frame, oldest first, at most WS_MAX_UNAUTHENTICATED
+    (0: no cap). One more closes the one that has waited longest with 1013: refusing the newest instead
+    would let a client that keeps the cap full lock everyone else out, while a real client's auth frame
+    follows its upgrade at once. Each also has WS_AUTH_TIMEOUT_SECONDS to send it (then 4401)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._waiting = OrderedDict()
+
+    @contextlib.contextmanager
+    def waiting(self, ws, cap):
+        with self._lock:
+            self._waiting[ws] = None
+            oldest = self._waiting.popitem(last=False)[0] if cap and len(self._waiting) > cap else None
+        if oldest is not None:
+            try:
+                oldest.close(CLOSE_TRY_AGAIN_LATER, "Too many connections waiting to authenticate: reconnect.")
+            except (ConnectionClosed, OSError):
+                pass
+            oldest.event.set()  # its receive() wakes and ends that connection
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting.pop(ws, None)
+
+
+unauthenticated = _Unauthenticated()
+
+
 class Connection:
     """One websocket: authenticate, subscribe, replay, then serve until either side leaves."""
 
@@ -153,7 +186,8 @@ class Connection:
         self.ws.close(CLOSE_UNAUTHORIZED, message)
 
     def run(self):
-        raw = self.ws.receive(timeout=self.config["WS_AUTH_TIMEOUT_SECONDS"])
+        with unauthenticated.waiting(self.ws, self.config["WS_MAX_UNAUTHENTICATED"]):
+            raw = self.ws.receive(timeout=self.config["WS_AUTH_TIMEOUT_SECONDS"])
         if raw is None:
             return self.refuse("No auth frame within the time limit.")
         if self.too_big(raw):

@@ -8,13 +8,14 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import closed_within, file_at_version, step_adding
+from conftest import ROOT, closed_within, file_at_version, step_adding
 
 TIMEOUT = 5
 
@@ -128,6 +129,31 @@ def test_uploads_past_the_in_flight_budget_get_503_and_everyone_else_is_served(m
     assert r.status_code == 200, r.text
 
 
+BURST = """
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+head = b"POST /v3/sessions/x/messages HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nContent-Length: 100000\\r\\n\\r\\n"
+socks = []
+for _ in range(int(sys.argv[2])):
+    sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+    sock.sendall(head)
+    socks.append(sock)
+answered = sum(sock.recv(12) == b"HTTP/1.1 401" for sock in socks)
+print(answered)
+"""
+
+
+def test_a_burst_of_connections_waits_its_turn_behind_open_ones(live_server):
+    """Thousands of connections opened at once (each a request with no token) are accepted in turns: a
+    request on a connection already open is answered without waiting for the whole burst."""
+    count = 4000
+    stall, took, answered = longest_health_stall(live_server, lambda: subprocess.run(
+        [sys.executable, "-c", BURST, str(live_server.port), str(count)], capture_output=True, text=True,
+        check=True, timeout=120).stdout)
+    assert int(answered) == count  # every one answered, none refused
+    assert stall < took / 8, f"/health waited {stall:.2f} s during a burst of {took:.2f} s"
+
+
 # --- 6, 7, 8: storage -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -228,6 +254,65 @@ def raw_websocket(server, token, since=None):
     assert len(payload) < 126
     sock.sendall(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)  # a zero mask leaves it as is
     return sock
+
+
+def upgraded(server):
+    """A websocket upgraded on a raw socket that never sends its auth frame."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(b"GET /v1/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    assert data.startswith(b"HTTP/1.1 101"), data
+    return sock
+
+
+def closed_with(sock, code):
+    """True if the next thing on the socket is a close frame with `code`, then the end of the stream."""
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data[:1] == b"\x88" and data[2:4] == code.to_bytes(2, "big")
+
+
+def silent(sock):
+    """True if nothing has arrived on the socket and it is still open."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(TIMEOUT)
+    return False
+
+
+def test_sockets_waiting_to_authenticate_are_capped_and_the_longest_waiting_goes_first(make_server, ws_connect):
+    server = make_server({"SWITCHBOARD_WS_MAX_UNAUTHENTICATED": "3"})
+    first, second, third = (upgraded(server) for _ in range(3))
+    fourth = upgraded(server)  # one more than the cap: the one that waited longest is closed
+    assert closed_with(first, 1013)
+    assert all(silent(sock) for sock in (second, third, fourth))
+    # a client that authenticates at once always gets in, and then no longer counts
+    ws = ws_connect(server)
+    assert closed_with(second, 1013)
+    ws.send("ping", ack=1)
+    assert ws.expect("ack")["ack"] == 1
+    assert all(silent(sock) for sock in (third, fourth))
+    # a socket that goes away frees its place
+    third.close()
+    fourth.close()
+    time.sleep(0.5)
+    later = [upgraded(server) for _ in range(3)]
+    time.sleep(0.5)
+    assert all(silent(sock) for sock in later)
+    for sock in (first, second, *later):
+        sock.close()
 
 
 def test_a_reader_that_stops_is_dropped_by_the_bytes_it_holds_not_only_the_count(make_server, ws_connect):
@@ -433,6 +518,53 @@ def test_deleting_every_session_is_one_update_that_watchers_survive(make_server,
     late = ws_connect(server, since=watcher.ready, ready=False)
     assert late.expect("update")["data"] == update
     assert late.expect("ready")["data"]["seq"] == update["seq"]
+
+
+BIG_COMMIT = """
+from gevent import monkey
+monkey.patch_all()
+import sqlite3, sys, time
+import gevent
+sys.path.insert(0, sys.argv[1])
+import app, domain, events, models
+app.create_app({"DB": sys.argv[2]})
+with models.db.connection_context(), events.hub.write(None):
+    account = models.Account.create(name="a").id
+with sqlite3.connect(sys.argv[2]) as db:
+    db.executemany("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
+                   "last_active_at, created_at, updated_at) VALUES (?, ?, '', 0, 0, 0, 0, 0, 0, 0)",
+                   [(f"s{n:07d}", account) for n in range(int(sys.argv[3]))])
+ticks = 0
+def tick():  # another greenlet, as a request on another connection would be
+    global ticks
+    while True:
+        gevent.sleep(0.001)
+        ticks += 1
+gevent.spawn(tick)
+commit, spans = events.Hub._commit, []
+def timed(hub, group):
+    started, ticked = time.monotonic(), ticks
+    commit(hub, group)
+    spans.append((time.monotonic() - started, ticks - ticked))
+events.Hub._commit = timed
+started, ticked = time.monotonic(), ticks
+with models.db.connection_context():
+    assert domain.delete_all_sessions(account) == int(sys.argv[3])
+print(*spans[-1], time.monotonic() - started, ticks - ticked)
+"""
+
+
+def test_a_delete_all_of_100000_sessions_leaves_the_worker_serving(tmp_path):
+    """Its statements and its commit (the last pages and the checkpoint that follows) run in a native
+    thread: another greenlet, as a request on another connection would be, runs about once a
+    millisecond throughout. Held by them, it ran once per step of the delete and not at all during
+    the commit."""
+    out = subprocess.run([sys.executable, "-c", BIG_COMMIT, str(ROOT), str(tmp_path / "big.db"), "100000"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    commit_took, commit_ticks, took, ticks = map(float, out.split())
+    assert commit_took > 0.01, "the commit was too quick to tell"
+    assert commit_ticks > commit_took * 1000 / 10, f"{commit_ticks} turns of another greenlet in a commit of {commit_took} s"
+    assert ticks > took * 1000 / 5, f"{ticks} turns of another greenlet in a delete-all of {took} s"
 
 
 @pytest.mark.parametrize("text", [
