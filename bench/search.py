@@ -46,6 +46,7 @@ def sentence(rng, words=40):
 def prepare(path, indexed):
     """A file at the current schema; without its search triggers when not `indexed`."""
     conn = sqlite3.connect(path, isolation_level=None)
+    models.register_functions(conn)
     conn.execute("PRAGMA journal_mode=wal")
     for step in models.MIGRATIONS:
         for statement in step:

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+import domain
 import models
 from conftest import assert_refused, file_at_version, step_adding
 from tests.test_crash import kill_hard
@@ -217,6 +218,59 @@ def test_migration_indexes_messages_already_stored(tmp_path):
         hits, _ = models.search(1, "beluga")
         assert [(h["message_id"], h["title"]) for h in hits] == [(None, "old beluga"), ("m1", "old beluga")]
         assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
+    models.db.close_all()
+    assert _index_matches_messages(path)
+
+
+# What the index held before search_text(): json_tree's strings, in SQL (migration step 8).
+_JSON_TREE_TEXT = ("SELECT CASE WHEN json_valid(?1) AND json_extract(?1, '$.t') IS NOT 'encrypted' THEN "
+                   "coalesce((SELECT group_concat(value, ' ') FROM json_tree(?1) WHERE type = 'text' AND "
+                   "coalesce(key, '') NOT IN ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', "
+                   "'media_type', 'stream')), '') END")
+
+
+@pytest.mark.parametrize("content", [
+    '"a plain string"', json.dumps(CLAUDE_BLOCKS), '{"role":"user","content":{"type":"text","text":"happy"}}',
+    '{"type":"output","stream":"stderr","text":"line"}', '{"t":"encrypted","c":"ZW5j"}', '{"c":"ZW5j","t":"encrypted"}',
+    '[{"t":"encrypted","c":"inner"}]', '{"t":"plain","data":{"x":"under data"},"id":["in","a list"]}',
+    '{"a":{"b":[["deep",{"type":"shallow","k":"kept"}]]}}', '{}', '[]', '42', 'null', 'true', '"é 東京 \\u00e9"',
+    '{"big":123456789012345678901234567890,"s":"after a big number"}', '{"k":"x","k":"duplicate"}', 'not json',
+])
+def test_search_text_is_what_json_tree_gave(content):
+    """search_text() (Python, called by the trigger) indexes exactly the strings the SQL trigger did."""
+    with sqlite3.connect(":memory:") as conn:
+        expected = conn.execute(_JSON_TREE_TEXT, (content,)).fetchone()[0]
+    if content == '{"k":"x","k":"duplicate"}':
+        expected = "duplicate"  # json_tree walks both members; no stored content has duplicate keys (it is re-encoded)
+    assert models.search_text(content) == expected
+
+
+def test_a_version_8_file_keeps_its_index_and_indexes_new_messages_with_search_text(tmp_path):
+    """The migration that moves the trigger to search_text() keeps what is indexed, and the index
+    still equals the messages after new ones, a deletion and a cascade."""
+    path = tmp_path / "v8.db"
+    version = step_adding("search_text(")
+    with file_at_version(path, version) as conn:
+        conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+        for sid in ("s", "t"):
+            conn.execute("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+                         "seq, active, last_active_at, created_at, updated_at) VALUES (?, 1, 'x', '', 0, 0, 2, 0, 0, 0, 0)",
+                         (sid,))
+        for mid, sid, seq, content in (("m1", "s", 1, '"stored beluga"'), ("m2", "s", 2, json.dumps(CLAUDE_BLOCKS)),
+                                       ("m3", "t", 1, '"doomed beluga"'), ("m4", "t", 2, '{"t":"encrypted","c":"x"}')):
+            conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                         "VALUES (?, ?, ?, ?, 0, 0)", (mid, sid, seq, content))
+    models.init_db(str(path))
+    assert models.migrate() == version
+    with models.db.connection_context():
+        trigger = models.db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'message_search_insert'").fetchone()[0]
+        assert "search_text(" in trigger and "json_tree" not in trigger
+        domain.append_messages(1, "s", [{"content": '{"type":"output","stream":"stdout","text":"new beluga"}'}])
+        hits = {h["message_id"] for h in models.search(1, "beluga")[0]}
+        assert len(hits) == 3 and {"m1", "m3"} < hits
+        assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
+        domain.delete_session(domain.find_session(1, "t"))
+        assert {h["message_id"] for h in models.search(1, "beluga")[0]} == hits - {"m3"}
     models.db.close_all()
     assert _index_matches_messages(path)
 
