@@ -444,6 +444,12 @@ class MessageSearch(SearchIndex):
         'DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
     )
 
+    class Meta:
+        # Prefixes of 2 and 3 characters have index entries of their own: without them a prefix query
+        # merges the whole posting list of every word it matches before the first hit (err* on a
+        # million messages: p50 129 ms, p99 615 ms). Each length costs a few µs per message written.
+        options = {"prefix": "'2 3'"}
+
 
 class SessionSearch(SearchIndex):
     title = SearchField()
@@ -725,11 +731,14 @@ MIGRATIONS = [
         # a deleted session's updates are redacted in the deletion's transaction: found by this index
         'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
     ],
-    # 9: the search index's text pulled out by search_text() (see MessageSearch) instead of json_tree in
-    # SQL; what is already indexed stays as it is (the same text).
+    # 9: the message index rebuilt with prefix indexes, and its text pulled out by search_text() (see
+    # MessageSearch) instead of json_tree in SQL.
     [
+        'DROP TABLE "message_search"',
+        'CREATE VIRTUAL TABLE "message_search" USING fts5 ("text", prefix=\'2 3\')',
         'DROP TRIGGER "message_search_insert"',
         'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", "text" FROM (SELECT search_text(new."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
+        'INSERT INTO "message_search" ("rowid", "text") SELECT "rowid", search_text("content") FROM "message" WHERE search_text("content") IS NOT NULL',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -153,7 +153,7 @@ def search_speed(path, requests):
     try:
         with sqlite3.connect(path) as conn:
             sid = conn.execute("SELECT id FROM session ORDER BY id LIMIT 1 OFFSET 500").fetchone()[0]
-        queries = [("the", {}), ("error", {}), ("file test", {}), ('"fix the"', {}), ("err*", {}),
+        queries = [("the", {}), ("error", {}), ("file test", {}), ('"fix the"', {}), ("err*", {}), ("er*", {}), ("erro*", {}),
                    ("ququo", {}), ("the OR nomatchword", {}), ("the", {"limit": 100}),
                    ("the", {"session_id": sid}), ("nomatchword", {})]
         timed(server, "/health", 50)

@@ -95,7 +95,8 @@ def test_phrase_prefix_unicode_and_snippet_segments(client, auth):
         "Ünïcödé café in 東京 today")
     assert _ids(_search(client, auth, '"quick brown"')) == [phrase]
     assert set(_ids(_search(client, auth, "quick brown"))) == {phrase, apart}
-    assert _ids(_search(client, auth, "zeb*")) == [prefix]
+    for q in ("z*", "ze*", "zeb*", "zebr*", "zebu*"):  # prefixes with an index of their own (2, 3) and without
+        assert _ids(_search(client, auth, q)) == [prefix], q
     assert _ids(_search(client, auth, "cafe")) == [accents]  # accents folded
     assert _ids(_search(client, auth, "CAFÉ")) == [accents]
     assert _ids(_search(client, auth, "東京")) == [accents]
@@ -245,9 +246,9 @@ def test_search_text_is_what_json_tree_gave(content):
     assert models.search_text(content) == expected
 
 
-def test_a_version_8_file_keeps_its_index_and_indexes_new_messages_with_search_text(tmp_path):
-    """The migration that moves the trigger to search_text() keeps what is indexed, and the index
-    still equals the messages after new ones, a deletion and a cascade."""
+def test_a_version_8_file_gets_its_index_rebuilt_with_prefixes_and_search_text(tmp_path):
+    """The migration that adds prefix indexes and moves the trigger to search_text() indexes again what
+    was stored, and the index still equals the messages after new ones and a cascade."""
     path = tmp_path / "v8.db"
     version = step_adding("search_text(")
     with file_at_version(path, version) as conn:
@@ -269,6 +270,7 @@ def test_a_version_8_file_keeps_its_index_and_indexes_new_messages_with_search_t
         hits = {h["message_id"] for h in models.search(1, "beluga")[0]}
         assert len(hits) == 3 and {"m1", "m3"} < hits
         assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
+        assert [h["message_id"] for h in models.search(1, "quo*")[0]] == ["m2"]
         domain.delete_session(domain.find_session(1, "t"))
         assert {h["message_id"] for h in models.search(1, "beluga")[0]} == hits - {"m3"}
     models.db.close_all()
