@@ -275,12 +275,15 @@ class JsonText(fields.Raw):
     def _deserialize(self, value, attr, data, **kwargs):
         # NaN and Infinity parse (Python's json accepts them) but are not JSON: stored, they would make
         # every later read answer invalid JSON. Nesting deeper than the interpreter's stack is refused too.
-        if _too_deep(value):
-            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         try:
             text = _compact_json(value)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        except ValueError:
             raise ValidationError("Not a JSON value (NaN, Infinity or nested too deeply).") from None
+        # Each level takes two characters of the text at least: a short text (a line of output) needs no walk.
+        if len(text) > 2 * MAX_JSON_DEPTH and _too_deep(value):
+            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         if len(text.encode()) > getattr(limits, self.limit_name):
             raise ValidationError(f"Larger than {getattr(limits, self.limit_name)} bytes serialized.")
         return text
