@@ -15,6 +15,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import (
     INCLUDE,
+    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -310,8 +311,8 @@ class FirstErrorList(fields.List):
     An export can hold 100,000 messages, and marshmallow's per-object machinery (Schema.load, its
     hooks, unknown-field handling and error bookkeeping) costs more than writing them to SQLite. The
     loop loads each field through its public Field.deserialize (conversion and validators), so the
-    rules stay declared once, on the nested schema; that schema may therefore have no load hooks and
-    no schema validators (checked here). Unknown keys are rejected here.
+    rules stay declared once, on the nested schema; that schema may therefore have no load hooks, no
+    schema validators and no `unknown` but RAISE (checked here). Unknown keys are rejected here.
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -319,8 +320,9 @@ class FirstErrorList(fields.List):
             raise self.make_error("invalid")
         schema = self.inner.schema
         hooks = [tag for tag, found in schema._hooks.items() if found and tag not in ("pre_dump", "post_dump")]
-        if hooks:
-            raise TypeError(f"FirstErrorList loads {type(schema).__name__} field by field: it cannot run {hooks}")
+        if hooks or schema.unknown != RAISE:
+            raise TypeError(f"FirstErrorList loads {type(schema).__name__} field by field: it cannot run {hooks} "
+                            f"and refuses unknown fields")
         declared = [(field.data_key or name, field.attribute or name, field) for name, field in schema.load_fields.items()]
         keys = {key for key, _, _ in declared}
         loaded = []

@@ -5,7 +5,7 @@ import types
 from collections.abc import Mapping
 
 import pytest
-from marshmallow import Schema, ValidationError, fields, post_load, pre_dump
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_dump
 
 import models
 import schemas
@@ -221,3 +221,15 @@ def test_the_list_loader_refuses_a_schema_with_load_hooks():
 
     with pytest.raises(TypeError, match="post_load"):
         Holder().load({"items": [{"text": "x"}]})
+
+    class Lenient(BaseSchema):
+        text = fields.String()
+
+        class Meta:
+            unknown = INCLUDE
+
+    class LenientHolder(BaseSchema):
+        items = schemas.FirstErrorList(fields.Nested(Lenient))
+
+    with pytest.raises(TypeError, match="unknown"):
+        LenientHolder().load({"items": [{"text": "x"}]})
