@@ -333,3 +333,14 @@ def test_one_sessions_pages_among_interleaved_sessions(client, auth):
             break
     assert seen == mine[::-1]
     assert _search(client, auth, "heron", session_id=_session(client, auth))["items"] == []
+
+
+def test_a_batch_is_indexed_as_one_segment(app, client, auth):
+    """The index takes a batch in one piece: FTS5 writes what it holds at each statement, so messages
+    written a statement each made a segment each (and merges of them) instead of one."""
+    sid = _session(client, auth)
+    _append(client, auth, sid, *[f"segment word{i}" for i in range(100)])
+    with sqlite3.connect(app.config["DB"]) as conn:
+        # id 1: the averages, id 10: the structure; then the pages of the segments
+        assert conn.execute("SELECT count(*) FROM message_search_data").fetchone()[0] == 3
+    assert _ids(_search(client, auth, "word99")) and _index_matches_messages(app.config["DB"])
