@@ -13,7 +13,7 @@ from peewee import fn
 import claude
 import prices
 from events import hub
-from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, off_the_loop, pause
+from models import Account, Request, Session, db, new_id, new_ids, now_ms, off_the_loop, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
@@ -29,8 +29,8 @@ _FIND_SESSION = 'SELECT {} FROM "session" WHERE "id" = ? AND "account_id" = ?'.f
     ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
 _MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
                     "updated_at", "delivered_at")
-_INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES ({})'.format(", ".join(_MESSAGE_COLUMNS),
-                                                                  ", ".join("?" * len(_MESSAGE_COLUMNS)))
+_INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES '.format(", ".join(_MESSAGE_COLUMNS))
+_MESSAGE_ROW = "({})".format(", ".join("?" * len(_MESSAGE_COLUMNS)))
 # Both check the session's account too: an append needs no separate lookup of its session.
 _KNOWN_MESSAGES = ('SELECT {} FROM "message" JOIN "session" ON "session"."id" = "message"."session_id" '
                    'WHERE "message"."session_id" = ? AND "session"."account_id" = ? AND "local_id" IN ({{}})').format(
@@ -125,13 +125,24 @@ def _append(changes, account_id, session_id, messages):
             message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
             m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
             for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
-        db.cursor().executemany(_INSERT_MESSAGES, [tuple(row.values()) for row in created])
+        _insert_messages([tuple(row.values()) for row in created])
         changes.stored_bytes += sum(_size(row["content"], row["metadata"]) for row in created)
         for row in created:
             changes.add(session_id, {"t": "new-message", "sid": session_id,
                                      "message": agent_message_schema.dump(row)})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])
+
+
+def _insert_messages(rows):
+    """Message rows (tuples of _MESSAGE_COLUMNS), many to a statement. Not executemany: FTS5 writes
+    the terms it holds to disk at the start of each statement of the transaction it is in, so the
+    search trigger wrote an index segment per message, and the index cost three times what it does
+    written once per statement (bench/search.py)."""
+    cursor = db.cursor()
+    for start in range(0, len(rows), WRITE_STEP_ROWS):
+        step = rows[start:start + WRITE_STEP_ROWS]
+        cursor.execute(_INSERT_MESSAGES + ", ".join([_MESSAGE_ROW] * len(step)), [v for row in step for v in row])
 
 
 _CAS_EVENT_KEYS = {"metadata": "metadata", "agent_state": "agentState"}
@@ -273,10 +284,6 @@ def delete_idle_sessions(updated_before):
     return len(idle)
 
 
-_IMPORTED_COLUMNS = (Message.id, Message.session, Message.seq, Message.local_id, Message.role,
-                     Message.content, Message.metadata, Message.created_at, Message.updated_at)
-
-
 def import_session(account_id, document, origin=None):
     """Create a session from a loaded export document: fresh ids, seqs 1..N, one transaction.
 
@@ -293,17 +300,15 @@ def import_session(account_id, document, origin=None):
             active=False, created_at=now if imported["created_at"] is None else imported["created_at"],
             updated_at=now,
         )
-        # The rows are already database values: sqlite3's executemany writes them ~3.5x faster than
-        # insert_many, which renders and converts every value of every chunk in Python.
+        # The rows are already database values: written as they are, ~3.5x faster than insert_many,
+        # which renders and converts every value of every chunk in Python.
         changes.sessions += 1
-        sql = None
         for start in range(0, len(messages), WRITE_STEP_ROWS):
             step = messages[start:start + WRITE_STEP_ROWS]
             rows = [(message_id, session.id, seq, m["local_id"], m["role"], m["content"], m["metadata"],
-                     now if m["created_at"] is None else m["created_at"], now)
+                     now if m["created_at"] is None else m["created_at"], now, None)
                     for seq, m, message_id in zip(itertools.count(start + 1), step, new_ids(len(step)))]
-            sql = sql or Message.insert_many(rows[:1], fields=_IMPORTED_COLUMNS).sql()[0]
-            db.cursor().executemany(sql, rows)
+            _insert_messages(rows)
             changes.stored_bytes += sum(_size(row[5], row[6]) for row in rows)
             pause()
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})

@@ -8,12 +8,14 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import (
     INCLUDE,
+    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -100,12 +102,7 @@ class StrictInt(Int):
     """JSON bodies must carry real integers: no "5", no 5.0, no true."""
 
     def __init__(self, **kwargs):
-        super().__init__(strict=True, **kwargs)
-
-    def _validated(self, value):
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        return super()._validated(value)
+        super().__init__(strict=True, **kwargs)  # marshmallow's Number refuses true and false itself
 
 
 class StrictBool(fields.Boolean):
@@ -279,12 +276,15 @@ class JsonText(fields.Raw):
     def _deserialize(self, value, attr, data, **kwargs):
         # NaN and Infinity parse (Python's json accepts them) but are not JSON: stored, they would make
         # every later read answer invalid JSON. Nesting deeper than the interpreter's stack is refused too.
-        if _too_deep(value):
-            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         try:
             text = _compact_json(value)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        except ValueError:
             raise ValidationError("Not a JSON value (NaN, Infinity or nested too deeply).") from None
+        # Each level takes two characters of the text at least: a short text (a line of output) needs no walk.
+        if len(text) > 2 * MAX_JSON_DEPTH and _too_deep(value):
+            raise ValidationError(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
         if len(text.encode()) > getattr(limits, self.limit_name):
             raise ValidationError(f"Larger than {getattr(limits, self.limit_name)} bytes serialized.")
         return text
@@ -308,17 +308,22 @@ class MessageContent(JsonText):
 class FirstErrorList(fields.List):
     """A list of nested objects loaded in one tight loop that stops at the first bad item.
 
-    An export can hold 100,000 messages, and marshmallow's per-object and per-field machinery
-    (Schema.load, Field.deserialize) costs more than writing them to SQLite. The loop calls each
-    field's own conversion and validators, so the rules stay declared once, on the nested schema;
-    that schema must therefore have no hooks. Unknown keys are rejected here.
+    An export can hold 100,000 messages, and marshmallow's per-object machinery (Schema.load, its
+    hooks, unknown-field handling and error bookkeeping) costs more than writing them to SQLite. The
+    loop loads each field through its public Field.deserialize (conversion and validators), so the
+    rules stay declared once, on the nested schema; that schema may therefore have no load hooks, no
+    schema validators and no `unknown` but RAISE (checked here). Unknown keys are rejected here.
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, list):
             raise self.make_error("invalid")
-        declared = [(field.data_key or name, field.attribute or name, field)
-                    for name, field in self.inner.schema.load_fields.items()]
+        schema = self.inner.schema
+        hooks = [tag for tag, found in schema._hooks.items() if found and tag not in ("pre_dump", "post_dump")]
+        if hooks or schema.unknown != RAISE:
+            raise TypeError(f"FirstErrorList loads {type(schema).__name__} field by field: it cannot run {hooks} "
+                            f"and refuses unknown fields")
+        declared = [(field.data_key or name, field.attribute or name, field) for name, field in schema.load_fields.items()]
         keys = {key for key, _, _ in declared}
         loaded = []
         for index, item in enumerate(value):
@@ -329,44 +334,65 @@ class FirstErrorList(fields.List):
             errors = {} if keys.issuperset(item) else {key: ["Unknown field."] for key in item.keys() - keys}
             row = {}
             for key, attribute, field in declared:
-                raw = item.get(key, missing)
                 try:
-                    if raw is None and field.allow_none:
-                        row[attribute] = None
-                    elif raw is missing or raw is None:  # load_default, or the "required" / "null" error
-                        row[attribute] = field.deserialize(raw, key, item)
-                    else:
-                        row[attribute] = field._deserialize(raw, key, item)
-                        for validator in field.validators:
-                            validator(row[attribute])
+                    loaded_value = field.deserialize(item.get(key, missing), key, item)
                 except ValidationError as e:
                     errors[key] = e.messages
+                else:
+                    if loaded_value is not missing:
+                        row[attribute] = loaded_value
             if errors:
                 raise ValidationError({index: errors})
             loaded.append(row)
         return loaded
 
 
+# Field classes whose _serialize hands back a value of these exact types unchanged (a str stays the
+# str, an int the int, None None): the dump fast path skips the call for them. A subclass that
+# overrides _serialize is not one of them. tests/test_schemas.py compares every dump with marshmallow's.
+_UNCHANGED = ((fields.String, (str, type(None))), (fields.Integer, (int, type(None))),
+              (fields.Boolean, (bool, type(None))))
+
+
+def _unchanged_types(field):
+    for cls, types in _UNCHANGED:
+        if isinstance(field, cls) and type(field)._serialize is cls._serialize and not getattr(field, "as_string", False):
+            return types
+    return ()
+
+
 class BaseSchema(Schema):
     """Every shape here. Dumping is marshmallow's, minus its per-field indirections (Field.serialize,
-    get_value, the accessor), which cost twice what the fields' own conversions do: every message goes
-    through a dump for its event and another for the answer, so this halved an append's dumping.
-    Kept equivalent for what these schemas use: a key or attribute per field (no dotted paths), dump
-    defaults, fields that read no attribute, and no dump hooks or `get_attribute` overrides."""
+    get_value, the accessor), which cost twice what the fields' own conversions do, and minus the
+    conversion itself where it would return its input (_UNCHANGED): every message goes through a
+    dump for its event and another for the answer. Kept equal to marshmallow's own Schema.dump
+    (tests/test_schemas.py) for what these schemas use, which the constructor checks: a key or
+    attribute per field (no dotted paths), dump defaults, fields that read no attribute, no dump
+    hooks and no `get_attribute` override."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._dump_plan = [(name if field.data_key is None else field.data_key, field.attribute or name, name, field)
-                           for name, field in self.dump_fields.items()]
+        if self._hooks["pre_dump"] or self._hooks["post_dump"] or type(self).get_attribute is not Schema.get_attribute:
+            raise TypeError(f"{type(self).__name__}: the dump fast path has no dump hooks or get_attribute")
+        self._dump_plan = []
+        for name, field in self.dump_fields.items():
+            attribute = field.attribute or name
+            if "." in attribute:
+                raise TypeError(f"{type(self).__name__}.{name}: the dump fast path reads no dotted attribute")
+            self._dump_plan.append((name if field.data_key is None else field.data_key, attribute, name, field,
+                                    _unchanged_types(field)))
 
     def _serialize(self, obj, *, many=False):
         if many and obj is not None:
             return [self._serialize(item) for item in obj]
-        get = obj.get if isinstance(obj, dict) else lambda attribute, default: getattr(obj, attribute, default)
+        # As marshmallow's get_value: a mapping's key first, then an attribute of that name.
+        lookup = obj.get if type(obj) is dict or isinstance(obj, Mapping) else None
         ret = {}
-        for key, attribute, name, field in self._dump_plan:
+        for key, attribute, name, field, unchanged in self._dump_plan:
             if field._CHECK_ATTRIBUTE:
-                value = get(attribute, missing)
+                value = missing if lookup is None else lookup(attribute, missing)
+                if value is missing:
+                    value = getattr(obj, attribute, missing)
                 if value is missing:
                     default = field.dump_default
                     value = default() if callable(default) else default
@@ -374,7 +400,7 @@ class BaseSchema(Schema):
                         continue
             else:
                 value = None
-            ret[key] = field._serialize(value, name, obj)
+            ret[key] = value if type(value) in unchanged else field._serialize(value, name, obj)
         return ret
 
 

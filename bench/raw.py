@@ -8,6 +8,7 @@ import models
 def raw_database(path):
     """An autocommit sqlite3 connection to a fresh file holding session 'raw' of account 1."""
     conn = sqlite3.connect(path, isolation_level=None)
+    models.register_functions(conn)
     for pragma in ("journal_mode=wal", "synchronous=normal", "foreign_keys=1"):
         conn.execute(f"PRAGMA {pragma}")
     for step in models.MIGRATIONS:

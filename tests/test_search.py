@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+import domain
 import models
 from conftest import assert_refused, file_at_version, step_adding
 from tests.test_crash import kill_hard
@@ -94,7 +95,8 @@ def test_phrase_prefix_unicode_and_snippet_segments(client, auth):
         "Ünïcödé café in 東京 today")
     assert _ids(_search(client, auth, '"quick brown"')) == [phrase]
     assert set(_ids(_search(client, auth, "quick brown"))) == {phrase, apart}
-    assert _ids(_search(client, auth, "zeb*")) == [prefix]
+    for q in ("z*", "ze*", "zeb*", "zebr*", "zebu*"):  # prefixes with an index of their own (2, 3) and without
+        assert _ids(_search(client, auth, q)) == [prefix], q
     assert _ids(_search(client, auth, "cafe")) == [accents]  # accents folded
     assert _ids(_search(client, auth, "CAFÉ")) == [accents]
     assert _ids(_search(client, auth, "東京")) == [accents]
@@ -221,6 +223,60 @@ def test_migration_indexes_messages_already_stored(tmp_path):
     assert _index_matches_messages(path)
 
 
+# What the index held before search_text(): json_tree's strings, in SQL (migration step 8).
+_JSON_TREE_TEXT = ("SELECT CASE WHEN json_valid(?1) AND json_extract(?1, '$.t') IS NOT 'encrypted' THEN "
+                   "coalesce((SELECT group_concat(value, ' ') FROM json_tree(?1) WHERE type = 'text' AND "
+                   "coalesce(key, '') NOT IN ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', "
+                   "'media_type', 'stream')), '') END")
+
+
+@pytest.mark.parametrize("content", [
+    '"a plain string"', json.dumps(CLAUDE_BLOCKS), '{"role":"user","content":{"type":"text","text":"happy"}}',
+    '{"type":"output","stream":"stderr","text":"line"}', '{"t":"encrypted","c":"ZW5j"}', '{"c":"ZW5j","t":"encrypted"}',
+    '[{"t":"encrypted","c":"inner"}]', '{"t":"plain","data":{"x":"under data"},"id":["in","a list"]}',
+    '{"a":{"b":[["deep",{"type":"shallow","k":"kept"}]]}}', '{}', '[]', '42', 'null', 'true', '"é 東京 \\u00e9"',
+    '{"big":123456789012345678901234567890,"s":"after a big number"}', '{"k":"x","k":"duplicate"}', 'not json',
+])
+def test_search_text_is_what_json_tree_gave(content):
+    """search_text() (Python, called by the trigger) indexes exactly the strings the SQL trigger did."""
+    with sqlite3.connect(":memory:") as conn:
+        expected = conn.execute(_JSON_TREE_TEXT, (content,)).fetchone()[0]
+    if content == '{"k":"x","k":"duplicate"}':
+        expected = "duplicate"  # json_tree walks both members; no stored content has duplicate keys (it is re-encoded)
+    assert models.search_text(content) == expected
+
+
+def test_a_version_8_file_gets_its_index_rebuilt_with_prefixes_and_search_text(tmp_path):
+    """The migration that adds prefix indexes and moves the trigger to search_text() indexes again what
+    was stored, and the index still equals the messages after new ones and a cascade."""
+    path = tmp_path / "v8.db"
+    version = step_adding("search_text(")
+    with file_at_version(path, version) as conn:
+        conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+        for sid in ("s", "t"):
+            conn.execute("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+                         "seq, active, last_active_at, created_at, updated_at) VALUES (?, 1, 'x', '', 0, 0, 2, 0, 0, 0, 0)",
+                         (sid,))
+        for mid, sid, seq, content in (("m1", "s", 1, '"stored beluga"'), ("m2", "s", 2, json.dumps(CLAUDE_BLOCKS)),
+                                       ("m3", "t", 1, '"doomed beluga"'), ("m4", "t", 2, '{"t":"encrypted","c":"x"}')):
+            conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                         "VALUES (?, ?, ?, ?, 0, 0)", (mid, sid, seq, content))
+    models.init_db(str(path))
+    assert models.migrate() == version
+    with models.db.connection_context():
+        trigger = models.db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'message_search_insert'").fetchone()[0]
+        assert "search_text(" in trigger and "json_tree" not in trigger
+        domain.append_messages(1, "s", [{"content": '{"type":"output","stream":"stdout","text":"new beluga"}'}])
+        hits = {h["message_id"] for h in models.search(1, "beluga")[0]}
+        assert len(hits) == 3 and {"m1", "m3"} < hits
+        assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
+        assert [h["message_id"] for h in models.search(1, "quo*")[0]] == ["m2"]
+        domain.delete_session(domain.find_session(1, "t"))
+        assert {h["message_id"] for h in models.search(1, "beluga")[0]} == hits - {"m3"}
+    models.db.close_all()
+    assert _index_matches_messages(path)
+
+
 def test_the_index_equals_the_messages_after_a_sigkill_mid_write(tmp_path, make_server):
     """Writers append, rename and delete until the server is killed mid-write: the file then holds an
     index equal to its messages and titles."""
@@ -277,3 +333,14 @@ def test_one_sessions_pages_among_interleaved_sessions(client, auth):
             break
     assert seen == mine[::-1]
     assert _search(client, auth, "heron", session_id=_session(client, auth))["items"] == []
+
+
+def test_a_batch_is_indexed_as_one_segment(app, client, auth):
+    """The index takes a batch in one piece: FTS5 writes what it holds at each statement, so messages
+    written a statement each made a segment each (and merges of them) instead of one."""
+    sid = _session(client, auth)
+    _append(client, auth, sid, *[f"segment word{i}" for i in range(100)])
+    with sqlite3.connect(app.config["DB"]) as conn:
+        # id 1: the averages, id 10: the structure; then the pages of the segments
+        assert conn.execute("SELECT count(*) FROM message_search_data").fetchone()[0] == 3
+    assert _ids(_search(client, auth, "word99")) and _index_matches_messages(app.config["DB"])
