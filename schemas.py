@@ -684,11 +684,29 @@ class SessionItems(BaseSchema):
 
 
 class SessionListQuery(BaseSchema):
-    """Without either, the whole list (the management contract's shape); with either, one page."""
+    """Without any parameter, the whole list (the management contract's shape); with any, one page."""
     limit = Int(validate=validate.Range(1, 500), metadata={"description": "Sessions per page (default 100)."})
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9A-Za-z_-]{1,255}$",
                                                     error="Not a cursor this server made."),
                            metadata={"description": "next_cursor of the previous page."})
+    active = fields.Boolean(truthy={"true"}, falsy={"false"},
+                            metadata={"description": "Only sessions whose agent is (true) or is not (false) active."})
+    waiting = fields.Boolean(truthy={"true"}, falsy={"false"},
+                             metadata={"description": "Only sessions waiting (true) or not (false) for the person: "
+                                                      "a pending request, or a held Claude awaiting a message."})
+    project = fields.String(validate=validate.Length(1, 4096),
+                            metadata={"description": "Only sessions whose metadata names this working directory "
+                                                     "(`cwd`), as GET /api/projects lists them."})
+
+
+class Project(BaseSchema):
+    directory = fields.String(dump_only=True)
+    sessions = fields.Integer(dump_only=True)
+    updated_at = Iso(dump_only=True)
+
+
+class Projects(BaseSchema):
+    items = fields.List(fields.Nested(Project), dump_only=True)
 
 
 class SessionListPage(SessionItems):
@@ -978,6 +996,7 @@ deleted = Deleted()
 search_query = SearchQuery()
 session_list_query = SessionListQuery()
 session_list_page = SessionListPage()
+projects = Projects()
 messages_range_query = MessagesRangeQuery()
 managed_message_page = ManagedMessagePage()
 search_results = SearchResults()

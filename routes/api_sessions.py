@@ -23,7 +23,7 @@ LIST_PAGE_ROWS = 250  # sessions read and dumped between two pauses of a listing
 def index(args):
     """The caller's sessions, most recently updated first: all (streamed), or a page with limit/cursor."""
     if args:
-        rows, cursor = models.session_page(g.account_id, args.get("limit", 100), args.get("cursor"))
+        rows, cursor = models.session_page(g.account_id, args.pop("limit", 100), args.pop("cursor", None), **args)
         return schemas.session_list_page.dump({"items": rows, "next_cursor": cursor})
     # The order is read at once (ids only: 100,000 take a few MB and one short query); the sessions
     # are then read and dumped a page at a time, each page on a connection held only while reading it,
@@ -49,6 +49,13 @@ def index(args):
             pause()
         yield "]}"
     return Response(chunks(), mimetype="application/json")
+
+
+@bp.get("/api/projects")
+@endpoint(responses={200: schemas.Projects})
+def projects():
+    """The working directories the caller's sessions name (their metadata's `cwd`), for filtering the list."""
+    return schemas.projects.dump({"items": models.projects(g.account_id)})
 
 
 @bp.post("/api/sessions")
