@@ -699,6 +699,11 @@ class SessionListQuery(BaseSchema):
                                                      "(`cwd`), as GET /api/projects lists them."})
 
 
+class SessionShowQuery(BaseSchema):
+    messages = fields.Boolean(truthy={"true"}, falsy={"false"}, load_default=True,
+                              metadata={"description": "false: the session alone, without its messages."})
+
+
 class Project(BaseSchema):
     directory = fields.String(dump_only=True)
     sessions = fields.Integer(dump_only=True)
@@ -997,6 +1002,7 @@ search_query = SearchQuery()
 session_list_query = SessionListQuery()
 session_list_page = SessionListPage()
 projects = Projects()
+session_show_query = SessionShowQuery()
 messages_range_query = MessagesRangeQuery()
 managed_message_page = ManagedMessagePage()
 search_results = SearchResults()

@@ -67,10 +67,12 @@ def create(body):
 
 
 @bp.get("/api/sessions/<session_id>")
-@endpoint(responses={200: schemas.SessionDetail}, errors=(401, 404))
-def show(session_id):
-    """The session and all its messages in seq order (streamed)."""
+@endpoint(query=schemas.session_show_query, responses={200: schemas.SessionDetail}, errors=(401, 404))
+def show(session_id, args):
+    """The session and all its messages in seq order (streamed); with messages=false, the session alone."""
     session = domain.find_session(g.account_id, session_id)
+    if not args["messages"]:
+        return schemas.session_schema.dump(session)
     return _streamed(schemas.session_schema.dump(session), session, schemas.messages_schema)
 
 

@@ -192,3 +192,12 @@ def test_projects_lists_the_directories_sessions_name_newest_first(client, auth,
 def test_bad_filters_are_refused(app, client, auth, query, field):
     _sessions(client, auth, 1)
     assert_refused(app, client, "GET", "/api/sessions?" + query, None, auth, 400, "invalid_request", field)
+
+
+def test_a_session_alone_without_its_messages(client, auth, other_auth, session_of_7):
+    alone = client.get(f"/api/sessions/{session_of_7}?messages=false", headers=auth).get_json()
+    assert alone["id"] == session_of_7 and "messages" not in alone
+    whole = client.get(f"/api/sessions/{session_of_7}?messages=true", headers=auth).get_json()
+    assert [m["seq"] for m in whole["messages"]] == list(range(1, 8))
+    assert client.get(f"/api/sessions/{session_of_7}?messages=false", headers=other_auth).status_code == 404
+    assert client.get(f"/api/sessions/{session_of_7}?messages=no", headers=auth).status_code == 400
