@@ -231,11 +231,11 @@ def test_agent_shapes_are_shown_as_what_they_say_and_tool_runs_fold(person):
 def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     page = person.open()
     sid = new_session(person, "long history")
-    person.api("POST", f"/v3/sessions/{sid}/messages",
-               json={"messages": [{"content": f"filler message {n} about nothing"} for n in range(1, 301)]})
+    for start in range(1, 301, 100):
+        person.agent_says(sid, *[f"filler message {n} about nothing" for n in range(start, start + 100)])
     post(person, sid, "assistant", "The <zebra> crossing is **striped**")
-    person.api("POST", f"/v3/sessions/{sid}/messages",
-               json={"messages": [{"content": f"later message {n}"} for n in range(1, 201)]})
+    for start in range(1, 201, 100):
+        person.agent_says(sid, *[f"later message {n}" for n in range(start, start + 100)])
     other = new_session(person, "zebra facts")
     post(person, other, "user", "nothing to see")
     box = page.get_by_role("searchbox", name="Search messages and titles")
@@ -268,10 +268,10 @@ def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     expect(page.locator('#message-list > li[data-seq="501"]')).to_have_count(1)
     expect(page.locator("#newer-button")).to_be_hidden()
     # Live messages after the end arrive as usual once the newest page is there.
-    person.api("POST", f"/v3/sessions/{sid}/messages", json={"messages": [{"content": "brand new"}]})
+    person.agent_says(sid, "brand new")
     expect(page.locator('#message-list > li[data-seq="502"]')).to_have_count(1)
     # A query FTS5 cannot read is explained, not an error page.
-    person.allow(r"HTTP 400 GET .*/api/search")
+    person.allow(r"HTTP 400 GET .*/api/search|status of 400")
     box.fill('"unbalanced')
     box.press("Enter")
     expect(page.locator("#search-status")).to_contain_text("could not be read")
@@ -280,11 +280,11 @@ def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
 
 
 def test_a_search_hit_in_a_session_not_yet_listed_opens_it(person):
-    page = person.open()
     old = new_session(person, "ancient")
     post(person, old, "user", "the quokka remark")
     for n in range(120):
         new_session(person, f"newer {n}")
+    page = person.open()
     expect(page.locator(".session-item")).to_have_count(100)
     expect(person.session_button("ancient")).to_have_count(0)  # beyond the first page
     page.get_by_role("searchbox", name="Search messages and titles").fill("quokka")
@@ -296,21 +296,21 @@ def test_a_search_hit_in_a_session_not_yet_listed_opens_it(person):
 
 # --- a big list -----------------------------------------------------------------------------------
 
-def seed_sessions(server, count, make):
+def seed_sessions(person, server, count, make):
     """`count` sessions written straight into the stopped server's file (make(n) -> column values)."""
     token = server.token
+    person.page.goto("about:blank")  # the next open() is a new visit, and nothing waits for this server
     assert server.stop() == 0
     now = int(time.time() * 1000)
     with sqlite3.connect(server.db_path) as db:
         [(account,)] = db.execute("SELECT id FROM account")
         rows = []
         for n in range(count):
-            values = {"title": f"session {n:05d}", "metadata": "", "active": 0, "awaiting_message": 0, **make(n)}
+            values = {"title": f"session {n:05d}", "metadata": "", "active": 0, **make(n)}
             rows.append((f"s{n:07d}", account, values["title"], values["metadata"], values["active"],
-                         values["awaiting_message"], now - 60_000 - n * 10, now - n * 10, now - n * 10))
+                         now - 60_000 - n * 10, now - n * 10, now - n * 10))
         db.executemany("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, seq, "
-                       "active, awaiting_message, last_active_at, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)", rows)
+                       "active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)", rows)
         db.execute("UPDATE account SET session_count = ?", (count,))
     server.start()
     server.token = token
@@ -318,7 +318,7 @@ def seed_sessions(server, count, make):
 
 def test_ten_thousand_sessions_load_a_page_at_a_time_as_the_list_scrolls(person, server):
     person.open()  # the first run makes the account and its token
-    seed_sessions(server, 10_000, lambda n: {})
+    seed_sessions(person, server, 10_000, lambda n: {})
     requests_seen = []
     person.page.on("request", lambda r: "/api/sessions" in r.url and requests_seen.append(r.url))
     page = person.open()
@@ -356,9 +356,13 @@ def test_filters_show_active_waiting_and_one_projects_sessions(person, server):
 
     def make(n):
         project = projects[n % 3]
-        return {"active": int(n % 2 == 0), "awaiting_message": int(n % 50 == 7),
+        return {"active": int(n % 2 == 0),
                 "metadata": json.dumps({"agent": "claude-code", "cwd": project}) if project else "encrypted-blob"}
-    seed_sessions(server, 600, make)
+    seed_sessions(person, server, 600, make)
+    # Held Claude sessions awaiting the person's message, as the Stop hook leaves them (the server
+    # clears the flag when it starts: no hook waits across a restart).
+    with sqlite3.connect(server.db_path) as db:
+        db.execute("UPDATE session SET awaiting_message = 1 WHERE CAST(substr(id, 2) AS INTEGER) % 50 = 7")
     page = person.open()
     items = page.locator(".session-item")
     expect(items).to_have_count(100)

@@ -60,7 +60,7 @@ export class Timeline {
 
   // The card that holds the message with this seq (a run card holds a range), or null.
   cardOf(seq) {
-    const card = this.cardBefore(seq + 1);
+    const card = this.cardBefore(seq); // the last card starting at or before it
     return card && Number(card.dataset.last) >= seq ? card : null;
   }
 
