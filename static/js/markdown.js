@@ -123,5 +123,6 @@ export function markdown(text) {
   const fragment = sanitize(marked.parse(text));
   showControls(fragment);
   addCopyButtons(fragment);
-  return [...fragment.childNodes];
+  // The newlines between blocks are not content (textContent is the text, as for plain text).
+  return [...fragment.childNodes].filter((node) => node.nodeType !== Node.TEXT_NODE || node.data.trim() !== "");
 }

@@ -77,13 +77,18 @@ export class SessionList {
 
   // The next page of sessions; from a click, focus goes to the first one it shows.
   async showMore(byHand) {
-    if (this.el.more.hidden || this.walk.loading) return;
-    const first = this.el.list.children.length;
+    if (this.el.more.hidden) return;
+    // A click while a page is on its way (asked for by scrolling) focuses that page's first session.
+    if (byHand) this.focusFrom = this.el.list.children.length;
+    if (this.walk.loading) return;
     await this.walk.next();
     this.flush();
-    if (byHand) this.focusIndex(first);
-    // A page that did not fill the pane leaves the button in view: the observer fires on changes only.
-    else if (!this.el.more.hidden && this.inView()) this.showMore(false);
+    if (this.focusFrom !== undefined) {
+      this.focusIndex(this.focusFrom);
+      this.focusFrom = undefined;
+    } else if (!this.el.more.hidden && this.inView()) {
+      this.showMore(false); // a page that did not fill the pane: the observer fires on changes only
+    }
   }
 
   inView() {
