@@ -101,7 +101,8 @@ def test_nothing_in_markdown_can_run_a_script_or_restyle_the_page(guarded):
                 for (const attr of el.attributes) {
                     if (/^on/i.test(attr.name) || attr.name === 'style' || attr.name === 'srcdoc') bad.push(el.tagName + ' ' + attr.name);
                 }
-                if (['SCRIPT', 'IMG', 'SVG', 'svg', 'MATH', 'math', 'IFRAME', 'STYLE', 'FORM', 'OBJECT', 'EMBED'].includes(el.tagName)) bad.push(el.tagName);
+                const tag = el.tagName.toUpperCase();
+                if (['SCRIPT', 'IMG', 'SVG', 'MATH', 'IFRAME', 'STYLE', 'FORM', 'OBJECT', 'EMBED'].includes(tag)) bad.push(tag);
             }
             const links = [...list.querySelectorAll('a')].map(a => [a.getAttribute('href'), a.rel, a.target]);
             const classes = [...list.querySelectorAll('.markdown [class]')].map(el => el.className)
@@ -147,7 +148,8 @@ def test_markdown_renders_tables_lists_links_and_highlighted_code_in_monospace(p
     expect(code.locator("span.hljs-keyword").first).to_have_text("def")
     expect(code.locator("span.hljs-comment")).to_have_text("# say hi")
     assert code.text_content() == 'def greet(name):\n    return f"hi {name}"  # say hi'
-    fonts = code.evaluate("c => [getComputedStyle(c).fontFamily, getComputedStyle(c).whiteSpace, getComputedStyle(c.closest('.markdown')).fontFamily]")
+    fonts = code.evaluate("c => [getComputedStyle(c).fontFamily, getComputedStyle(c).whiteSpace, "
+                          "getComputedStyle(c.closest('.markdown')).fontFamily]")
     assert "mono" in fonts[0].lower() and fonts[1] == "pre" and "mono" not in fonts[2].lower(), fonts
     assert "mono" in markdown.locator("p code").evaluate("c => getComputedStyle(c).fontFamily").lower()
     # A copy button per code block puts the code (only) on the clipboard.

@@ -9,7 +9,7 @@
 import { ApiError, configure, describeErrors, json, request } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
 import { Live } from "./live.js";
-import { normalize } from "./messages.js";
+import { markdownReady, normalize } from "./messages.js";
 import { notify } from "./notify.js";
 import { Search } from "./search.js";
 import { SessionList } from "./sessions.js";
@@ -198,6 +198,7 @@ async function refetchAll() {
     listed = true;
     showWaiting();
     loadProjects();
+    requestAnimationFrame(() => setTimeout(markdownReady)); // after the list's first paint
   }
   fetches -= 1;
   if (fetches === 0) {

@@ -11,7 +11,19 @@
 // in the page, not its megabyte).
 
 import { h, userText, visible } from "./dom.js";
-import { markdown } from "./markdown.js";
+
+// Markdown's libraries (about 180 KB) load once something asks for them (a session opens, or the
+// list has been drawn), not before the page: the session list shows without waiting for them. Views
+// await `markdownReady()` before drawing messages (it also resolves when they fail to load: text is
+// then shown plain).
+let markdown = null;
+let loading = null;
+export function markdownReady() {
+  loading ??= import("./markdown.js").then((module) => {
+    markdown = module.markdown;
+  }, () => {});
+  return loading;
+}
 
 export const COLLAPSE_CHARS = 1500;
 const COLLAPSE_LINES = 20;
@@ -106,7 +118,7 @@ const MARKDOWN_CHARS = 100_000;
 export function renderText(content) {
   const { text, json } = display(content);
   if (json) return collapsible(text, (nodes) => h("pre", { class: "content json", dir: "auto" }, nodes));
-  if (text.length > MARKDOWN_CHARS) return collapsible(text, (nodes) => h("div", { class: "content", dir: "auto" }, nodes));
+  if (text.length > MARKDOWN_CHARS || markdown === null) return collapsible(text, (nodes) => h("div", { class: "content", dir: "auto" }, nodes));
   return collapsible(text, (nodes) => h("div", { class: "content markdown", dir: "auto" }, nodes), markdown);
 }
 

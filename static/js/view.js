@@ -10,7 +10,7 @@
 import { json } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
 import { dateTime, when } from "./format.js";
-import { normalize } from "./messages.js";
+import { markdownReady, normalize } from "./messages.js";
 import { RequestPanel } from "./requests.js";
 import { activity, isClaude, label, requestFromApi } from "./store.js";
 import { Timeline } from "./timeline.js";
@@ -97,6 +97,7 @@ export class SessionView {
       [older, newer] = await Promise.all([
         json("GET", this.messagesPath(`before_seq=${seq + 1}&limit=${PAGE / 2}`)),
         json("GET", this.messagesPath(`after_seq=${seq}&limit=${PAGE / 2}`)),
+        markdownReady(),
       ]);
     } catch (error) {
       if (generation === this.generation) this.failed(error);
@@ -149,7 +150,7 @@ export class SessionView {
     this.setLoading(true);
     let page;
     try {
-      page = await json("GET", this.messagesPath(`after_seq=${this.newest}&limit=${PAGE}`));
+      [page] = await Promise.all([json("GET", this.messagesPath(`after_seq=${this.newest}&limit=${PAGE}`)), markdownReady()]);
     } catch (error) {
       if (generation === this.generation) this.failed(error);
       return;
@@ -199,7 +200,7 @@ export class SessionView {
     this.setLoading(true);
     let page;
     try {
-      page = await json("GET", this.messagesPath(`before_seq=${this.oldest}&limit=${PAGE}`));
+      [page] = await Promise.all([json("GET", this.messagesPath(`before_seq=${this.oldest}&limit=${PAGE}`)), markdownReady()]);
     } catch (error) {
       if (generation === this.generation) this.failed(error);
       return;
@@ -236,7 +237,11 @@ export class SessionView {
     if (this.hasNewer) return void this.held.push(message); // drawn once the pages before it are
     this.queue.push(message);
     this.reveal ||= reveal;
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    if (this.frame) return;
+    this.frame = -1; // asked for: drawn in the first frame once Markdown can be drawn
+    markdownReady().then(() => {
+      this.frame = requestAnimationFrame(() => this.flush());
+    });
   }
 
   flush() {
