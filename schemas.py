@@ -694,7 +694,8 @@ class SessionListQuery(BaseSchema):
     waiting = fields.Boolean(truthy={"true"}, falsy={"false"},
                              metadata={"description": "Only sessions waiting (true) or not (false) for the person: "
                                                       "a pending request, or a held Claude awaiting a message."})
-    project = fields.String(validate=validate.Length(1, 4096),
+    # 256 characters, percent-encoded (up to 9 bytes each), keep the request line under gunicorn's 4,094 bytes.
+    project = fields.String(validate=validate.Length(1, 256),
                             metadata={"description": "Only sessions whose metadata names this working directory "
                                                      "(`cwd`), as GET /api/projects lists them."})
 
