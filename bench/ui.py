@@ -12,8 +12,9 @@ POSTed to the real sessions, and to the oldest seeded one, which then move to th
 Every time runs until the frame that shows the change is painted. Columns: "server: first page" p50 /
 p99 of `GET /api/sessions?limit=100` (50 requests, one at a time; goal < 20 ms) next to the same
 server's `/health`; "show" from navigation until the list's first page (100 sessions, or all when
-fewer) is drawn (goal < 500 ms; it includes loading the page and its scripts); "page's part" the part
-of it after the page had the list as JavaScript objects (its own work); "event" mean time from
+fewer) is drawn, the median (and best) of five first visits (goal < 500 ms; it includes loading the
+page and its scripts); "page's part" the part of it after the page had the list as JavaScript
+objects (its own work); "event" mean time from
 POSTing a message until its session is drawn first in the list; "longest task" the longest
 main-thread task (the tab is frozen for that long) in that phase; "1 MiB" from POSTing a 1 MiB
 message to the open session until it is drawn.
@@ -44,6 +45,7 @@ from test_ui_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 PHASE_SECONDS = 60  # a phase that takes longer (the old list with 100k sessions) stops and says so
+VISITS = 5  # first visits per list size: "show" is their median
 LONG_TASKS = """
 window.__longest = 0;
 const json = Response.prototype.json;
@@ -157,20 +159,28 @@ def list_phase(browser, server, real, n, events):
     health, first = server.timed("/health"), server.timed("/api/sessions?limit=100")
     row = {"sessions": f"{total:,}", "server: first page": f"{first[0]:,.1f} / {first[1]:,.1f} ms",
            "server: /health": f"{health[0]:,.1f} / {health[1]:,.1f} ms"}
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.add_init_script(LONG_TASKS)
-    start = time.perf_counter()
-    page.goto(f"{server.url}/#token={server.token}")
-    shown = wait(page, "n => document.querySelectorAll('.session-item').length >= n", min(100, total))
-    row["show"] = f"{(time.perf_counter() - start) * 1000:,.0f} ms" if shown else f"> {PHASE_SECONDS} s"
-    row["page's part"] = "-"
-    if shown:
-        row["page's part"] = f"{shown - page.evaluate('window.__listParsed'):,.0f} ms"
-    row["show: longest task"] = longest(page)
-    if not shown:
-        context.close()
-        return row
+    # The median of VISITS first visits (a new browser context each: nothing cached), the last one kept.
+    shows, parts, tasks = [], [], []
+    for _ in range(VISITS):
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.add_init_script(LONG_TASKS)
+        start = time.perf_counter()
+        page.goto(f"{server.url}/#token={server.token}")
+        shown = wait(page, "n => document.querySelectorAll('.session-item').length >= n", min(100, total))
+        if not shown:
+            row["show"] = f"> {PHASE_SECONDS} s"
+            context.close()
+            return row
+        shows.append((time.perf_counter() - start) * 1000)
+        parts.append(shown - page.evaluate("window.__listParsed"))
+        tasks.append(page.evaluate("() => { const v = window.__longest; window.__longest = 0; return v; }"))
+        if len(shows) < VISITS:
+            context.close()
+    median = lambda values: sorted(values)[len(values) // 2]
+    row["show"] = f"{median(shows):,.0f} ms (best {min(shows):,.0f})"
+    row["page's part"] = f"{median(parts):,.0f} ms"
+    row["show: longest task"] = f"{max(tasks):,.0f} ms" if max(tasks) else "none ≥ 50 ms"
     # Live updates: a message to the real session drawn last comes first in the list.
     times = []
     phase_start = time.perf_counter()
