@@ -560,18 +560,33 @@ def message_range(session_id, limit, after_seq=None, before_seq=None):
     return list(query.limit(limit + 1))
 
 
-def session_page(account_id, limit, cursor=None):
+# The working directory a session's metadata names (Claude Code's and client.py's `cwd`); null when
+# the metadata is not JSON (an agent may encrypt it) or names none.
+_CWD_SQL = "CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.cwd') END"
+_CWD = SQL(_CWD_SQL)
+
+
+def session_page(account_id, limit, cursor=None, active=None, waiting=None, project=None):
     """(sessions, next cursor or None): one page of the account's sessions, most recently updated first.
 
     Keyset on (updated_at, id), read from the index that orders them; the cursor is the last
     session's "updated_at.id". A session updated during a walk moves above the cursor: it is not
     listed again (nor, if not yet reached, at all): the walk lists every session left untouched
-    once, and the update log tells a watcher about the moved one."""
+    once, and the update log tells a watcher about the moved one. Filters (None: any) are checked
+    on the rows the index walk reads, so a filter that matches few sessions reads more of them."""
     query = (Session
              .select()
              .where(Session.account == account_id)
              .order_by(Session.updated_at.desc(), Session.id.desc())
              .limit(limit + 1))
+    if active is not None:
+        query = query.where(Session.active == active)
+    if waiting is not None:
+        pending = Request.select(Request.session).where((Request.account == account_id) & (Request.status == "pending"))
+        condition = (Session.awaiting_message == True) | Session.id.in_(pending)  # noqa: E712 (SQL, not Python)
+        query = query.where(condition if waiting else ~condition)
+    if project is not None:
+        query = query.where(_CWD == project)
     if cursor is not None:
         updated_at, _, session_id = cursor.partition(".")
         query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(int(updated_at), session_id))
@@ -579,6 +594,15 @@ def session_page(account_id, limit, cursor=None):
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (f"{rows[-1].updated_at}.{rows[-1].id}" if more else None)
+
+
+def projects(account_id, limit=200):
+    """The working directories the account's sessions name, most recently updated first, with counts."""
+    rows = db.execute_sql(
+        f"SELECT {_CWD_SQL} AS directory, count(*), max(updated_at) FROM session "
+        "WHERE account_id = ? AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.cwd') END = 'text' "
+        "GROUP BY directory ORDER BY 3 DESC LIMIT ?", (account_id, limit)).fetchall()
+    return [{"directory": d, "sessions": n, "updated_at": at} for d, n, at in rows]
 
 
 PAGE_ROWS = 1000

@@ -710,11 +710,35 @@ class SessionItems(BaseSchema):
 
 
 class SessionListQuery(BaseSchema):
-    """Without either, the whole list (the management contract's shape); with either, one page."""
+    """Without any parameter, the whole list (the management contract's shape); with any, one page."""
     limit = Int(validate=validate.Range(1, 500), metadata={"description": "Sessions per page (default 100)."})
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}\.[0-9A-Za-z_-]{1,255}$",
                                                     error="Not a cursor this server made."),
                            metadata={"description": "next_cursor of the previous page."})
+    active = fields.Boolean(truthy={"true"}, falsy={"false"},
+                            metadata={"description": "Only sessions whose agent is (true) or is not (false) active."})
+    waiting = fields.Boolean(truthy={"true"}, falsy={"false"},
+                             metadata={"description": "Only sessions waiting (true) or not (false) for the person: "
+                                                      "a pending request, or a held Claude awaiting a message."})
+    # 256 characters, percent-encoded (up to 9 bytes each), keep the request line under gunicorn's 4,094 bytes.
+    project = fields.String(validate=validate.Length(1, 256),
+                            metadata={"description": "Only sessions whose metadata names this working directory "
+                                                     "(`cwd`), as GET /api/projects lists them."})
+
+
+class SessionShowQuery(BaseSchema):
+    messages = fields.Boolean(truthy={"true"}, falsy={"false"}, load_default=True,
+                              metadata={"description": "false: the session alone, without its messages."})
+
+
+class Project(BaseSchema):
+    directory = fields.String(dump_only=True)
+    sessions = fields.Integer(dump_only=True)
+    updated_at = Iso(dump_only=True)
+
+
+class Projects(BaseSchema):
+    items = fields.List(fields.Nested(Project), dump_only=True)
 
 
 class SessionListPage(SessionItems):
@@ -1004,6 +1028,8 @@ deleted = Deleted()
 search_query = SearchQuery()
 session_list_query = SessionListQuery()
 session_list_page = SessionListPage()
+projects = Projects()
+session_show_query = SessionShowQuery()
 messages_range_query = MessagesRangeQuery()
 managed_message_page = ManagedMessagePage()
 search_results = SearchResults()

@@ -23,7 +23,7 @@ LIST_PAGE_ROWS = 250  # sessions read and dumped between two pauses of a listing
 def index(args):
     """The caller's sessions, most recently updated first: all (streamed), or a page with limit/cursor."""
     if args:
-        rows, cursor = models.session_page(g.account_id, args.get("limit", 100), args.get("cursor"))
+        rows, cursor = models.session_page(g.account_id, args.pop("limit", 100), args.pop("cursor", None), **args)
         return schemas.session_list_page.dump({"items": rows, "next_cursor": cursor})
     # The order is read at once (ids only: 100,000 take a few MB and one short query); the sessions
     # are then read and dumped a page at a time, each page on a connection held only while reading it,
@@ -51,6 +51,13 @@ def index(args):
     return Response(chunks(), mimetype="application/json")
 
 
+@bp.get("/api/projects")
+@endpoint(responses={200: schemas.Projects})
+def projects():
+    """The working directories the caller's sessions name (their metadata's `cwd`), for filtering the list."""
+    return schemas.projects.dump({"items": models.projects(g.account_id)})
+
+
 @bp.post("/api/sessions")
 @endpoint(body=schemas.managed_session_create_schema, responses={201: schemas.SessionSchema})
 def create(body):
@@ -60,10 +67,12 @@ def create(body):
 
 
 @bp.get("/api/sessions/<session_id>")
-@endpoint(responses={200: schemas.SessionDetail}, errors=(401, 404))
-def show(session_id):
-    """The session and all its messages in seq order (streamed)."""
+@endpoint(query=schemas.session_show_query, responses={200: schemas.SessionDetail}, errors=(401, 404))
+def show(session_id, args):
+    """The session and all its messages in seq order (streamed); with messages=false, the session alone."""
     session = domain.find_session(g.account_id, session_id)
+    if not args["messages"]:
+        return schemas.session_schema.dump(session)
     return _streamed(schemas.session_schema.dump(session), session, schemas.messages_schema)
 
 

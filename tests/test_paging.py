@@ -1,5 +1,6 @@
 """Paged reads of the management contract: GET /api/sessions?limit=&cursor= and
 GET /api/sessions/:id/messages?after_seq=|before_seq=&limit=."""
+import json
 import sqlite3
 
 import pytest
@@ -123,3 +124,80 @@ def test_bad_message_page_parameters_are_refused(app, client, auth, session_of_7
 def test_another_accounts_session_messages_are_not_found(client, auth, other_auth, session_of_7):
     r = client.get(f"/api/sessions/{session_of_7}/messages", headers=other_auth)
     assert r.status_code == 404 and r.get_json()["error"] == "session_not_found"
+
+
+@pytest.fixture
+def varied(app, client, auth, other_auth):
+    """Six sessions of alice's (newest first: claude-a, claude-b, held, pending, idle, plain) and one of bob's
+    in the same directory, states set in the file as the hooks would leave them."""
+    def agent(tag, metadata, headers=auth):
+        r = client.post("/v1/sessions", json={"tag": tag, "metadata": metadata}, headers=headers)
+        return r.get_json()["session"]["id"]
+    ids = {"plain": client.post("/api/sessions", json={"title": "plain"}, headers=auth).get_json()["id"],
+           "idle": agent("idle", json.dumps({"cwd": "/srv/b"})),
+           "pending": agent("pending", "not json: {cwd"),
+           "held": agent("held", json.dumps({"cwd": "/srv/a", "agent": "claude-code"})),
+           "claude-b": agent("claude-b", json.dumps({"cwd": "/srv/b"})),
+           "claude-a": agent("claude-a", json.dumps({"cwd": "/srv/a"})),
+           "bob": agent("bob", json.dumps({"cwd": "/srv/a"}), other_auth)}
+    models.db.close_all()
+    with sqlite3.connect(app.config["DB"]) as conn:
+        conn.execute("UPDATE session SET active = 0 WHERE id IN (?, ?)", (ids["plain"], ids["idle"]))
+        conn.execute("UPDATE session SET awaiting_message = 1 WHERE id = ?", (ids["held"],))
+        account = conn.execute("SELECT account_id FROM session WHERE id = ?", (ids["pending"],)).fetchone()[0]
+        for status, key in (("pending", "k1"), ("allowed", "k2")):
+            conn.execute("INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
+                         "VALUES (?, ?, ?, ?, 'permission', ?, 0)", (models.new_id(), account, ids["pending"], key, status))
+        conn.execute("INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
+                     "VALUES (?, ?, ?, 'k3', 'permission', 'allowed', 0)", (models.new_id(), account, ids["claude-a"]))
+    return ids
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("active=true", ["claude-a", "claude-b", "held", "pending"]),
+    ("active=false", ["idle", "plain"]),
+    ("waiting=true", ["held", "pending"]),
+    ("waiting=false", ["claude-a", "claude-b", "idle", "plain"]),
+    ("project=/srv/a", ["claude-a", "held"]),
+    ("project=/srv/b&active=true", ["claude-b"]),
+    ("project=/srv", []),
+    ("waiting=true&limit=1", ["held"]),
+])
+def test_session_pages_filter_by_presence_waiting_and_project(client, auth, varied, query, expected):
+    names = {sid: name for name, sid in varied.items()}
+    answer = client.get("/api/sessions?" + query, headers=auth).get_json()
+    assert [names[s["id"]] for s in answer["items"]] == expected
+    assert (answer["next_cursor"] is None) == (query != "waiting=true&limit=1")
+
+
+def test_a_filtered_walk_follows_its_cursor(client, auth, varied):
+    first = client.get("/api/sessions?active=true&limit=3", headers=auth).get_json()
+    rest = client.get("/api/sessions", query_string={"active": "true", "limit": 3, "cursor": first["next_cursor"]},
+                      headers=auth).get_json()
+    assert [s["id"] for s in first["items"] + rest["items"]] == [varied[n] for n in ("claude-a", "claude-b", "held", "pending")]
+    assert rest["next_cursor"] is None
+
+
+def test_projects_lists_the_directories_sessions_name_newest_first(client, auth, other_auth, varied):
+    items = client.get("/api/projects", headers=auth).get_json()["items"]
+    assert [(p["directory"], p["sessions"]) for p in items] == [("/srv/a", 2), ("/srv/b", 2)]
+    assert items[0]["updated_at"].endswith("Z")
+    assert [(p["directory"], p["sessions"]) for p in client.get("/api/projects", headers=other_auth).get_json()["items"]] \
+        == [("/srv/a", 1)]
+    assert client.get("/api/projects").status_code == 401
+
+
+@pytest.mark.parametrize("query,field", [("active=1", "active"), ("active=yes", "active"), ("waiting=", "waiting"),
+                                         ("project=", "project"), ("project=" + "x" * 257, "project")])
+def test_bad_filters_are_refused(app, client, auth, query, field):
+    _sessions(client, auth, 1)
+    assert_refused(app, client, "GET", "/api/sessions?" + query, None, auth, 400, "invalid_request", field)
+
+
+def test_a_session_alone_without_its_messages(client, auth, other_auth, session_of_7):
+    alone = client.get(f"/api/sessions/{session_of_7}?messages=false", headers=auth).get_json()
+    assert alone["id"] == session_of_7 and "messages" not in alone
+    whole = client.get(f"/api/sessions/{session_of_7}?messages=true", headers=auth).get_json()
+    assert [m["seq"] for m in whole["messages"]] == list(range(1, 8))
+    assert client.get(f"/api/sessions/{session_of_7}?messages=false", headers=other_auth).status_code == 404
+    assert client.get(f"/api/sessions/{session_of_7}?messages=no", headers=auth).status_code == 400

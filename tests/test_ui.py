@@ -1,6 +1,9 @@
 """The UI as files and headers (no browser): the page and its assets are served without a token, the
 Content-Security-Policy allows only this origin, and nothing in the UI loads from another host or
-writes untrusted data as HTML. The browser itself is exercised in test_ui_browser.py."""
+writes untrusted data as HTML, except Markdown through the one sanitizing function. The vendored
+libraries are the files their README lists. The browser itself is exercised in test_ui_browser.py
+and test_ui_reading.py."""
+import hashlib
 import re
 from pathlib import Path
 
@@ -8,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"
-UI_SOURCES = [ROOT / "templates" / "index.html", *STATIC.rglob("*.js"), *STATIC.rglob("*.css")]
+VENDOR = STATIC / "vendor"
+OURS = [p for p in [*STATIC.rglob("*.js"), *STATIC.rglob("*.css")] if VENDOR not in p.parents]
+UI_SOURCES = [ROOT / "templates" / "index.html", *OURS]
 
 
 def directives(policy):
@@ -55,9 +60,17 @@ def test_every_asset_the_page_references_is_served_with_its_type(client):
 
 
 def test_every_module_import_resolves_to_a_file():
-    for module in STATIC.rglob("*.js"):
-        for target in re.findall(r'from "(\./[^"]+)"', module.read_text()):
+    for module in OURS:
+        for target in re.findall(r'from "(\.\.?/[^"]+)"', module.read_text()):
             assert (module.parent / target).is_file(), (module, target)
+
+
+def test_vendored_files_are_the_ones_their_readme_lists():
+    listed = dict(line.split()[::-1] for line in re.findall(r"^[0-9a-f]{64}  \S+$", (VENDOR / "README.md").read_text(), re.M))
+    present = {p.relative_to(VENDOR).as_posix() for p in VENDOR.rglob("*") if p.suffix in (".js", ".css")}
+    assert present == set(listed)
+    for name, digest in listed.items():
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_nothing_is_loaded_from_another_host_and_no_inline_code():
@@ -71,11 +84,27 @@ def test_nothing_is_loaded_from_another_host_and_no_inline_code():
     assert not re.search(r"\sstyle=|\son[a-z]+=", html)  # no inline styles or handlers either
 
 
+SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "createContextualFragment",
+         "DOMParser", "srcdoc", "setHTML", "parseHTMLUnsafe")
+
+
 def test_untrusted_data_never_reaches_the_page_as_html():
-    for path in STATIC.rglob("*.js"):
+    for path in OURS:
         text = path.read_text()
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        for sink in SINKS:
             assert sink not in text, (path, sink)
+
+
+def test_markdown_html_reaches_the_page_through_one_sanitizing_function():
+    """marked's HTML string becomes nodes in one place: markdown.js's sanitize(), DOMPurify with
+    RETURN_DOM_FRAGMENT; nothing else imports marked or DOMPurify."""
+    importers = {p.name for p in OURS if "vendor/" in p.read_text()}
+    assert importers == {"markdown.js"}
+    text = (STATIC / "js" / "markdown.js").read_text()
+    assert re.findall(r"DOMPurify\.sanitize\(", text) == ["DOMPurify.sanitize("]
+    assert re.search(r"function sanitize\(html\) \{\n  return DOMPurify\.sanitize\(html, \{ \.\.\.PURIFY, RETURN_DOM_FRAGMENT: true \}\);\n\}", text)
+    assert text.count("sanitize(marked.parse(") == 1 and text.count("marked.parse(") == 1
+    assert "RETURN_DOM_FRAGMENT: false" not in text and "RETURN_TRUSTED_TYPE" not in text
 
 
 def test_me_names_the_account_and_token_of_the_caller(client, auth, other_auth):

@@ -688,6 +688,7 @@ def test_at_390_px_an_approval_card_fits_and_its_buttons_work(person, server):
     expect(card(page).locator(".outcome")).to_contain_text("Allowed")
     # the settings dialog keeps its states readable on a phone
     person.api("POST", "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "format": "ntfy"})
+    page.get_by_role("button", name="Menu").click()  # a phone's top bar keeps the account's actions there
     page.get_by_role("button", name="Settings…").click()
     dialog = person.dialog("Settings")
     expect(dialog.locator("#notify-status")).to_be_visible()

@@ -2,18 +2,22 @@
 // websocket, the session list and the open session. Every action goes through the management API;
 // the websocket then tells every open page, this one included, what changed. What waits for the
 // person (pending approvals, Claude sessions awaiting them) is counted in the top bar and the tab
-// title, and told by a desktop notification while the tab is hidden.
+// title, and told by a desktop notification while the tab is hidden. The list arrives a page at a
+// time (walk.js); a session the page does not hold yet (an update about it, a search hit, a link) is
+// fetched alone when needed.
 
 import { ApiError, configure, describeErrors, json, request } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
 import { Live } from "./live.js";
-import { normalize } from "./messages.js";
+import { markdownReady, normalize } from "./messages.js";
 import { notify } from "./notify.js";
+import { Search } from "./search.js";
 import { SessionList } from "./sessions.js";
 import { Settings } from "./settings.js";
 import { SessionStore, applyActivity, applyUpdate, fromApi, label, requestFromApi } from "./store.js";
 import { UsageView } from "./usage.js";
 import { SessionView } from "./view.js";
+import { Walk } from "./walk.js";
 
 const TOKEN_KEY = "switchboard.token";
 const PROMPT_LIMIT = 8000;
@@ -29,18 +33,21 @@ let wanted = null; // a session a link (#session=ID) or a push notification aske
 const TITLE = document.title;
 
 const store = new SessionStore((change) => sessions.changed(change));
+const walk = new Walk(store, () => sessions.schedule());
 const sessions = new SessionList({
   list: $("session-list"),
   empty: $("sessions-empty"),
+  filteredEmpty: $("sessions-filtered-empty"),
   count: $("session-count"),
   more: $("sessions-more"),
   pane: $("session-list-pane"),
-}, store, openSession);
+}, store, walk, (id) => openSession(id));
 const view = new SessionView({
   scroller: $("message-scroller"),
   log: $("message-log"),
   list: $("message-list"),
   older: $("older-button"),
+  newer: $("newer-button"),
   start: $("history-start"),
   title: $("session-title"),
   subtitle: $("session-subtitle"),
@@ -66,6 +73,15 @@ const usage = new UsageView({
   measures: document.querySelectorAll("input[name=usage-measure]"),
   sessions: $("usage-sessions"),
 }, (id) => (store.get(id) ? label(store.get(id)) : null));
+const search = new Search({
+  form: $("search-form"),
+  input: $("search-input"),
+  panel: $("search-panel"),
+  list: $("search-results"),
+  status: $("search-status"),
+  more: $("search-more"),
+  close: $("search-close"),
+}, (id, seq) => openSession(id, seq));
 
 // --- token and screens ------------------------------------------------------------------------
 
@@ -95,6 +111,9 @@ function showScreen(name) {
   $("token-screen").hidden = name !== "token";
   $("workspace").hidden = name === "token";
   $("account-actions").hidden = name === "token";
+  $("search-form").hidden = name === "token";
+  $("menu-button").hidden = name === "token";
+  if (name === "token") search.close(false);
 }
 
 function showTokenScreen(problem) {
@@ -103,6 +122,7 @@ function showTokenScreen(problem) {
   epoch += 1;
   view.close();
   store.replaceAll([]);
+  walk.reset();
   showWaiting();
   showAccount(null);
   setConnection("offline", "Not connected");
@@ -124,6 +144,7 @@ function start(token) {
   live?.stop();
   if (view.id !== null) closeSession();
   store.replaceAll([]);
+  walk.reset();
   showWaiting();
   storeToken(token);
   epoch += 1;
@@ -175,21 +196,26 @@ async function refetchAll() {
   const asked = epoch;
   fetches += 1;
   pending = pending || [];
-  let items = null;
+  let waiting = null;
   let requests = null;
   try {
-    [{ items }, { items: requests }] = await Promise.all([json("GET", "/api/sessions"), json("GET", "/api/requests?status=pending")]);
+    // The first page of the list, then what waits for the person wherever it is in the list (asked
+    // second: without an index on waiting, a large account's answer takes a scan the page need not wait for).
+    [, { items: requests }] = await Promise.all([walk.first(true), json("GET", "/api/requests?status=pending")]);
+    ({ items: waiting } = await json("GET", "/api/sessions?waiting=true&limit=500"));
   } catch (error) {
     if (asked === epoch && (!(error instanceof ApiError) || error.status !== 401)) {
       announce(`Could not load sessions: ${error.message}`);
     }
   }
   if (asked !== epoch) return; // another token's answer: start() has reset the counters
-  if (items) {
-    store.replaceAll(items.map(fromApi));
+  if (waiting) {
+    for (const session of waiting) if (!store.get(session.id)) store.upsert(fromApi(session));
     store.replacePending(requests.map(requestFromApi));
     listed = true;
     showWaiting();
+    loadProjects();
+    requestAnimationFrame(() => setTimeout(markdownReady)); // after the list's first paint
   }
   fetches -= 1;
   if (fetches === 0) {
@@ -212,6 +238,12 @@ async function refetchAll() {
 function update(data) {
   const effect = applyUpdate(store, data);
   if (!effect) return;
+  // A presence change alone does not move a session in the list: only news about it is worth a fetch.
+  const presence = data.body.t === "update-session" && "active" in data.body && data.body.awaitingMessage !== true;
+  const about = presence ? null : effect.message?.sid ?? effect.changed ?? effect.request?.sid;
+  if (about && !store.get(about)) fetchSession(about); // moved to the top of a list not fetched that far
+  else if (about && walk.filters.project !== null && !walk.walked.has(about)) walk.refreshHead();
+  if ("deletedAll" in effect) walk.first(true).catch(() => {});
   showWaiting();
   if (data.body.usage) usage.changed();
   if (caughtUp) tell(data.body, effect);
@@ -277,26 +309,44 @@ async function decide(request, decision, reason) {
   if (request.sid === view.id) view.showRequests();
 }
 
-// The session a link or a notification asked for, once the list holds it.
+// The session a link or a notification asked for, once the list has been fetched.
 function openWanted() {
   if (wanted === null || !listed) return;
   const id = wanted;
   wanted = null;
-  if (store.get(id)) openSession(id);
-  else announce("The session the link named does not exist (or belongs to another account).");
+  openSession(id);
+}
+
+// One session the page does not hold, fetched alone (without its messages). Resolves to whether it
+// is now held; asked once at a time per session.
+const fetching = new Map();
+function fetchSession(id) {
+  if (!fetching.has(id)) {
+    const asked = epoch;
+    fetching.set(id, json("GET", `/api/sessions/${encodeURIComponent(id)}?messages=false`).then((session) => {
+      if (asked === epoch) store.upsert(fromApi(session));
+      return asked === epoch;
+    }, () => false).finally(() => fetching.delete(id)));
+  }
+  return fetching.get(id);
 }
 
 // --- opening and closing a session ------------------------------------------------------------
 
-function openSession(id) {
+// `seq`: open at this message (a search hit) instead of the newest.
+async function openSession(id, seq = null) {
+  if (!store.get(id) && !(await fetchSession(id))) {
+    announce("The session the link named does not exist (or belongs to another account).");
+    return;
+  }
   usage.leave();
   sessions.setCurrent(id);
   showScreen("session");
   $("session-view").hidden = false;
   $("no-session").hidden = true;
   $("send-error").hidden = true;
-  view.open(id);
-  $("session-title").focus();
+  view.open(id, seq);
+  if (seq === null) $("session-title").focus();
 }
 
 function closeSession(message) {
@@ -478,6 +528,57 @@ async function importFile() {
   });
 }
 
+// --- the list: filters, a new session, how agents connect ---------------------------------------
+
+async function applyFilters() {
+  walk.filters = {
+    active: $("filter-active").checked ? true : null,
+    waiting: $("filter-waiting").checked ? true : null,
+    project: $("filter-project").value || null,
+  };
+  try {
+    await walk.first(false);
+  } catch (error) {
+    announce(`Could not load sessions: ${error.message}`);
+  }
+}
+
+// The project directories the account's sessions name, for the project filter.
+async function loadProjects() {
+  const select = $("filter-project");
+  let items;
+  try {
+    ({ items } = await json("GET", "/api/projects"));
+  } catch {
+    return; // the filter offers what it had
+  }
+  const chosen = select.value;
+  const options = items.map((p) => h("option", { value: p.directory }, `${p.directory} (${p.sessions.toLocaleString()})`));
+  if (chosen && !items.some((p) => p.directory === chosen)) options.unshift(h("option", { value: chosen }, chosen));
+  select.replaceChildren(h("option", { value: "" }, "All projects"), ...options);
+  select.value = chosen;
+}
+
+async function newSession() {
+  const button = $("new-session-button");
+  button.disabled = true;
+  try {
+    const session = store.upsert(fromApi(await json("POST", "/api/sessions", {})));
+    walk.walked.add(session.id);
+    openSession(session.id);
+    announce("New session started.");
+  } catch (error) {
+    announce(`No session was started: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// The empty list shows how an agent connects to this very server.
+const origin = location.origin;
+$("connect-claude").textContent = `python app.py claude-settings --url ${origin} > switchboard-hooks.json`;
+$("connect-client").textContent = `curl -O ${origin}/client.py && python client.py run --url ${origin} --token $TOKEN -- ping -c 3 127.0.0.1`;
+
 // --- wiring -----------------------------------------------------------------------------------
 
 $("token-form").addEventListener("submit", (event) => {
@@ -526,6 +627,15 @@ navigator.serviceWorker?.addEventListener("message", (event) => {
   }
 });
 $("import-button").addEventListener("click", () => $("import-file").click());
+$("new-session-button").addEventListener("click", newSession);
+for (const id of ["filter-active", "filter-waiting", "filter-project"]) $(id).addEventListener("change", applyFilters);
+$("filter-project").addEventListener("focus", loadProjects);
+// Phones: the account's actions fold behind one button, so the top bar stays one row.
+$("menu-button").addEventListener("click", () => {
+  const open = $("menu-button").getAttribute("aria-expanded") !== "true";
+  $("menu-button").setAttribute("aria-expanded", String(open));
+  document.body.classList.toggle("menu-open", open);
+});
 $("import-file").addEventListener("change", importFile);
 
 // --- the account, and links that carry a token ---------------------------------------------------

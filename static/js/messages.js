@@ -1,12 +1,29 @@
 // How each kind of message content looks. A kind is {name, matches(message), render(message)}: the
-// first kind that matches draws the message's body (render returns its nodes). A kind with `joins: true` draws one line per
-// message instead (`render` then returns the line), and consecutive messages of that kind share one
-// card (timeline.js), as a terminal shows output. To show a new shape of content, register a kind.
+// first kind that matches draws the message's body (render returns its nodes); `label` names it in
+// the card's header (a string, or a function of the message). A kind with `joins: true` draws one
+// line per message instead (`render` then returns the line), and consecutive messages of that kind
+// share one card (timeline.js), as a terminal shows output; `unit` names what the card counts, and
+// `collapseFrom` is how many lines a run holds before it folds into a one-line summary (a person's
+// click decides from then on). To show a new shape of content, register a kind.
 //
-// Content is untrusted: it only ever reaches the page as text, and long text is drawn only when asked
-// for (a collapsed message holds its first lines in the page, not its megabyte).
+// Content is untrusted: it reaches the page as text, or as Markdown through markdown.js (the one
+// sanitized path); long text is drawn only when asked for (a collapsed message holds its first lines
+// in the page, not its megabyte).
 
-import { h, visible } from "./dom.js";
+import { h, userText, visible } from "./dom.js";
+
+// Markdown's libraries (about 180 KB) load once something asks for them (a session opens, or the
+// list has been drawn), not before the page: the session list shows without waiting for them. Views
+// await `markdownReady()` before drawing messages (it also resolves when they fail to load: text is
+// then shown plain).
+let markdown = null;
+let loading = null;
+export function markdownReady() {
+  loading ??= import("./markdown.js").then((module) => {
+    markdown = module.markdown;
+  }, () => {});
+  return loading;
+}
 
 export const COLLAPSE_CHARS = 1500;
 const COLLAPSE_LINES = 20;
@@ -41,9 +58,10 @@ let counter = 0;
 export const uniqueId = (prefix) => `${prefix}-${++counter}`;
 
 // Long text shows its start behind a real button; the rest is drawn on the first "Show all".
-export function collapsible(text, makeBody) {
+// `draw` turns text into nodes (plain text by default, or Markdown).
+export function collapsible(text, makeBody, draw = visible) {
   const lines = countLines(text);
-  const body = makeBody(visible(text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES ? preview(text) : text));
+  const body = makeBody(draw(text.length > COLLAPSE_CHARS || lines > COLLAPSE_LINES ? preview(text) : text));
   if (text.length <= COLLAPSE_CHARS && lines <= COLLAPSE_LINES) return [body];
   body.id = uniqueId("message-content");
   body.classList.add("collapsed");
@@ -52,7 +70,7 @@ export function collapsible(text, makeBody) {
     `Show all (${summary})`);
   toggle.addEventListener("click", () => {
     const expanded = toggle.getAttribute("aria-expanded") !== "true";
-    body.replaceChildren(...visible(expanded ? text : preview(text)));
+    body.replaceChildren(...draw(expanded ? text : preview(text)));
     body.classList.toggle("collapsed", !expanded);
     toggle.setAttribute("aria-expanded", String(expanded));
     toggle.textContent = expanded ? "Show less" : `Show all (${summary})`;
@@ -93,15 +111,26 @@ function display(content) {
   return { text: JSON.stringify(content, null, 2), json: true };
 }
 
+// Markdown of a megabyte would hold the tab for seconds: text this long is shown as it is.
+const MARKDOWN_CHARS = 100_000;
+
+// Text as Markdown (collapsed when long), or JSON pretty-printed.
+export function renderText(content) {
+  const { text, json } = display(content);
+  if (json) return collapsible(text, (nodes) => h("pre", { class: "content json", dir: "auto" }, nodes));
+  if (text.length > MARKDOWN_CHARS || markdown === null) return collapsible(text, (nodes) => h("div", { class: "content", dir: "auto" }, nodes));
+  return collapsible(text, (nodes) => h("div", { class: "content markdown", dir: "auto" }, nodes), markdown);
+}
+
 // The catch-all: text, or JSON pretty-printed.
 registerKind({
   name: "text",
   matches: () => true,
-  render(message) {
-    const { text, json } = display(message.content);
-    return collapsible(text, (nodes) => h(json ? "pre" : "div", { class: json ? "content json" : "content", dir: "auto" }, nodes));
-  },
+  render: (message) => renderText(message.content),
 });
+
+// The message as stored, for the raw JSON view of any card.
+export const rawJson = (message) => JSON.stringify({ role: message.role, content: message.content }, null, 2);
 
 // What the command wrapper (client.py run) posts for each line its command prints.
 const isOutput = (c) => c !== null && typeof c === "object" && !Array.isArray(c) && c.type === "output"
@@ -127,5 +156,178 @@ registerKind({
       } } }, `… ${rest.toLocaleString()} more characters`));
     }
     return element;
+  },
+});
+
+// --- agents' structured messages -------------------------------------------------------------------
+
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+const isBlocks = (value) => Array.isArray(value) && value.length > 0 && value.every((b) => isObject(b) && typeof b.type === "string");
+const BLOCK_TYPES = new Set(["text", "thinking", "redacted_thinking", "tool_use", "tool_result", "image"]);
+
+// Claude content blocks, wherever they are: the content itself, an API message's `content`, or one block.
+function blocksOf(content) {
+  if (isBlocks(content)) return content;
+  if (isObject(content) && isBlocks(content.content)) return content.content;
+  if (isObject(content) && BLOCK_TYPES.has(content.type)) return [content];
+  return null;
+}
+
+const TOOL_BLOCKS = new Set(["tool_use", "tool_result"]);
+const toolBlocks = (content) => {
+  const blocks = blocksOf(content);
+  return blocks && blocks.every((b) => TOOL_BLOCKS.has(b.type)) ? blocks : null;
+};
+// What Switchboard's Claude Code hooks store for a finished tool call (routes/hooks.py).
+const isHookTool = (message) => message.role === "tool" && isObject(message.content) && typeof message.content.tool === "string";
+
+const LINE_TEXT = 200;
+const firstLine = (text) => {
+  const line = String(text).split("\n", 1)[0];
+  return line.length > LINE_TEXT ? `${line.slice(0, LINE_TEXT)}…` : line;
+};
+
+// The one thing that says what a tool call did: its command, file, pattern, address...
+function toolDetail(input) {
+  if (!isObject(input)) return typeof input === "string" ? firstLine(input) : "";
+  for (const key of ["command", "file_path", "path", "pattern", "url", "query", "description", "prompt"]) {
+    if (typeof input[key] === "string" && input[key]) return firstLine(input[key]);
+  }
+  return "";
+}
+
+const resultText = (value) => (typeof value === "string" ? value
+  : isBlocks(value) && value.every((b) => b.type === "text") ? value.map((b) => b.text).join("\n")
+    : JSON.stringify(value, null, 2));
+
+const STATUS_MARKS = { ok: "✓", error: "✗", interrupted: "■", call: "→" };
+const STATUS_WORDS = { ok: "succeeded", error: "failed", interrupted: "interrupted", call: "called" };
+
+// One tool step as a row: status, name, what it worked on, duration; the details open on a click and
+// are drawn then (a session of a thousand tool calls holds a thousand summaries, not their outputs).
+function toolRow({ name, detail, status, durationMs, parts, raw }) {
+  const summary = h("summary", {},
+    h("span", { class: "tool-status", "aria-hidden": "true" }, STATUS_MARKS[status]),
+    h("span", { class: "visually-hidden" }, `${STATUS_WORDS[status]}: `),
+    userText(name, { class: "tool-name" }),
+    detail ? userText(detail, { class: "tool-detail" }) : null,
+    Number.isFinite(durationMs) ? h("span", { class: "duration" }, duration(durationMs)) : null);
+  const row = h("details", { class: "tool-row", dataset: { status } }, summary);
+  row.addEventListener("toggle", () => {
+    if (!row.open || row.drawn) return;
+    row.drawn = true;
+    for (const [label, value] of parts) {
+      if (value === undefined || value === null) continue;
+      const text = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+      row.append(h("p", { class: "input-label" }, label),
+        ...collapsible(text, (nodes) => h("pre", { class: "tool-input", dir: "auto" }, nodes)));
+    }
+    row.append(rawToggle(() => raw));
+  });
+  return row;
+}
+
+function duration(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+// A "Raw JSON" button that shows (and hides) the message as stored, below itself.
+export function rawToggle(text) {
+  const button = h("button", { type: "button", class: "raw-toggle", "aria-pressed": "false" }, "Raw JSON");
+  let shown = null;
+  button.addEventListener("click", () => {
+    if (shown) {
+      shown.forEach((node) => node.remove());
+      shown = null;
+    } else {
+      shown = collapsible(text(), (nodes) => h("pre", { class: "content json raw" }, nodes));
+      button.after(...shown);
+    }
+    button.setAttribute("aria-pressed", String(shown !== null));
+  });
+  return button;
+}
+
+function blockRow(block) {
+  if (block.type === "tool_use") {
+    return toolRow({ name: typeof block.name === "string" ? block.name : "tool", detail: toolDetail(block.input), status: "call",
+      parts: [["Input", block.input]], raw: JSON.stringify(block, null, 2) });
+  }
+  const text = resultText(block.content ?? "");
+  return toolRow({ name: block.is_error ? "Error" : "Result", detail: firstLine(text), status: block.is_error ? "error" : "ok",
+    parts: [["Output", text]], raw: JSON.stringify(block, null, 2) });
+}
+
+function renderBlock(block) {
+  switch (block.type) {
+    case "text":
+      return typeof block.text === "string" ? renderText(block.text) : renderText(block);
+    case "thinking": {
+      const thinking = h("details", { class: "thinking" }, h("summary", {}, "Thinking"));
+      thinking.addEventListener("toggle", () => {
+        if (thinking.open && !thinking.drawn) {
+          thinking.drawn = true;
+          thinking.append(...renderText(String(block.thinking ?? "")));
+        }
+      });
+      return thinking;
+    }
+    case "redacted_thinking":
+      return h("p", { class: "muted thinking" }, "Thinking (redacted)");
+    case "tool_use":
+    case "tool_result":
+      return blockRow(block);
+    case "image":
+      return h("p", { class: "muted" }, `[image${typeof block.source?.media_type === "string" ? `: ${block.source.media_type}` : ""}]`);
+    default:
+      return renderText(block);
+  }
+}
+
+// What a tool-only message is drawn as, one line of a run.
+function line(message, ...rows) {
+  return h("div", { class: "line tool-line", dataset: { seq: message.seq, id: message.id, time: message.createdAt } }, rows);
+}
+
+const ROLE_NAMES = { user: "User", agent: "Agent", assistant: "Assistant", system: "System", tool: "Tool" };
+
+// Happy-style {role, content: {type: "text", text}} (or plain text, or blocks): shown as what it says,
+// labelled with the role it names.
+registerKind({
+  name: "happy",
+  label: (message) => ROLE_NAMES[message.content.role] ?? null,
+  matches: (message) => isObject(message.content) && typeof message.content.role === "string"
+    && ((isObject(message.content.content) && message.content.content.type === "text" && typeof message.content.content.text === "string")
+      || typeof message.content.content === "string"),
+  render(message) {
+    const inner = message.content.content;
+    return renderText(typeof inner === "string" ? inner : inner.text);
+  },
+});
+
+// Claude content blocks: text as Markdown, thinking folded, tool calls and results as rows.
+registerKind({
+  name: "blocks",
+  matches: (message) => blocksOf(message.content) !== null,
+  render: (message) => blocksOf(message.content).map(renderBlock).flat(),
+});
+
+// Tool calls and their results, each one compact row; consecutive ones share one card, folded to a
+// count once there are a few.
+registerKind({
+  name: "tool",
+  label: "Tools",
+  joins: true,
+  unit: ["step", "steps"],
+  collapseFrom: 3,
+  container: "div",
+  matches: (message) => isHookTool(message) || toolBlocks(message.content) !== null,
+  render(message) {
+    if (!isHookTool(message)) return line(message, ...toolBlocks(message.content).map(blockRow));
+    const c = message.content;
+    const status = "error" in c ? (c.interrupted ? "interrupted" : "error") : "ok";
+    return line(message, toolRow({ name: c.tool, detail: toolDetail(c.input), status, durationMs: c.durationMs,
+      parts: [["Input", c.input], ["Output", c.response === undefined ? undefined : resultText(c.response)], ["Error", c.error]],
+      raw: rawJson(message) }));
   },
 });

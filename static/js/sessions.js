@@ -1,25 +1,24 @@
-// The session list as drawn: the <ul> of the store's sessions, most recently updated first. It draws
-// at most once per animation frame, touches only the sessions that changed, and holds only the first
-// `limit` sessions in the page (more appear as the person scrolls or asks), so a list of 100,000
-// sessions opens as fast as one of 200 and one update costs the same in either.
+// The session list as drawn: the <ul> of the sessions the walk shows (walk.js: fetched a page at a
+// time, filtered), most recently updated first. It draws at most once per animation frame and
+// touches only the sessions that changed; the next page is fetched as the person scrolls to the end
+// (or asks), so a list of 100,000 sessions opens as fast as one of 100 and one update costs the same
+// in either.
 
 import { h, setUserText, userText } from "./dom.js";
 import { when } from "./format.js";
 import { activity, label } from "./store.js";
 import { showUsage } from "./usage.js";
 
-const PAGE = 200;
-
 export class SessionList {
-  constructor({ list, empty, count, more, pane }, store, onOpen) {
-    this.el = { list, empty, count, more };
+  constructor({ list, empty, filteredEmpty, count, more, pane }, store, walk, onOpen) {
+    this.el = { list, empty, filteredEmpty, count, more };
     this.store = store;
+    this.walk = walk;
     this.onOpen = onOpen;
     this.items = new Map(); // id -> <li>, only for the sessions in the page
     this.dirty = new Set();
     this.all = true; // every drawn session must be refilled (after a reset, or a bigger limit)
     this.frame = 0;
-    this.limit = PAGE;
     this.currentId = null;
     more.addEventListener("click", () => this.showMore(true));
     new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && this.showMore(false),
@@ -41,7 +40,7 @@ export class SessionList {
   flush() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    const target = this.store.first(this.limit);
+    const target = this.store.order.filter((session) => this.walk.shows(session));
     const wanted = new Set(target.map((s) => s.id));
     for (const [id, item] of this.items) {
       if (!wanted.has(id)) {
@@ -66,22 +65,36 @@ export class SessionList {
     if (focused && document.activeElement !== focused && focused.isConnected) focused.focus();
     this.dirty.clear();
     this.all = false;
-    const total = this.store.size;
-    this.el.empty.hidden = total > 0;
-    this.el.count.textContent = total ? `(${total.toLocaleString()})` : "";
-    const hidden = total - target.length;
-    this.el.more.hidden = hidden <= 0;
-    if (hidden > 0) this.el.more.textContent = `Show ${Math.min(PAGE, hidden).toLocaleString()} more (${hidden.toLocaleString()} not shown)`;
+    const walk = this.walk;
+    const shown = target.length;
+    const settled = walk.frontier !== null || walk.complete; // a first page has arrived
+    this.el.empty.hidden = !(settled && walk.complete && shown === 0 && !walk.filtered);
+    this.el.filteredEmpty.hidden = !(settled && walk.complete && shown === 0 && walk.filtered);
+    this.el.count.textContent = shown ? `(${shown.toLocaleString()}${walk.complete ? "" : "+"})` : "";
+    this.el.more.hidden = walk.complete || !settled;
+    this.el.more.disabled = walk.loading;
+    this.el.more.textContent = walk.loading ? "Loading more sessions…" : walk.failed ? "Could not load more sessions: try again" : "Show more";
   }
 
   // The next page of sessions; from a click, focus goes to the first one it shows.
-  showMore(byHand) {
+  async showMore(byHand) {
     if (this.el.more.hidden) return;
-    const first = this.limit;
-    this.limit += PAGE;
-    this.all = true;
+    // A click while a page is on its way (asked for by scrolling) focuses that page's first session.
+    if (byHand) this.focusFrom = this.el.list.children.length;
+    if (this.walk.loading) return;
+    await this.walk.next();
     this.flush();
-    if (byHand) this.focusIndex(first);
+    if (this.focusFrom !== undefined) {
+      this.focusIndex(this.focusFrom);
+      this.focusFrom = undefined;
+    } else if (!this.el.more.hidden && this.inView()) {
+      this.showMore(false); // a page that did not fill the pane: the observer fires on changes only
+    }
+  }
+
+  inView() {
+    const pane = this.el.list.closest("nav").getBoundingClientRect();
+    return this.el.more.getBoundingClientRect().top <= pane.bottom + 400;
   }
 
   setCurrent(id) {

@@ -1,12 +1,13 @@
 // The open session's messages as drawn: one card per message in seq order, except that consecutive
-// messages of a joining kind (command output) share one card, one line each, as a terminal shows
-// them. Messages are keyed by id: a page, a live update and the answer to our own POST may all carry
+// messages of a joining kind (command output, tool calls) share one card, one line each, as a
+// terminal shows them; a long run of tool calls folds into its header, a click away. Every card can
+// show its message as raw JSON instead. Messages are keyed by id: a page, a live update and the answer to our own POST may all carry
 // the same message, and it is drawn once. Cards carry data-seq (their first message) and data-last.
 // In a Claude Code session (`steered`) the person's messages say whether Claude has received them.
 
 import { h } from "./dom.js";
-import { when } from "./format.js";
-import { kindOf } from "./messages.js";
+import { dateTime, when } from "./format.js";
+import { collapsible, kindOf, rawJson } from "./messages.js";
 
 const ROLE_LABELS = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
 
@@ -57,6 +58,12 @@ export class Timeline {
     return true;
   }
 
+  // The card that holds the message with this seq (a run card holds a range), or null.
+  cardOf(seq) {
+    const card = this.cardBefore(seq); // the last card starting at or before it
+    return card && Number(card.dataset.last) >= seq ? card : null;
+  }
+
   // The last card whose first seq is below `seq`, or null. Pages arrive newest first (each one goes
   // to the top) and live messages at the bottom, so both ends are checked first.
   cardBefore(seq) {
@@ -89,6 +96,27 @@ function setTime(time, ms) {
   if (!Number.isFinite(ms)) return;
   time.dateTime = new Date(ms).toISOString();
   time.textContent = when(ms);
+  time.title = dateTime(ms);
+}
+
+const labelOf = (kind, message) => (typeof kind.label === "function" ? kind.label(message) : kind.label);
+
+// The card's "Raw JSON" switch: the message as stored takes the place of its drawn body.
+function rawSwitch(body, message) {
+  const button = h("button", { type: "button", class: "raw-toggle", "aria-pressed": "false" }, "Raw JSON");
+  let raw = null;
+  button.addEventListener("click", () => {
+    if (raw) {
+      raw.forEach((node) => node.remove());
+      raw = null;
+    } else {
+      raw = collapsible(rawJson(message), (nodes) => h("pre", { class: "content json raw" }, nodes));
+      body.after(...raw);
+    }
+    body.hidden = raw !== null;
+    button.setAttribute("aria-pressed", String(raw !== null));
+  });
+  return button;
 }
 
 function card(kind, message, steered) {
@@ -98,9 +126,11 @@ function card(kind, message, steered) {
     delivery = h("p", { class: "delivery" });
     setDelivery(delivery, message.deliveredAt);
   }
+  const body = h("div", { class: "body" }, kind.render(message));
   return h("li", { class: `message role-${role} kind-${kind.name}`, dataset: { seq: message.seq, last: message.seq, id: message.id } },
-    header(kind.label || ROLE_LABELS[role] || "Agent", message, h("span", { class: "seq" }, `#${message.seq}`)),
-    kind.render(message),
+    header(labelOf(kind, message) || ROLE_LABELS[role] || "Agent", message, h("span", { class: "seq" }, `#${message.seq}`),
+      rawSwitch(body, message)),
+    body,
     delivery,
     message.metadata === null ? null : h("details", { class: "metadata" },
       h("summary", {}, "Metadata"), h("pre", {}, JSON.stringify(message.metadata, null, 2))));
@@ -108,12 +138,29 @@ function card(kind, message, steered) {
 
 // A card of joined lines: the header names the kind, the first line's time and the seq range.
 function runCard(kind, message, line) {
+  const lines = h(kind.container || "pre", { class: "lines", id: `run-${++runs}` }, line);
+  const fold = h("button", { type: "button", class: "fold", "aria-controls": lines.id, "aria-expanded": "true" });
   const item = h("li", { class: `message run role-${message.role || "agent"} kind-${kind.name}`, dataset: { seq: message.seq, last: message.seq } },
-    header(kind.label, message, h("span", { class: "seq" })),
-    h("pre", { class: "lines" }, line));
+    header(kind.label, message, h("span", { class: "seq" }), fold),
+    lines);
   item.kind = kind;
+  fold.addEventListener("click", () => {
+    item.folded = true; // the person's choice stands, however long the run grows
+    setFolded(item, fold.getAttribute("aria-expanded") === "true");
+  });
   updateRange(item);
   return item;
+}
+
+let runs = 0;
+
+function setFolded(item, folded) {
+  const fold = item.querySelector(".fold");
+  const count = item.querySelector(".lines").children.length;
+  const [one, many] = item.kind.unit || ["line", "lines"];
+  item.querySelector(".lines").hidden = folded;
+  fold.setAttribute("aria-expanded", String(!folded));
+  fold.textContent = folded ? `Show ${count.toLocaleString()} ${count === 1 ? one : many}` : "Hide";
 }
 
 const joinable = (item, kind) => item !== null && item.kind === kind;
@@ -150,5 +197,8 @@ function updateRange(item) {
   item.dataset.last = last;
   setTime(item.querySelector("time"), Number(lines.firstElementChild.dataset.time));
   const count = lines.children.length;
-  item.querySelector(".seq").textContent = first === last ? `#${first}` : `#${first}–${last} · ${count.toLocaleString()} lines`;
+  const [one, many] = item.kind.unit || ["line", "lines"];
+  item.querySelector(".seq").textContent = first === last ? `#${first}` : `#${first}–${last} · ${count.toLocaleString()} ${count === 1 ? one : many}`;
+  const folded = item.folded ? lines.hidden : Boolean(item.kind.collapseFrom && count >= item.kind.collapseFrom);
+  setFolded(item, folded);
 }

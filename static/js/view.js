@@ -1,6 +1,8 @@
-// The open session: its header, and loading its messages into the timeline. The newest page loads
-// first (v3 before_seq, reversed for display) so even a huge session opens at once; older pages load
-// when the top of the history scrolls into view. Live messages are drawn once per animation frame,
+// The open session: its header, and loading its messages into the timeline (the management
+// contract's paged messages). The newest page loads first (before_seq, reversed for display) so even
+// a huge session opens at once; older pages load when the top of the history scrolls into view.
+// Opened at a message (a search hit), the pages around it load instead, newer ones as the bottom
+// scrolls into view, and the message is scrolled to and marked for a moment. Live messages are drawn once per animation frame,
 // however many arrive in it, with one look at the scroll position. A Claude Code session also shows
 // its permission requests (requests.js), the tool running now, its hold switch and whether each of
 // the person's messages reached Claude; any session its webhook deliveries, fetched when opened.
@@ -8,7 +10,7 @@
 import { json } from "./api.js";
 import { h, setUserText, userText } from "./dom.js";
 import { dateTime, when } from "./format.js";
-import { normalize } from "./messages.js";
+import { markdownReady, normalize } from "./messages.js";
 import { RequestPanel } from "./requests.js";
 import { activity, isClaude, label, requestFromApi } from "./store.js";
 import { Timeline } from "./timeline.js";
@@ -17,6 +19,7 @@ import { showUsage } from "./usage.js";
 const PAGE = 50;
 const NEWEST = Number.MAX_SAFE_INTEGER; // before_seq for the newest page: every seq is below it
 const STICK_TO_BOTTOM_PX = 80;
+const FOUND_MS = 2500; // how long a message opened from a search stays marked
 
 export class SessionView {
   // decide(request, decision, reason): what the request cards' buttons do
@@ -37,10 +40,15 @@ export class SessionView {
     );
     this.observer.observe(elements.older);
     elements.older.addEventListener("click", () => this.loadOlder());
+    new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && this.loadNewer(),
+      { root: elements.scroller, rootMargin: "0px 0px 200px 0px" }).observe(elements.newer);
+    elements.newer.addEventListener("click", () => this.loadNewer());
   }
 
-  open(id) {
+  // `seq`: the message to open at (null: the newest).
+  open(id, seq = null) {
     this.id = id;
+    this.target = seq;
     this.el.deliveries.open = false;
     this.show();
     return this.reload();
@@ -58,9 +66,13 @@ export class SessionView {
     this.timeline.steered = this.id !== null && isClaude(this.store.get(this.id));
     this.oldest = NEWEST;
     this.hasMore = true;
+    this.newest = 0;
+    this.hasNewer = false; // opened at a message: newer pages are still to load, live ones wait for them
+    this.held = [];
     this.setLoading(false);
     this.timeline.clear();
     this.el.older.hidden = true;
+    this.el.newer.hidden = true;
     this.el.start.hidden = true;
   }
 
@@ -69,7 +81,85 @@ export class SessionView {
     this.clear();
     if (this.timeline.steered) this.loadRequests();
     if (this.el.deliveries.open) this.loadDeliveries();
-    return this.loadPage(true);
+    return this.target === null ? this.loadPage(true) : this.loadAround(this.target);
+  }
+
+  messagesPath(query) {
+    return `/api/sessions/${encodeURIComponent(this.id)}/messages?${query}`;
+  }
+
+  // The pages around one message (it and older, then newer), then it scrolled to and marked.
+  async loadAround(seq) {
+    const generation = this.generation;
+    this.setLoading(true);
+    let older;
+    let newer;
+    try {
+      [older, newer] = await Promise.all([
+        json("GET", this.messagesPath(`before_seq=${seq + 1}&limit=${PAGE / 2}`)),
+        json("GET", this.messagesPath(`after_seq=${seq}&limit=${PAGE / 2}`)),
+        markdownReady(),
+      ]);
+    } catch (error) {
+      if (generation === this.generation) this.failed(error);
+      return;
+    }
+    if (generation !== this.generation) return;
+    this.setLoading(false);
+    for (const m of [...older.messages, ...newer.messages]) this.insertPaged(m);
+    this.hasMore = older.has_more;
+    this.setNewer(newer.has_more);
+    this.showEnds();
+    const card = this.timeline.cardOf(seq);
+    if (!card) return;
+    card.scrollIntoView({ block: "center" });
+    card.classList.add("found");
+    setTimeout(() => card.classList.remove("found"), FOUND_MS);
+  }
+
+  insertPaged(m) {
+    this.oldest = Math.min(this.oldest, m.seq);
+    this.newest = Math.max(this.newest, m.seq);
+    this.timeline.insert(normalize(m));
+  }
+
+  setNewer(more) {
+    this.hasNewer = more;
+    this.el.newer.hidden = !more;
+    if (!more && this.held.length) {
+      const held = this.held;
+      this.held = [];
+      held.forEach((message) => this.add(message));
+    }
+  }
+
+  showEnds() {
+    this.el.older.hidden = !this.hasMore;
+    this.el.start.hidden = this.hasMore;
+    this.el.start.textContent = this.timeline.size ? "Start of the session" : "No messages yet";
+  }
+
+  failed(error) {
+    this.setLoading(false);
+    this.el.start.textContent = `Could not load messages: ${error.message}`;
+    this.el.start.hidden = false;
+  }
+
+  async loadNewer() {
+    if (this.id === null || !this.hasNewer || this.loading) return;
+    const generation = this.generation;
+    this.setLoading(true);
+    let page;
+    try {
+      [page] = await Promise.all([json("GET", this.messagesPath(`after_seq=${this.newest}&limit=${PAGE}`)), markdownReady()]);
+    } catch (error) {
+      if (generation === this.generation) this.failed(error);
+      return;
+    }
+    if (generation !== this.generation) return;
+    this.setLoading(false);
+    for (const m of page.messages) this.insertPaged(m);
+    this.setNewer(page.has_more);
   }
 
   async loadRequests() {
@@ -111,27 +201,18 @@ export class SessionView {
     this.setLoading(true);
     let page;
     try {
-      page = await json("GET", `/v3/sessions/${encodeURIComponent(this.id)}/messages?before_seq=${this.oldest}&limit=${PAGE}`);
+      [page] = await Promise.all([json("GET", this.messagesPath(`before_seq=${this.oldest}&limit=${PAGE}`)), markdownReady()]);
     } catch (error) {
-      if (generation === this.generation) {
-        this.setLoading(false);
-        this.el.start.textContent = `Could not load messages: ${error.message}`;
-        this.el.start.hidden = false;
-      }
+      if (generation === this.generation) this.failed(error);
       return;
     }
     if (generation !== this.generation) return;
     this.setLoading(false);
     const scroller = this.el.scroller;
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    for (const m of page.messages) {
-      this.oldest = Math.min(this.oldest, m.seq);
-      this.timeline.insert(normalize(m));
-    }
-    this.hasMore = page.hasMore;
-    this.el.older.hidden = !this.hasMore;
-    this.el.start.hidden = this.hasMore;
-    this.el.start.textContent = this.timeline.size ? "Start of the session" : "No messages yet";
+    for (const m of page.messages) this.insertPaged(m);
+    this.hasMore = page.has_more;
+    this.showEnds();
     // Keep what the person was reading where it was; the first page starts at the newest message.
     scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
     // A short page may not fill the view: the observer only fires on a change, so look again.
@@ -144,6 +225,7 @@ export class SessionView {
     this.el.log.setAttribute("aria-busy", String(loading));
     this.el.older.disabled = loading;
     this.el.older.textContent = loading ? "Loading older messages…" : "Load older messages";
+    this.el.newer.disabled = loading;
   }
 
   topVisible() {
@@ -153,9 +235,14 @@ export class SessionView {
 
   // A message that arrived live (an update, or the answer to our own send, which is always revealed).
   add(message, reveal = false) {
+    if (this.hasNewer) return void this.held.push(message); // drawn once the pages before it are
     this.queue.push(message);
     this.reveal ||= reveal;
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    if (this.frame) return;
+    this.frame = -1; // asked for: drawn in the first frame once Markdown can be drawn
+    markdownReady().then(() => {
+      this.frame = requestAnimationFrame(() => this.flush());
+    });
   }
 
   flush() {
