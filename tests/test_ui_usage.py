@@ -35,7 +35,11 @@ def report(person, sid, key, cost, days_ago=0, tokens=None):
 
 def open_usage(person):
     page = person.page
+    menu = page.get_by_role("button", name="Menu")
+    if menu.is_visible():  # a phone: the account's actions are behind it, and fold once one is chosen
+        menu.click()
     page.get_by_role("link", name="Usage", exact=True).click()
+    expect(menu).to_have_attribute("aria-expanded", "false")
     expect(page.locator("#usage-screen")).to_be_visible()
     expect(page.locator("#usage-screen")).to_have_attribute("aria-busy", "false")
     return page

@@ -631,10 +631,14 @@ $("new-session-button").addEventListener("click", newSession);
 for (const id of ["filter-active", "filter-waiting", "filter-project"]) $(id).addEventListener("change", applyFilters);
 $("filter-project").addEventListener("focus", loadProjects);
 // Phones: the account's actions fold behind one button, so the top bar stays one row.
-$("menu-button").addEventListener("click", () => {
-  const open = $("menu-button").getAttribute("aria-expanded") !== "true";
+function showMenu(open) {
   $("menu-button").setAttribute("aria-expanded", String(open));
   document.body.classList.toggle("menu-open", open);
+}
+$("menu-button").addEventListener("click", () => showMenu($("menu-button").getAttribute("aria-expanded") !== "true"));
+// A chosen action folds the menu again, so what it opens has the screen.
+$("account-actions").addEventListener("click", (event) => {
+  if (event.target.closest("a, button")) showMenu(false);
 });
 $("import-file").addEventListener("change", importFile);
 
