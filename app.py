@@ -127,11 +127,11 @@ def create_app(config=None):
         raise SystemExit(f"SWITCHBOARD_PRICES_FILE: {e}") from None
     schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
-                         busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue,
-                         quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
-                                              stored_bytes=app.config["QUOTA_STORED_BYTES"],
-                                              websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"]))
+                         background_fanout=bool(app.config.get("SERVING")),
+                         websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"])
+    events.writer.configure(busy_wait=app.config["BUSY_WAIT_SECONDS"], on_store=notifications.enqueue,
+                            quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
+                                                 stored_bytes=app.config["QUOTA_STORED_BYTES"]))
 
     # notifications: queued by every write (on_store), sent by the dispatcher when serving
     push.ensure_key()
@@ -223,7 +223,6 @@ def _maintain(config):
     """Every interval: mark silent sessions inactive, delete sessions idle past their retention (if
     one is set), prune the update log and finished webhook runs past their own."""
     import domain
-    import events
     import models
     import notifications
     while True:
@@ -233,7 +232,7 @@ def _maintain(config):
                 domain.presence.sweep()
                 if config["RETENTION_DAYS"] > 0:
                     domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
-                events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
+                domain.prune_updates(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
                 notifications.prune(models.now_ms() - int(config["WEBHOOK_RUN_RETENTION_DAYS"] * 86_400_000))
         except Exception:
             log.exception("maintenance failed; retrying next interval")
@@ -253,11 +252,14 @@ def _open_db(settings):
 
 def create_token(models, name="default", account="default"):
     """Create a token (and its account if missing); returns the secret, shown once, never stored."""
-    from events import hub
+    from events import writer
     secret = "sb_" + secrets.token_urlsafe(32)
-    with models.db.connection_context(), hub.write(None):
+
+    def write(changes):
         owner = models.Account.get_or_none(name=account) or models.Account.create(name=account)
         models.Token.create(account=owner, name=name, secret_hash=models.hash_secret(secret))
+    with models.db.connection_context():
+        writer.run(None, write)
     return secret
 
 
@@ -350,10 +352,10 @@ def cmd_list_tokens(args, settings):
 
 
 def cmd_revoke_token(args, settings):
-    from events import hub
+    from events import writer
     models = _open_db(settings)
-    with models.db.connection_context(), hub.write(None):
-        deleted = models.Token.delete().where(models.Token.id == args.id).execute()
+    with models.db.connection_context():
+        deleted = writer.run(None, lambda changes: models.Token.delete().where(models.Token.id == args.id).execute())
     if not deleted:
         raise SystemExit(f"no token with id {args.id}")
     print(f"revoked token {args.id}")

@@ -3,6 +3,7 @@
 This module owns the SQLite file: its pragmas, its tables and the numbered migrations that bring an
 older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
+import functools
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ from peewee import (
     OperationalError,
     TextField,
     Tuple,
+    fn,
 )
 from playhouse.pool import PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, SearchField
@@ -105,6 +107,34 @@ def _encode(n, pairs=_PAIRS, triples=_TRIPLES):
 
 def hash_secret(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Statement:
+    """A query rendered once per database, with its placeholders, and run many times with new values:
+    for the statements every request runs, whose rendering by Peewee cost more than running them.
+
+    `build(*sentinels)` makes the query; each sentinel (make them distinct from each other and from
+    the query's constants) marks where the value passed at that position goes. Calling the
+    statement with the values gives (sql, params) for db.execute_sql."""
+
+    def __init__(self, build, *sentinels):
+        self.build = build
+        self.sentinels = sentinels
+        self._database = self._sql = self._slots = None
+
+    def render(self):
+        if self._database is not db.obj:
+            sql, params = self.build(*self.sentinels).sql()
+            slots = [self.sentinels.index(p) if p in self.sentinels else None for p in params]
+            if sorted(s for s in slots if s is not None) != list(range(len(self.sentinels))):
+                raise AssertionError(f"{sql} does not take each of {self.sentinels} once: {params}")
+            self._database, self._sql, self._slots = db.obj, sql, (slots, params)
+        return self._sql
+
+    def __call__(self, *values):
+        sql = self.render()
+        slots, params = self._slots
+        return sql, [params[i] if slot is None else values[slot] for i, slot in enumerate(slots)]
 
 
 class BaseModel(Model):
@@ -240,6 +270,7 @@ class Request(BaseModel):
             (("session", "key"), True),
             (("session", "id"), False),
             (("account", "status", "id"), False),
+            (("account", "id"), False),  # the account's requests, newest first, without a sort
         )
 
 
@@ -304,6 +335,82 @@ class PushJob(BaseModel):
     payload = TextField()
     attempts = IntegerField(default=0)
     next_attempt_at = BigIntegerField(index=True)
+
+
+# --- the statements of tokens, sessions, messages and requests that requests run ---------------------
+#
+# Rendered once per database (Statement): Peewee renders a query in Python on each execution, and for
+# these that took longer than SQLite takes to run them (bench/append.py). A person's queued messages
+# are matched with the literal of the partial index (Message), which a parameter would not use.
+
+FIND_TOKEN = Statement(lambda secret_hash: (
+    Token
+    .select(Token.id, Token.secret_hash, Token.account)
+    .where(Token.secret_hash == secret_hash)), "\0h")
+SESSION_FIELDS = Session._meta.sorted_fields
+MESSAGE_FIELDS = Message._meta.sorted_fields
+MESSAGE_COLUMNS = tuple(f.column_name for f in MESSAGE_FIELDS)
+REQUEST_FIELDS = Request._meta.sorted_fields
+REQUEST_COLUMNS = tuple(f.column_name for f in REQUEST_FIELDS)
+_QUEUED_FOR_CLAUDE = Message.delivered_at.is_null() & (Message.role == SQL("'user'"))
+
+FIND_SESSION = Statement(lambda session_id, account_id: (
+    Session
+    .select(*SESSION_FIELDS)
+    .where((Session.id == session_id) & (Session.account == account_id))), "\0s", 1001)
+FIND_TAGGED = Statement(lambda account_id, tag: (
+    Session
+    .select(*SESSION_FIELDS)
+    .where((Session.account == account_id) & (Session.tag == tag))), 1001, "\0t")
+# Checks the session's account too: an append needs no separate lookup of its session.
+TAKE_MESSAGE_SEQS = Statement(lambda count, now, session_id, account_id: (
+    Session
+    .update({Session.seq: Session.seq + count, Session.updated_at: now})
+    .where((Session.id == session_id) & (Session.account == account_id))
+    .returning(Session.seq)), 1001, 1002, "\0s", 1003)
+INSERT_MESSAGES = Statement(lambda *row: Message.insert_many([row], fields=MESSAGE_FIELDS),
+                            "\0i", "\0s", 1001, "\0l", "\0r", "\0c", "\0m", 1002, 1003, 1004)
+QUEUED = Statement(lambda session_id: (
+    Message
+    .select(SQL("1"))
+    .where((Message.session == session_id) & _QUEUED_FOR_CLAUDE)
+    .limit(1)), "\0s")
+DELIVER = Statement(lambda now, session_id: (
+    Message
+    .update({Message.delivered_at: now})
+    .where((Message.session == session_id) & _QUEUED_FOR_CLAUDE)
+    .returning(Message.id, Message.seq, Message.content)), 1001, "\0s")
+INSERT_REQUEST = Statement(lambda *row: Request.insert_many([row], fields=REQUEST_FIELDS),
+                           "\0i", 1001, "\0s", "\0k", "\0K", "\0t", "\0n", "\0g", "\0S", "\0r", 1002, 1003)
+
+
+@functools.lru_cache(maxsize=256)
+def known_messages(count):
+    """The statement finding which of `count` local ids a session (of the account) already has."""
+    return Statement(lambda session_id, account_id, *local_ids: (
+        Message
+        .select(*MESSAGE_FIELDS)
+        .join(Session, on=(Session.id == Message.session))
+        .where((Message.session == session_id) & (Session.account == account_id) & Message.local_id.in_(local_ids))),
+        "\0s", 1001, *(f"\0{i}" for i in range(count)))
+
+
+def requests_of(account_id, session_id=None, status=None):
+    """The account's (or one session's) requests, newest first, optionally of one status."""
+    query = Request.select(*REQUEST_FIELDS).where(Request.account == account_id)
+    if session_id is not None:
+        query = query.where(Request.session == session_id)
+    if status is not None:
+        query = query.where(Request.status == status)
+    return query.order_by(Request.id.desc())
+
+
+def session_bytes(session_id):
+    """What the session's messages count toward the stored-bytes quota: content and metadata, UTF-8."""
+    return (Message
+            .select(fn.COALESCE(fn.SUM(fn.LENGTH(Message.content.cast("BLOB"))
+                                       + fn.COALESCE(fn.LENGTH(Message.metadata.cast("BLOB")), 0)), 0))
+            .where(Message.session == session_id))
 
 
 # A deleted session's updates are found without reading the rest of the log (domain.delete_session).
@@ -504,15 +611,54 @@ def _segments(text):
     return segments
 
 
+# --- the reads the views run: each a query, so tests can render it (EXPLAIN QUERY PLAN) -------------
+
 def message_range(session_id, limit, after_seq=None, before_seq=None):
-    """Up to `limit` + 1 of the session's messages after `after_seq` (ascending, the default from 0) or
-    before `before_seq` (descending): the extra one says whether there are more."""
+    """Up to `limit` of the session's messages after `after_seq` (ascending, the default from 0) or
+    before `before_seq` (descending)."""
     query = Message.select().where(Message.session == session_id)
     if before_seq is not None:
         query = query.where(Message.seq < before_seq).order_by(Message.seq.desc())
     else:
         query = query.where(Message.seq > (after_seq or 0)).order_by(Message.seq)
-    return list(query.limit(limit + 1))
+    return query.limit(limit)
+
+
+def newest_messages(session_id, limit):
+    return Message.select().where(Message.session == session_id).order_by(Message.seq.desc()).limit(limit)
+
+
+def sessions_by_update(account_id, limit=None, cursor=None, columns=()):
+    """The account's sessions, most recently updated first (ties: newest id first), from the index
+    that orders them; after `cursor` ((updated_at, id) of the last one seen), if given."""
+    query = (Session
+             .select(*columns)
+             .where(Session.account == account_id)
+             .order_by(Session.updated_at.desc(), Session.id.desc())
+             .limit(limit))
+    if cursor is not None:
+        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(*cursor))
+    return query
+
+
+def sessions_by_id(account_id, limit, before_id=None, changed_since=None):
+    """The account's sessions, newest id first, before `before_id` and updated after `changed_since`."""
+    query = Session.select().where(Session.account == account_id)
+    if before_id is not None:
+        query = query.where(Session.id < before_id)
+    if changed_since is not None:
+        query = query.where(Session.updated_at > changed_since)
+    return query.order_by(Session.id.desc()).limit(limit)
+
+
+def active_sessions(account_id, since_ms, limit):
+    """The account's active sessions alive after `since_ms`, newest activity first."""
+    return (Session
+            .select()
+            .where((Session.account == account_id) & (Session.active == True)  # noqa: E712 (= 1 uses the index)
+                   & (Session.last_active_at > since_ms))
+            .order_by(Session.last_active_at.desc())
+            .limit(limit))
 
 
 def session_page(account_id, limit, cursor=None):
@@ -522,15 +668,10 @@ def session_page(account_id, limit, cursor=None):
     session's "updated_at.id". A session updated during a walk moves above the cursor: it is not
     listed again (nor, if not yet reached, at all): the walk lists every session left untouched
     once, and the update log tells a watcher about the moved one."""
-    query = (Session
-             .select()
-             .where(Session.account == account_id)
-             .order_by(Session.updated_at.desc(), Session.id.desc())
-             .limit(limit + 1))
     if cursor is not None:
         updated_at, _, session_id = cursor.partition(".")
-        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(int(updated_at), session_id))
-    rows = list(query)
+        cursor = int(updated_at), session_id
+    rows = list(sessions_by_update(account_id, limit + 1, cursor))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (f"{rows[-1].updated_at}.{rows[-1].id}" if more else None)
@@ -687,6 +828,10 @@ MIGRATIONS = [
         'INSERT INTO "session_search" ("session_search") VALUES (\'rebuild\')',
         # a deleted session's updates are redacted in the deletion's transaction: found by this index
         'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
+    ],
+    # 9: an account's requests newest first (all statuses) read from an index instead of sorted.
+    [
+        'CREATE INDEX "request_account_id_id" ON "request" ("account_id", "id")',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,7 +15,7 @@ import urllib3
 
 import push
 import webhooks
-from events import hub
+from events import writer
 from models import db, first_id_at, new_ids, now_ms
 
 log = logging.getLogger("switchboard")
@@ -85,9 +85,8 @@ def enqueue(changes):
 def prune(older_than_ms):
     """Delete finished runs (delivered or failed) created before `older_than_ms`; returns how many.
     Run ids begin with their creation time: the old ones are a range of the primary key."""
-    with hub.write(None):
-        return db.execute_sql('DELETE FROM "webhook_run" WHERE "id" < ? AND "status" != \'pending\'',
-                              (first_id_at(older_than_ms),)).rowcount
+    return writer.run(None, lambda changes: db.execute_sql(
+        'DELETE FROM "webhook_run" WHERE "id" < ? AND "status" != \'pending\'', (first_id_at(older_than_ms),)).rowcount)
 
 
 # --- the worker -----------------------------------------------------------------------------------
@@ -183,7 +182,7 @@ class Dispatcher:
         return min(_IDLE_POLL_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
 
     def _claim(self, finished, free):
-        with hub.write(None):
+        def write(changes):
             now = now_ms()
             self._record(finished, now)
             lease = now + int((self.timeout + 5) * 1000)
@@ -194,7 +193,8 @@ class Dispatcher:
             db.cursor().executemany(_LEASE_RUN, [(lease, run["id"]) for run in runs])
             db.cursor().executemany(_LEASE_JOB, [(lease, job["id"]) for job in jobs])
             (next_due,) = db.execute_sql(_NEXT_DUE).fetchone()
-        return runs, jobs, next_due
+            return runs, jobs, next_due
+        return writer.run(None, write)
 
     def _record(self, finished, now):
         runs = []

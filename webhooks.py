@@ -11,7 +11,7 @@ import time
 from peewee import fn
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from events import hub
+from events import writer
 from models import Webhook, WebhookRun, db
 from schemas import MAX_INT, iso, parse_json, to_json
 
@@ -40,9 +40,8 @@ def new_secret():
 
 def add(account_id, url, events, format):
     """Create a webhook; its `secret` is shown to the person this once and never read back out."""
-    with hub.write(account_id):
-        webhook = Webhook.create(account=account_id, url=url, format=format,
-                                 events=",".join(dict.fromkeys(events)), secret=new_secret())
+    webhook = writer.run(account_id, lambda changes: Webhook.create(
+        account=account_id, url=url, format=format, events=",".join(dict.fromkeys(events)), secret=new_secret()))
     webhook.last_run = None
     return webhook
 
@@ -55,8 +54,7 @@ def remove(account_id, webhook_id):
     query = Webhook.delete().where(Webhook.id == webhook_id)
     if account_id is not None:
         query = query.where(Webhook.account == account_id)
-    with hub.write(account_id):
-        deleted = query.execute()
+    deleted = writer.run(account_id, lambda changes: query.execute())
     if not deleted:
         raise WebhookNotFound(webhook_id)
 

@@ -18,7 +18,7 @@ import notifications
 import webhooks
 from app import create_app
 from conftest import ROOT, assert_refused
-from events import hub
+from events import writer
 from receiver import Hang, Receiver
 
 ALL_EVENTS = ["request.created", "session.waiting", "session.ended", "message.created"]
@@ -44,10 +44,10 @@ def runs_table(db_path):
 
 
 def emit(account_id, session_id, body):
-    """Record an update the way any domain write does (Changes.add in hub.write): the producers of
+    """Record an update the way any domain write does (Changes.add in writer.run): the producers of
     `new-request` and waiting sessions write exactly this."""
-    with models.db.connection_context(), hub.write(account_id) as changes:
-        changes.add(session_id, body)
+    with models.db.connection_context():
+        writer.run(account_id, lambda changes: changes.add(session_id, body))
 
 
 def account_of(db_path, name):
@@ -155,9 +155,11 @@ def test_a_write_that_fails_queues_nothing(app, client, auth):
     add(client, auth)
     sid = client.post("/api/sessions", json={}, headers=auth).get_json()["id"]
     account = account_of(app.config["DB"], "alice")
-    with pytest.raises(RuntimeError), models.db.connection_context(), hub.write(account) as changes:
+    def failing(changes):
         changes.add(sid, {"t": "update-session", "id": sid, "active": False})
         raise RuntimeError("the write fails after recording its update")
+    with pytest.raises(RuntimeError), models.db.connection_context():
+        writer.run(account, failing)
     assert runs_table(app.config["DB"]) == []
     emit(account, sid, {"t": "update-session", "id": sid, "active": False})
     assert len(runs_table(app.config["DB"])) == 1
@@ -437,14 +439,14 @@ def test_outcomes_survive_a_cycle_that_cannot_write(app, client, auth, monkeypat
     dispatcher = notifications.Dispatcher()
     dispatcher._in_flight = 1
     dispatcher._done.put(("run", {"id": run["id"], "attempts": 0}, 200, 12, None))
-    real_write = hub.write
+    real_run = writer.run
 
     def locked(*args, **kwargs):
         raise events.Busy()
-    monkeypatch.setattr(hub, "write", locked)
+    monkeypatch.setattr(writer, "run", locked)
     with models.db.connection_context(), pytest.raises(events.Busy):
         dispatcher._cycle()
-    monkeypatch.setattr(hub, "write", real_write)
+    monkeypatch.setattr(writer, "run", real_run)
     with models.db.connection_context():
         dispatcher._cycle()
     [run] = runs_table(app.config["DB"])
