@@ -8,13 +8,11 @@ import itertools
 import json
 import threading
 
-from peewee import fn
-
 import claude
 import models
 import prices
 from events import hub, update_log, writer
-from models import Account, Message, Request, Session, db, new_id, new_ids, now_ms, pause
+from models import Account, Message, Request, Session, UsageReport, db, new_id, new_ids, now_ms, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
@@ -527,26 +525,6 @@ def expire_leftovers():
 
 # --- usage and cost (happy-server's usage report) ---
 
-_UPSERT_REPORT = (
-    'INSERT INTO "usage_report" ("id", "account_id", "session_id", "key", "model", "input_tokens", "output_tokens", '
-    '"cache_creation_tokens", "cache_read_tokens", "cost_usd", "at", "created_at", "updated_at") '
-    'SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS '
-    '(SELECT 1 FROM "session" WHERE "id" = ? AND "account_id" = ?) '
-    'ON CONFLICT ("session_id", "key") DO UPDATE SET "model" = excluded."model", '
-    '"input_tokens" = excluded."input_tokens", "output_tokens" = excluded."output_tokens", '
-    '"cache_creation_tokens" = excluded."cache_creation_tokens", "cache_read_tokens" = excluded."cache_read_tokens", '
-    '"cost_usd" = excluded."cost_usd", "at" = excluded."at", "updated_at" = excluded."updated_at" '
-    'RETURNING "id", "cost_usd", "created_at", "updated_at"')
-# The session's sum is read back from its reports (a handful per session): a replaced report needs
-# no arithmetic on the old one, and the sum can never drift from the rows.
-_SUM_USAGE = (
-    'UPDATE "session" SET ("usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost") = '
-    '(SELECT COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
-    'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), COALESCE(SUM("cost_usd"), 0) '
-    'FROM "usage_report" WHERE "session_id" = ?) WHERE "id" = ? '
-    'RETURNING "usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost"')
-
-
 def report_usage(account_id, session_id, report, origin=None):
     """Store a usage report ({key, model, tokens, cost, time}) in place of the session's previous
     one of the same key; priced from the table (prices.py) when it brings no cost. The session's sum
@@ -557,13 +535,27 @@ def report_usage(account_id, session_id, report, origin=None):
     counts = (tokens["input"], tokens["output"], tokens["cache_creation"], tokens["cache_read"])
     cost = prices.cost(report["model"], *counts) if "cost" not in report else report["cost"]["total"]
     def write(changes):
-        row = db.execute_sql(_UPSERT_REPORT, (new_id(), account_id, session_id, report["key"], report["model"],
-                                              *counts, cost, at, now, now, session_id, account_id)).fetchone()
-        if row is None:
+        if db.execute_sql(*models.FIND_SESSION(session_id, account_id)).fetchone() is None:
             raise SessionNotFound(session_id)
-        totals = db.execute_sql(_SUM_USAGE, (session_id, session_id)).fetchone()
-        usage = dict(zip(("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"),
-                         totals))
+        fields = (UsageReport.input_tokens, UsageReport.output_tokens, UsageReport.cache_creation_tokens,
+                  UsageReport.cache_read_tokens, UsageReport.cost_usd, UsageReport.model, UsageReport.at,
+                  UsageReport.updated_at)
+        row = db.execute(UsageReport
+                         .insert(id=new_id(), account=account_id, session=session_id, key=report["key"],
+                                 **dict(zip((f.name for f in fields), (*counts, cost, report["model"], at, now))),
+                                 created_at=now)
+                         .on_conflict(conflict_target=[UsageReport.session, UsageReport.key], preserve=fields)
+                         .returning(UsageReport.id, UsageReport.cost_usd, UsageReport.created_at,
+                                    UsageReport.updated_at)).fetchone()
+        # The session's sum is read back from its reports (a handful per session): a replaced report
+        # needs no arithmetic on the old one, and the sum can never drift from the rows.
+        totals = db.execute(models.usage_sums(UsageReport.session == session_id)).fetchone()
+        (Session
+         .update(dict(zip((Session.usage_input, Session.usage_output, Session.usage_cache_creation,
+                           Session.usage_cache_read, Session.usage_cost), totals)))
+         .where(Session.id == session_id)
+         .execute())
+        usage = dict(zip(models.USAGE_NAMES, totals))
         changes.add(session_id, {"t": "update-session", "id": session_id, "usage": usage_schema.dump(usage)})
         return dict(zip(("id", "cost_usd", "created_at", "updated_at"), row))
     return writer.run(account_id, write, origin)
@@ -619,7 +611,7 @@ class Presence:
             if was_active is None:
                 raise SessionNotFound(session.id)
             (Session
-             .update(active=active, last_active_at=fn.MAX(Session.last_active_at, at))
+             .update(active=active, last_active_at=models.greatest(Session.last_active_at, at))
              .where(Session.id == session.id)
              .execute())
             if bool(was_active) != active:

@@ -26,6 +26,7 @@ from peewee import (
     IntegerField,
     Model,
     OperationalError,
+    PostgresqlDatabase,
     TextField,
     Tuple,
     fn,
@@ -135,6 +136,14 @@ class Statement:
         sql = self.render()
         slots, params = self._slots
         return sql, [params[i] if slot is None else values[slot] for i, slot in enumerate(slots)]
+
+    def many(self, rows):
+        """(sql, params of each row) for executemany."""
+        sql = self.render()
+        slots, params = self._slots
+        if slots == list(range(len(slots))):
+            return sql, rows  # the values go in as they are, in order
+        return sql, [[params[i] if slot is None else row[slot] for i, slot in enumerate(slots)] for row in rows]
 
 
 class BaseModel(Model):
@@ -408,8 +417,8 @@ def requests_of(account_id, session_id=None, status=None):
 def session_bytes(session_id):
     """What the session's messages count toward the stored-bytes quota: content and metadata, UTF-8."""
     return (Message
-            .select(fn.COALESCE(fn.SUM(fn.LENGTH(Message.content.cast("BLOB"))
-                                       + fn.COALESCE(fn.LENGTH(Message.metadata.cast("BLOB")), 0)), 0))
+            .select(fn.COALESCE(fn.SUM(utf8_length(Message.content)
+                                       + fn.COALESCE(utf8_length(Message.metadata), 0)), 0))
             .where(Message.session == session_id))
 
 
@@ -445,31 +454,56 @@ class UsageReport(BaseModel):
         )
 
 
-_USAGE_SUMS = ('COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
-               'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), '
-               'COALESCE(SUM("cost_usd"), 0)')
 USAGE_NAMES = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd")
+
+
+def usage_sums(*where):
+    """The sums of USAGE_NAMES over the usage reports matching `where` (0 when none)."""
+    return (UsageReport
+            .select(*(fn.COALESCE(fn.SUM(getattr(UsageReport, name)), 0) for name in USAGE_NAMES))
+            .where(*where))
+
+
+# --- what differs between the dialects ------------------------------------------------------------
+
+def postgres():
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
+def greatest(*values):
+    return fn.GREATEST(*values) if postgres() else fn.MAX(*values)
+
+
+def utf8_length(text):
+    return fn.octet_length(text) if postgres() else fn.LENGTH(text.cast("BLOB"))
+
+
+def _utc_day(epoch_ms):
+    """The UTC day (YYYY-MM-DD) of an epoch-millisecond expression, in the database's dialect."""
+    if postgres():
+        return fn.to_char(SQL("to_timestamp({}::float8 / 1000) AT TIME ZONE 'UTC'", (epoch_ms,)), "YYYY-MM-DD")
+    return fn.strftime("%Y-%m-%d", epoch_ms / 1000, "unixepoch")
 
 
 def usage_summary(account_id, start, end, group, limit):
     """The account's usage reported for [start, end) (epoch ms): (total, items). Items are dicts of
     USAGE_NAMES plus `day` (UTC, oldest first, days with usage only) or `session_id` and `title` (most
     expensive first, at most `limit`). Both read the reports through the (account, at) index."""
-    where = 'WHERE "r"."account_id" = ? AND "r"."at" >= ? AND "r"."at" < ?'
-    params = (account_id, start, end)
-    total = dict(zip(USAGE_NAMES, db.execute_sql(f'SELECT {_USAGE_SUMS} FROM "usage_report" AS "r" {where}',
-                                                 params).fetchone()))
+    where = (UsageReport.account == account_id) & (UsageReport.at >= start) & (UsageReport.at < end)
+    total = dict(zip(USAGE_NAMES, db.execute(usage_sums(where)).fetchone()))
     if group == "day":
-        rows = db.execute_sql(
-            f'SELECT strftime(\'%Y-%m-%d\', "r"."at" / 1000, \'unixepoch\') AS "day", {_USAGE_SUMS} '
-            f'FROM "usage_report" AS "r" {where} GROUP BY "day" ORDER BY "day"', params)
-        items = [dict(zip(("day", *USAGE_NAMES), row)) for row in rows]
+        day = _utc_day(UsageReport.at)
+        query = usage_sums(where).select_extend(day).group_by(day).order_by(day)
+        items = [{"day": row[-1], **dict(zip(USAGE_NAMES, row))} for row in db.execute(query)]
     else:
-        rows = db.execute_sql(
-            f'SELECT "r"."session_id", "s"."title", {_USAGE_SUMS} FROM "usage_report" AS "r" '
-            f'JOIN "session" AS "s" ON "s"."id" = "r"."session_id" {where} '
-            f'GROUP BY "r"."session_id" ORDER BY 7 DESC, 3 DESC, "r"."session_id" LIMIT ?', (*params, limit))
-        items = [dict(zip(("session_id", "title", *USAGE_NAMES), row)) for row in rows]
+        sums = usage_sums(where)
+        query = (sums
+                 .select_extend(UsageReport.session, Session.title)
+                 .join(Session, on=(Session.id == UsageReport.session))
+                 .group_by(UsageReport.session, Session.title)
+                 .order_by(sums.selected_columns[4].desc(), sums.selected_columns[0].desc(), UsageReport.session)
+                 .limit(limit))
+        items = [{"session_id": row[5], "title": row[6], **dict(zip(USAGE_NAMES, row))} for row in db.execute(query)]
     return total, items
 
 

@@ -12,7 +12,7 @@ from peewee import fn
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
 from events import writer
-from models import Webhook, WebhookRun, db
+from models import Session, Statement, Webhook, WebhookRun, db
 from schemas import MAX_INT, iso, parse_json, to_json
 
 SECRET_PREFIX = "whsec_"
@@ -65,24 +65,28 @@ def listed(account_id=None):
     if account_id is not None:
         query = query.where(Webhook.account == account_id)
     webhooks = list(query)
-    last = (WebhookRun
-            .select(WebhookRun.webhook, fn.MAX(WebhookRun.id).alias("last_id"))
-            .where(WebhookRun.webhook.in_([w.id for w in webhooks]))
-            .group_by(WebhookRun.webhook)
-            .tuples())
+    last = last_runs([w.id for w in webhooks]).tuples()
     runs = {run.webhook_id: run for run in WebhookRun.select().where(WebhookRun.id.in_([i for _, i in last]))}
     for webhook in webhooks:
         webhook.last_run = runs.get(webhook.id)
     return webhooks
 
 
-def runs_of(session):
-    """The session's newest runs, newest first."""
-    return list(WebhookRun
-                .select()
-                .where(WebhookRun.session == session.id)
-                .order_by(WebhookRun.id.desc())
-                .limit(RUNS_SHOWN))
+def last_runs(webhook_ids):
+    """The query of (webhook id, id of its newest run) for the webhooks that have runs."""
+    return (WebhookRun
+            .select(WebhookRun.webhook, fn.MAX(WebhookRun.id).alias("last_id"))
+            .where(WebhookRun.webhook.in_(webhook_ids))
+            .group_by(WebhookRun.webhook))
+
+
+def runs_of(session_id):
+    """The query of the session's newest runs, newest first."""
+    return (WebhookRun
+            .select()
+            .where(WebhookRun.session == session_id)
+            .order_by(WebhookRun.id.desc())
+            .limit(RUNS_SHOWN))
 
 
 # --- one delivery ---------------------------------------------------------------------------------
@@ -152,12 +156,13 @@ def event_payload(event, session_row, extra, at_ms):
                     "data": {"session": {"id": session_id, "title": title, "tag": tag}, **extra}})
 
 
-# Run by every write that has an event for a webhook: written out, as Peewee's rendering of it took
-# longer than the rest of the queueing.
-_SESSION_ROW = 'SELECT "id", "title", "tag" FROM "session" WHERE "id" = ?'
+# Run by every write that has an event for a webhook: rendered once (Statement), as Peewee's rendering
+# of it took longer than the rest of the queueing.
+_SESSION_ROW = Statement(lambda session_id: Session.select(Session.id, Session.title, Session.tag)
+                         .where(Session.id == session_id), "\0s")
 
 
 def session_rows(session_ids):
     """{id: (id, title, tag)} for the sessions that exist."""
-    rows = (db.execute_sql(_SESSION_ROW, (session_id,)).fetchone() for session_id in session_ids)
+    rows = (db.execute_sql(*_SESSION_ROW(session_id)).fetchone() for session_id in session_ids)
     return {row[0]: row for row in rows if row is not None}
