@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 from flask import Flask
 
@@ -240,6 +241,18 @@ def _maintain(config):
 
 # --- command line -------------------------------------------------------------------------------
 
+def _is_postgres(url):
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def _without_password(url):
+    """A PostgreSQL URL as it may be printed: user, host and database, never the password."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=(user + "@" if user else "") + netloc[2]))
+
+
 def _open_db(settings):
     import models
     models.init_db(settings["DB"])
@@ -285,15 +298,20 @@ def cmd_serve(args, settings):
     worker = {"gevent": [], "gthread": ["--threads", "16"]}.get(settings["WORKER_CLASS"])
     if worker is None:
         raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
-    db_path = os.path.abspath(settings["DB"])
     listener = _listen(host, port)
-    created = not os.path.exists(db_path)
-    import admin
-    admin.hold_while_serving(db_path)  # kept across the exec: `restore` refuses while it is held
-    models = _open_db({**settings, "DB": db_path})
-    # Said every time: a server started from another directory with a relative SWITCHBOARD_DB opens
-    # another file, and the data would seem gone.
-    print(f"Database: {db_path}" + (" (created a new database)" if created else ""), flush=True)
+    if _is_postgres(settings["DB"]):
+        db_path = settings["DB"]
+        models = _open_db(settings)
+        print(f"Database: {_without_password(db_path)}", flush=True)
+    else:
+        db_path = os.path.abspath(settings["DB"])
+        created = not os.path.exists(db_path)
+        import admin
+        admin.hold_while_serving(db_path)  # kept across the exec: `restore` refuses while it is held
+        models = _open_db({**settings, "DB": db_path})
+        # Said every time: a server started from another directory with a relative SWITCHBOARD_DB
+        # opens another file, and the data would seem gone.
+        print(f"Database: {db_path}" + (" (created a new database)" if created else ""), flush=True)
     with models.db.connection_context():
         first_run = not models.Token.select().exists()
     if first_run:
@@ -374,8 +392,14 @@ def cmd_claude_settings(args, settings):
                                      approvals=not args.no_approvals, usage_command=usage_command), indent=2))
 
 
+def _file_only(settings, task):
+    if _is_postgres(settings["DB"]):
+        raise SystemExit(f"{task} copies a SQLite file; on PostgreSQL use pg_dump and pg_restore")
+
+
 def cmd_backup(args, settings):
     import admin
+    _file_only(settings, "backup")
     db_path = os.path.abspath(settings["DB"])
     if not os.path.exists(db_path):
         raise SystemExit(f"{db_path}: no such database")
@@ -385,6 +409,7 @@ def cmd_backup(args, settings):
 
 def cmd_restore(args, settings):
     import admin
+    _file_only(settings, "restore")
     db_path = os.path.abspath(settings["DB"])
     admin.restore(args.file, db_path)
     print(f"restored {db_path} from {os.path.abspath(args.file)}")

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -25,14 +26,16 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
     OperationalError,
     PostgresqlDatabase,
     TextField,
     Tuple,
     fn,
 )
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, SearchField
+from psycopg.pq import TransactionStatus
 
 log = logging.getLogger("switchboard")
 
@@ -481,8 +484,8 @@ def utf8_length(text):
 def _utc_day(epoch_ms):
     """The UTC day (YYYY-MM-DD) of an epoch-millisecond expression, in the database's dialect."""
     if postgres():
-        return fn.to_char(SQL("to_timestamp({}::float8 / 1000) AT TIME ZONE 'UTC'", (epoch_ms,)), "YYYY-MM-DD")
-    return fn.strftime("%Y-%m-%d", epoch_ms / 1000, "unixepoch")
+        return fn.to_char(NodeList((fn.to_timestamp(epoch_ms / 1000), SQL("AT TIME ZONE 'UTC'"))), SQL("'YYYY-MM-DD'"))
+    return fn.strftime(SQL("'%Y-%m-%d'"), epoch_ms / 1000, SQL("'unixepoch'"))
 
 
 def usage_summary(account_id, start, end, group, limit):
@@ -492,8 +495,11 @@ def usage_summary(account_id, start, end, group, limit):
     where = (UsageReport.account == account_id) & (UsageReport.at >= start) & (UsageReport.at < end)
     total = dict(zip(USAGE_NAMES, db.execute(usage_sums(where)).fetchone()))
     if group == "day":
-        day = _utc_day(UsageReport.at)
-        query = usage_sums(where).select_extend(day).group_by(day).order_by(day)
+        # grouped by the alias: the expression written twice would hold different parameters
+        query = (usage_sums(where)
+                 .select_extend(_utc_day(UsageReport.at).alias("day"))
+                 .group_by(SQL('"day"'))
+                 .order_by(SQL('"day"')))
         items = [{"day": row[-1], **dict(zip(USAGE_NAMES, row))} for row in db.execute(query)]
     else:
         sums = usage_sums(where)
@@ -607,6 +613,18 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     """
     phase, after = cursor or _NO_CURSOR
     hits = []
+    if postgres():
+        tsquery = _tsquery(query)
+        if phase == "t":
+            hits = _hits(_PG_TITLE_HITS, "t", (_PG_HIGHLIGHT, tsquery, account_id, after, session_id, session_id,
+                                               limit + 1))
+            phase, after = "m", 1 << 62
+        if len(hits) <= limit:
+            hits += _hits(_PG_MESSAGE_HITS, "m", (_PG_SNIPPET, tsquery, account_id, after, session_id, session_id,
+                                                  limit + 1 - len(hits)))
+        more = len(hits) > limit
+        hits = hits[:limit]
+        return [hit for hit, _ in hits], (hits[-1][1] if more else None)
     try:
         if phase == "t":
             hits = _hits(_TITLE_HITS, "t", (query, account_id, after, session_id, limit + 1))
@@ -623,6 +641,61 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     more = len(hits) > limit
     hits = hits[:limit]
     return [hit for hit, _ in hits], (hits[-1][1] if more else None)
+
+
+# PostgreSQL: the same hits from the tsvector columns (POSTGRES_MIGRATIONS), newest first by the rows'
+# search position; the query is FTS5's syntax turned into a tsquery (_tsquery).
+_PG_TITLE_HITS = ('SELECT "id", "title", NULL, NULL, NULL, "created_at", ts_headline(\'simple\', "title", "q", %s), '
+                  '"search_position" FROM "session", to_tsquery(\'simple\', %s) AS "q" '
+                  'WHERE "title_search" @@ "q" AND "account_id" = %s AND "search_position" < %s '
+                  'AND (%s::text IS NULL OR "id" = %s) ORDER BY "search_position" DESC LIMIT %s')
+_PG_MESSAGE_HITS = ('SELECT "m"."session_id", "s"."title", "m"."id", "m"."seq", "m"."role", "m"."created_at", '
+                    'ts_headline(\'simple\', switchboard_search_text("m"."content"), "q", %s), "m"."search_position" '
+                    'FROM "message" AS "m" JOIN "session" AS "s" ON "s"."id" = "m"."session_id", '
+                    'to_tsquery(\'simple\', %s) AS "q" WHERE "m"."search" @@ "q" AND "s"."account_id" = %s '
+                    'AND "m"."search_position" < %s AND (%s::text IS NULL OR "m"."session_id" = %s) '
+                    'ORDER BY "m"."search_position" DESC LIMIT %s')
+_PG_HIGHLIGHT = f"StartSel={_OPEN}, StopSel={_CLOSE}, HighlightAll=true"
+_PG_SNIPPET = f"StartSel={_OPEN}, StopSel={_CLOSE}, MaxWords={SNIPPET_TOKENS}, MinWords=4, ShortWord=0"
+_QUERY_TOKENS = re.compile(r'"([^"]*)"|(NEAR)\(|([()])|([^\s"()]+)')
+
+
+def _tsquery(text):
+    """An FTS5 query (words, "phrases", prefix*, OR, NOT, NEAR(...), parentheses) as a tsquery of
+    quoted lexemes; BadQuery for what FTS5 would not parse either."""
+    if text.count('"') % 2:
+        raise BadQuery("unterminated string")
+    parts, expect_term, depth = [], True, 0
+    for phrase, near, paren, word in _QUERY_TOKENS.findall(text):
+        if word in ("OR", "NOT", "AND"):
+            if expect_term:
+                raise BadQuery(f"syntax error near \"{word}\"")
+            parts.append({"OR": "|", "NOT": "& !", "AND": "&"}[word])
+            expect_term = True
+            continue
+        if paren == ")":
+            if expect_term or depth == 0:
+                raise BadQuery('syntax error near ")"')
+            parts.append(")")
+            depth -= 1
+            continue
+        if not expect_term:
+            parts.append("&")  # words side by side must all match
+        if near or paren == "(":
+            parts.append("(")
+            depth += 1
+            expect_term = True
+            continue
+        prefix = word.endswith("*")
+        lexemes = re.findall(r"\w+", (phrase or word).lower())
+        if not lexemes:
+            raise BadQuery(f"syntax error near \"{phrase or word}\"")
+        term = " <-> ".join(f"'{lexeme}'" for lexeme in lexemes) + (":*" if prefix else "")
+        parts.append(f"({term})" if len(lexemes) > 1 else term)
+        expect_term = False
+    if expect_term or depth:
+        raise BadQuery("incomplete query")
+    return " ".join(parts)
 
 
 def _hits(sql, phase, params):
@@ -875,36 +948,152 @@ class SchemaTooNew(RuntimeError):
     pass
 
 
-def init_db(path, max_connections=64):
-    database = PooledSqliteDatabase(
-        # timeout: how long a request waits for a free pooled connection (then 503); SQLite's own
-        # lock wait is the busy_timeout pragma.
-        path, pragmas=PRAGMAS, timeout=10, max_connections=max_connections,
-        stale_timeout=None, check_same_thread=False,
-    )
+# What a message is found by on PostgreSQL: the same strings of its content JSON as the SQLite triggers
+# take (see "search" above), by a function the message row's generated search column calls.
+_SEARCH_TEXT_FUNCTION = """CREATE FUNCTION switchboard_search_text(content text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE doc jsonb;
+BEGIN
+    BEGIN
+        doc := content::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+    IF jsonb_typeof(doc) = 'object' AND doc ->> 't' = 'encrypted' THEN
+        RETURN NULL;
+    END IF;
+    RETURN (WITH RECURSIVE node(key, value) AS (
+                SELECT NULL::text, doc
+                UNION ALL
+                SELECT child.key, child.value FROM node CROSS JOIN LATERAL (
+                    SELECT e.key, e.value FROM jsonb_each(
+                        CASE WHEN jsonb_typeof(node.value) = 'object' THEN node.value ELSE '{}'::jsonb END) AS e
+                    UNION ALL
+                    SELECT NULL, a.value FROM jsonb_array_elements(
+                        CASE WHEN jsonb_typeof(node.value) = 'array' THEN node.value ELSE '[]'::jsonb END) AS a
+                ) AS child)
+            SELECT string_agg(value #>> '{}', ' ') FROM node
+            WHERE jsonb_typeof(value) = 'string' AND coalesce(key, '') NOT IN
+                ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', 'media_type', 'stream'));
+END $$"""
+
+# PostgreSQL's steps, frozen like SQLite's; the version lives in the one-row "schema_version" table.
+# Text columns are TEXT (SQLite does not enforce VARCHAR lengths either) and floats are 8 bytes.
+POSTGRES_MIGRATIONS = [
+    # 1: the schema of SQLite's step 9; search by tsvector columns the rows generate themselves (see
+    # search_text below), GIN-indexed, and a position that orders hits newest first, as SQLite's rowid.
+    [
+        _SEARCH_TEXT_FUNCTION,
+        'CREATE TABLE "account" ("id" SERIAL NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "seq" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "session_count" BIGINT NOT NULL DEFAULT 0, "stored_bytes" BIGINT NOT NULL DEFAULT 0)',
+        'CREATE UNIQUE INDEX "account_name" ON "account" ("name")',
+        'CREATE TABLE "session" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "tag" TEXT, "title" TEXT, "system_prompt" TEXT, "metadata" TEXT NOT NULL, "metadata_version" INTEGER NOT NULL, "agent_state" TEXT, "agent_state_version" INTEGER NOT NULL, "data_encryption_key" BYTEA, "seq" BIGINT NOT NULL, "active" BOOLEAN NOT NULL, "last_active_at" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, "agent" TEXT, "hold" BOOLEAN NOT NULL DEFAULT FALSE, "awaiting_message" BOOLEAN NOT NULL DEFAULT FALSE, "prompt_delivered" TEXT, "usage_input" BIGINT NOT NULL DEFAULT 0, "usage_output" BIGINT NOT NULL DEFAULT 0, "usage_cache_creation" BIGINT NOT NULL DEFAULT 0, "usage_cache_read" BIGINT NOT NULL DEFAULT 0, "usage_cost" DOUBLE PRECISION NOT NULL DEFAULT 0, "search_position" BIGSERIAL NOT NULL, "title_search" tsvector GENERATED ALWAYS AS (to_tsvector(\'simple\', coalesce("title", \'\'))) STORED, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "session_title_search" ON "session" USING gin ("title_search")',
+        'CREATE UNIQUE INDEX "session_account_id_tag" ON "session" ("account_id", "tag")',
+        'CREATE INDEX "session_account_id_id" ON "session" ("account_id", "id")',
+        'CREATE INDEX "session_account_id_updated_at_id" ON "session" ("account_id", "updated_at", "id")',
+        'CREATE INDEX "session_account_id_active_last_active_at" ON "session" ("account_id", "active", "last_active_at")',
+        'CREATE TABLE "message" ("id" TEXT NOT NULL PRIMARY KEY, "session_id" TEXT NOT NULL, "seq" BIGINT NOT NULL, "local_id" TEXT, "role" TEXT CHECK (role IN (\'user\', \'assistant\', \'system\', \'tool\')), "content" TEXT NOT NULL, "metadata" TEXT, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, "delivered_at" BIGINT, "search_position" BIGSERIAL NOT NULL, "search" tsvector GENERATED ALWAYS AS (to_tsvector(\'simple\', coalesce(switchboard_search_text("content"), \'\'))) STORED, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "message_search" ON "message" USING gin ("search")',
+        'CREATE UNIQUE INDEX "message_session_id_seq" ON "message" ("session_id", "seq")',
+        'CREATE UNIQUE INDEX "message_session_id_local_id" ON "message" ("session_id", "local_id")',
+        'CREATE INDEX "message_queued" ON "message" ("session_id", "seq") WHERE (("delivered_at" IS NULL) AND ("role" = \'user\'))',
+        'CREATE TABLE "token" ("id" SERIAL NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "name" TEXT NOT NULL, "secret_hash" TEXT NOT NULL, "created_at" BIGINT NOT NULL, "last_used_at" BIGINT, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "token_account_id" ON "token" ("account_id")',
+        'CREATE UNIQUE INDEX "token_secret_hash" ON "token" ("secret_hash")',
+        'CREATE TABLE "push_subscription" ("id" SERIAL NOT NULL PRIMARY KEY, "token_id" INTEGER NOT NULL, "endpoint" TEXT NOT NULL, "p256dh" TEXT NOT NULL, "auth" TEXT NOT NULL, "created_at" BIGINT NOT NULL, FOREIGN KEY ("token_id") REFERENCES "token" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_subscription_token_id" ON "push_subscription" ("token_id")',
+        'CREATE UNIQUE INDEX "push_subscription_endpoint" ON "push_subscription" ("endpoint")',
+        'CREATE TABLE "push_job" ("id" SERIAL NOT NULL PRIMARY KEY, "subscription_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "payload" TEXT NOT NULL, "attempts" INTEGER NOT NULL, "next_attempt_at" BIGINT NOT NULL, FOREIGN KEY ("subscription_id") REFERENCES "push_subscription" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_job_subscription_id" ON "push_job" ("subscription_id")',
+        'CREATE INDEX "push_job_session_id" ON "push_job" ("session_id")',
+        'CREATE INDEX "push_job_next_attempt_at" ON "push_job" ("next_attempt_at")',
+        'CREATE TABLE "request" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "key" TEXT NOT NULL, "kind" TEXT NOT NULL, "tool" TEXT, "input" TEXT, "suggestions" TEXT, "status" TEXT NOT NULL CHECK (status IN (\'pending\', \'allowed\', \'denied\', \'expired\', \'cancelled\')), "reason" TEXT, "created_at" BIGINT NOT NULL, "decided_at" BIGINT, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX "request_session_id_key" ON "request" ("session_id", "key")',
+        'CREATE INDEX "request_session_id_id" ON "request" ("session_id", "id")',
+        'CREATE INDEX "request_account_id_status_id" ON "request" ("account_id", "status", "id")',
+        'CREATE INDEX "request_account_id_id" ON "request" ("account_id", "id")',
+        'CREATE TABLE "update" ("account_id" INTEGER NOT NULL, "seq" BIGINT NOT NULL, "id" TEXT NOT NULL, "session_id" TEXT, "body" TEXT NOT NULL, "created_at" BIGINT NOT NULL, PRIMARY KEY ("account_id", "seq"), FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
+        'CREATE TABLE "usage_report" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "key" TEXT NOT NULL, "model" TEXT, "input_tokens" BIGINT NOT NULL, "output_tokens" BIGINT NOT NULL, "cache_creation_tokens" BIGINT NOT NULL, "cache_read_tokens" BIGINT NOT NULL, "cost_usd" DOUBLE PRECISION NOT NULL, "at" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX "usage_report_session_id_key" ON "usage_report" ("session_id", "key")',
+        'CREATE INDEX "usage_report_account_id_at" ON "usage_report" ("account_id", "at")',
+        'CREATE TABLE "vapid_key" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "private_key" TEXT NOT NULL, "public_key" TEXT NOT NULL, "created_at" BIGINT NOT NULL)',
+        'CREATE TABLE "webhook" ("id" SERIAL NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "url" TEXT NOT NULL, "format" TEXT NOT NULL, "events" TEXT NOT NULL, "secret" TEXT NOT NULL, "created_at" BIGINT NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_account_id" ON "webhook" ("account_id")',
+        'CREATE TABLE "webhook_run" ("id" TEXT NOT NULL PRIMARY KEY, "webhook_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "event" TEXT NOT NULL, "payload" TEXT NOT NULL, "status" TEXT NOT NULL CHECK (status IN (\'pending\', \'delivered\', \'failed\')), "attempts" INTEGER NOT NULL, "next_attempt_at" BIGINT, "response_status" INTEGER, "duration_ms" INTEGER, "error" TEXT, "created_at" BIGINT NOT NULL, FOREIGN KEY ("webhook_id") REFERENCES "webhook" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_run_session_id_id" ON "webhook_run" ("session_id", "id")',
+        'CREATE INDEX "webhook_run_webhook_id_id" ON "webhook_run" ("webhook_id", "id")',
+        'CREATE INDEX "webhook_run_due" ON "webhook_run" ("next_attempt_at") WHERE ("status" = \'pending\')',
+    ],
+]
+
+
+def init_db(url, max_connections=64):
+    """A pool of connections to `url`: a SQLite file path, or postgresql://user:pass@host/db (psycopg 3).
+    timeout: how long a request waits for a free pooled connection (then 503); SQLite's own lock wait
+    is the busy_timeout pragma."""
+    if url.startswith(("postgresql://", "postgres://")):
+        database = PooledPostgresqlDatabase(url, timeout=10, max_connections=max_connections, stale_timeout=None)
+    else:
+        database = PooledSqliteDatabase(url, pragmas=PRAGMAS, timeout=10, max_connections=max_connections,
+                                        stale_timeout=None, check_same_thread=False)
     db.initialize(database)
     return database
 
 
 def migrate():
-    """Bring the file to SCHEMA_VERSION; the version lives in PRAGMA user_version. Nothing is written
-    when no migration is due, so a server starts (and reads) on a full disk."""
+    """Bring the database to its engine's latest schema version; returns the version it had. On SQLite
+    the version lives in PRAGMA user_version, and nothing is written when no migration is due, so a
+    server starts (and reads) on a full disk. On PostgreSQL, servers starting together take turns
+    (an advisory lock) and the last ones find nothing to do."""
+    if postgres():
+        return _migrate_postgres()
     with db.connection_context():
         version = db.execute_sql("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             with db.atomic("IMMEDIATE"):
                 version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise SchemaTooNew(
-                        f"database schema version {version} is newer than this server's "
-                        f"{SCHEMA_VERSION}; upgrade Switchboard"
-                    )
+                _check_version(version, SCHEMA_VERSION)
                 for step in MIGRATIONS[version:]:
                     for statement in step:
                         db.execute_sql(statement)
                 db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
     storage.watch(db.database)
     return version
+
+
+_MIGRATION_LOCK = 0x5357424D  # the advisory lock key servers migrate under ("SWBM")
+
+
+def _migrate_postgres():
+    latest = len(POSTGRES_MIGRATIONS)
+    with db.connection_context(), db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute_sql('CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL)')
+        row = db.execute_sql('SELECT "version" FROM "schema_version"').fetchone()
+        version = 0 if row is None else row[0]
+        _check_version(version, latest)
+        for step in POSTGRES_MIGRATIONS[version:]:
+            for statement in step:
+                db.execute_sql(statement)
+        if row is None:
+            db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (latest,))
+        elif version != latest:
+            db.execute_sql('UPDATE "schema_version" SET "version" = %s', (latest,))
+    return version
+
+
+def _check_version(version, latest):
+    if version > latest:
+        raise SchemaTooNew(f"database schema version {version} is newer than this server's {latest}; "
+                           "upgrade Switchboard")
+
+
+def in_transaction(connection):
+    """Whether a driver connection (sqlite3's or psycopg's) is inside a transaction (or a failed one)."""
+    if postgres():
+        return connection.info.transaction_status != TransactionStatus.IDLE
+    return connection.in_transaction
 
 
 # --- the file's health ----------------------------------------------------------------------------

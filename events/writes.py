@@ -11,7 +11,7 @@ import time
 from collections import deque
 
 from events.pubsub import QuotaExceeded
-from models import db, storage, storage_failure
+from models import db, in_transaction, postgres, storage, storage_failure
 
 
 class Busy(Exception):
@@ -109,7 +109,7 @@ class Writer:
         """Run one transaction: every queued write (`first` among them), then, after letting every
         writer that is ready join (one yield), those that did; commit, publish, and hand the lead
         to the oldest write still queued. Every write taken ends here, whatever happens."""
-        taken, connection = [], None
+        taken, connection, cursor = [], None, None
         try:
             connection = db.connection()
             cursor = connection.cursor()
@@ -132,7 +132,7 @@ class Writer:
                 for i, write in enumerate(batch):
                     taken.append(write)
                     self._run(connection, cursor, write)
-                    if not connection.in_transaction:  # an error ended the whole transaction
+                    if not in_transaction(connection):  # an error ended the whole transaction
                         with self._lock:
                             self._queue.extendleft(reversed(batch[i + 1:]))
                         break
@@ -142,8 +142,8 @@ class Writer:
             self._commit(connection, cursor, taken)
         except BaseException:
             # The leader itself was stopped (its greenlet killed, an interrupt): nothing commits.
-            if connection is not None and connection.in_transaction:
-                connection.rollback()
+            if cursor is not None and in_transaction(connection):
+                cursor.execute("ROLLBACK")
             for write in taken:
                 write.error = write.error or Busy()
             raise
@@ -166,7 +166,7 @@ class Writer:
             cursor.execute("RELEASE write")
         except Exception as e:
             write.error = _failure(e)
-            if connection.in_transaction:  # some errors end the whole transaction themselves
+            if in_transaction(connection):  # some errors end the whole transaction themselves
                 cursor.execute("ROLLBACK TO write")
                 cursor.execute("RELEASE write")
 
@@ -187,12 +187,12 @@ class Writer:
     def _commit(self, connection, cursor, taken):
         failed = next((w.error for w in taken if w.error is not None), None)
         try:
-            if not connection.in_transaction:
+            if not in_transaction(connection):
                 raise failed or Busy()
             cursor.execute("COMMIT")
         except Exception as e:
             error = _failure(e)
-            if connection.in_transaction:
+            if in_transaction(connection):
                 cursor.execute("ROLLBACK")
             for write in taken:
                 write.error = write.error or error
@@ -206,6 +206,8 @@ class Writer:
 
     @staticmethod
     def _begin(cursor, deadline):
+        if postgres():
+            return cursor.execute("BEGIN")  # rows are locked by the statements that write them
         # BEGIN IMMEDIATE is the only statement that can meet another process's write lock (WAL
         # readers never block); waiting here with time.sleep yields to other greenlets.
         while True:
