@@ -1,6 +1,6 @@
 """The same server on PostgreSQL (SWITCHBOARD_DB=postgresql://...): migrations from empty, the agent and
 management contracts, ordered updates and replay, usage by day, and psycopg's waits cooperating with
-gevent. Each test gets a fresh database on a private cluster (tests/postgres.py) started once."""
+gevent. Each test gets a fresh database on a private cluster (tests/pgcluster.py) started once."""
 import json
 import subprocess
 import sys
@@ -8,16 +8,17 @@ import threading
 
 import pytest
 import requests
-from postgres import Cluster
 
 import domain
 import models
 from app import create_token
 from conftest import ROOT, LiveServer
+from pgcluster import Cluster, require_postgres
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    require_postgres()
     started = Cluster().start()
     yield started
     started.stop()
@@ -208,3 +209,13 @@ def test_search_on_postgresql_answers_as_on_sqlite(pg_url):
         domain.delete_session(prod)
         assert found("disk") == [("Other", 1)]
     models.db.close_all()
+
+
+def test_missing_postgresql_binaries_are_a_loud_skip_locally_and_a_failure_in_ci(monkeypatch):
+    monkeypatch.setenv("SWITCHBOARD_PG_BIN", "/nonexistent")
+    monkeypatch.delenv("SWITCHBOARD_REQUIRE_POSTGRES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="POSTGRESQL TESTS NOT RUN"):
+        require_postgres()
+    monkeypatch.setenv("SWITCHBOARD_REQUIRE_POSTGRES", "1")
+    with pytest.raises(pytest.fail.Exception, match="does not allow skipping"):
+        require_postgres()
