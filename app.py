@@ -130,9 +130,12 @@ def create_app(config=None):
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
                          background_fanout=bool(app.config.get("SERVING")),
                          websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"])
+    # On PostgreSQL the server publishes from the update log what any process committed (events/follower.py)
+    following = bool(app.config.get("SERVING")) and models.postgres()
     events.writer.configure(busy_wait=app.config["BUSY_WAIT_SECONDS"], on_store=notifications.enqueue,
                             quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
-                                                 stored_bytes=app.config["QUOTA_STORED_BYTES"]))
+                                                 stored_bytes=app.config["QUOTA_STORED_BYTES"]),
+                            follower=events.follower if following else None)
 
     # notifications: queued by every write (on_store), sent by the dispatcher when serving
     push.ensure_key()
@@ -185,10 +188,15 @@ def create_app(config=None):
         write_interval_ms=int(app.config["PRESENCE_WRITE_INTERVAL_SECONDS"] * 1000),
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
-    if app.config.get("SERVING"):
+    if following:
+        # Other processes may serve the same database: what they wait on (requests, awaiting
+        # sessions) is theirs to expire.
+        events.follower.start(app.config["DB"])
+    elif app.config.get("SERVING"):
         # What a previous process was waiting on: its hooks got no answer from it.
         with models.db.connection_context():
             domain.expire_leftovers()
+    if app.config.get("SERVING"):
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
@@ -230,6 +238,8 @@ def _maintain(config):
         time.sleep(config["MAINTENANCE_INTERVAL_SECONDS"])
         try:
             with models.db.connection_context():
+                if not models.claim_maintenance(int(config["MAINTENANCE_INTERVAL_SECONDS"] * 1000)):
+                    continue
                 domain.presence.sweep()
                 if config["RETENTION_DAYS"] > 0:
                     domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
@@ -298,6 +308,12 @@ def cmd_serve(args, settings):
     worker = {"gevent": [], "gthread": ["--threads", "16"]}.get(settings["WORKER_CLASS"])
     if worker is None:
         raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
+    if args.workers < 1:
+        raise SystemExit("--workers: at least 1")
+    if args.workers > 1 and not _is_postgres(settings["DB"]):
+        raise SystemExit(f"--workers {args.workers}: a SQLite database is served by one process (it takes one "
+                         "writer at a time, and updates are published by the process that wrote them). "
+                         "Set SWITCHBOARD_DB=postgresql://... to run several workers or hosts.")
     listener = _listen(host, port)
     if _is_postgres(settings["DB"]):
         db_path = settings["DB"]
@@ -331,7 +347,7 @@ def cmd_serve(args, settings):
     # A fresh interpreter: gevent must patch the standard library before anything creates a lock.
     os.execve(sys.executable, [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", settings["WORKER_CLASS"], *worker, "--workers", "1",
+        "--worker-class", settings["WORKER_CLASS"], *worker, "--workers", str(args.workers),
         "--worker-connections", "10000",
         "--bind", f"fd://{listener.fileno()}",
         "--pythonpath", here,
@@ -508,6 +524,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", help="bind address (default: SWITCHBOARD_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: SWITCHBOARD_PORT, else 8000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1; more than one needs PostgreSQL)")
     serve.set_defaults(run=cmd_serve)
     token = commands.add_parser("create-token", help="create an API token, printed alone on the last line")
     token.add_argument("--name", default="cli")

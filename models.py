@@ -1024,6 +1024,9 @@ POSTGRES_MIGRATIONS = [
         'CREATE INDEX "webhook_run_session_id_id" ON "webhook_run" ("session_id", "id")',
         'CREATE INDEX "webhook_run_webhook_id_id" ON "webhook_run" ("webhook_id", "id")',
         'CREATE INDEX "webhook_run_due" ON "webhook_run" ("next_attempt_at") WHERE ("status" = \'pending\')',
+        # when maintenance last ran, claimed by one process of many (claim_maintenance)
+        'CREATE TABLE "maintenance" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "ran_at" BIGINT NOT NULL)',
+        'INSERT INTO "maintenance" ("id", "ran_at") VALUES (1, 0)',
     ],
 ]
 
@@ -1087,6 +1090,18 @@ def _check_version(version, latest):
     if version > latest:
         raise SchemaTooNew(f"database schema version {version} is newer than this server's {latest}; "
                            "upgrade Switchboard")
+
+
+def claim_maintenance(interval_ms):
+    """Whether this process is the one to run this interval's maintenance: on PostgreSQL, where many
+    may serve one database, the first to claim it once 90% of an interval has passed since the last
+    run (the row's lock decides between claims made together); on SQLite (one process), always."""
+    if not postgres():
+        return True
+    now = now_ms()
+    with db.atomic():
+        return db.execute_sql('UPDATE "maintenance" SET "ran_at" = %s WHERE "ran_at" <= %s',
+                              (now, now - interval_ms * 9 // 10)).rowcount == 1
 
 
 def in_transaction(connection):

@@ -29,6 +29,7 @@ from models import (
     fn,
     new_ids,
     now_ms,
+    postgres,
 )
 
 log = logging.getLogger("switchboard")
@@ -118,21 +119,23 @@ def prune(older_than_ms):
 
 # Pending runs are matched with the literal of the partial index they are read by (models.WebhookRun).
 _PENDING = WebhookRun.status == SQL("'pending'")
-_DUE_RUNS = Statement(lambda now, limit: (
+# On PostgreSQL, where several processes claim work, a row another one is claiming is skipped: each
+# run and job is leased (then sent) by one process only.
+_DUE_RUNS = Statement(lambda now, limit: _claimed(
     WebhookRun
     .select(WebhookRun.id, Webhook.url, Webhook.format, Webhook.secret, WebhookRun.payload, WebhookRun.attempts)
     .join(Webhook)
     .where(_PENDING & (WebhookRun.next_attempt_at <= now))
     .order_by(WebhookRun.next_attempt_at)
-    .limit(limit)), 1001, 1002)
-_DUE_JOBS = Statement(lambda now, limit: (
+    .limit(limit), WebhookRun), 1001, 1002)
+_DUE_JOBS = Statement(lambda now, limit: _claimed(
     PushJob
     .select(PushJob.id, PushSubscription.endpoint, PushSubscription.p256dh, PushSubscription.auth, PushJob.payload,
             PushJob.attempts, PushJob.subscription)
     .join(PushSubscription)
     .where(PushJob.next_attempt_at <= now)
     .order_by(PushJob.next_attempt_at)
-    .limit(limit)), 1001, 1002)
+    .limit(limit), PushJob), 1001, 1002)
 _LEASE_RUN = Statement(lambda lease, run_id: (
     WebhookRun
     .update({WebhookRun.next_attempt_at: lease})
@@ -147,6 +150,10 @@ _RECORD_RUN = Statement(lambda status, attempts, due, response_status, duration_
              WebhookRun.response_status: response_status, WebhookRun.duration_ms: duration_ms,
              WebhookRun.error: error})
     .where(WebhookRun.id == run_id)), "\0S", 1001, 1002, 1003, 1004, "\0e", "\0i")
+
+
+def _claimed(query, table):
+    return query.for_update(of=table, skip_locked=True) if postgres() else query
 
 
 def _next_due():

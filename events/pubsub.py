@@ -106,6 +106,7 @@ class Hub:
         self._per_token = defaultdict(int)  # token id -> its open websockets (counted under the quota)
         self._lock = threading.Lock()
         self._outbox = None
+        self.on_subscribe = None  # called with the account id as anyone registers (events/follower.py)
         self.stopping = False  # set by shutdown(): waiting requests answer now instead of holding it up
         self.configure()
 
@@ -141,6 +142,8 @@ class Hub:
                 self._per_token[subscriber.token_id] += 1
             self._subscribers[subscriber.account_id].add(subscriber)
         try:
+            if self.on_subscribe is not None:
+                self.on_subscribe(subscriber.account_id)
             yield subscriber
         finally:
             self._drop(subscriber)
@@ -188,6 +191,11 @@ class Hub:
                 # the publisher never waits for it.
                 subscriber.overflowed = True
                 self._drop(subscriber)
+
+    def accounts(self):
+        """The ids of the accounts someone here is subscribed to or watches."""
+        with self._lock:
+            return set(self._subscribers)
 
     def subscribers(self):
         """Every websocket's Subscriber (watchers are not connections)."""

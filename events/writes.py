@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 
+from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
 from models import db, in_transaction, postgres, storage, storage_failure
 
@@ -67,13 +68,16 @@ class Writer:
         self._running = None  # that thread, while it runs writes (a write cannot start another)
         self.configure()
 
-    def configure(self, busy_wait=5.0, quotas=Quotas(), on_store=None):
+    def configure(self, busy_wait=5.0, quotas=Quotas(), on_store=None, follower=None):
         """`busy_wait` bounds a write's whole wait, in this process's queue as well as on another
         process's lock. `on_store(changes)` runs in each write's transaction once its updates are
-        stored: what it writes (notifications.py queues deliveries) commits, or not, with them."""
+        stored: what it writes (notifications.py queues deliveries) commits, or not, with them.
+        With a `follower` (PostgreSQL, events/follower.py), committed updates are announced to every
+        process and published from the log; without one, the writer publishes them itself."""
         self.busy_wait = busy_wait
         self.quotas = quotas
         self.on_store = on_store
+        self.follower = follower
 
     def run(self, account_id, fn, origin=None, busy_wait=None):
         """Run `fn(changes)` in a write transaction for the account (None: no account's updates) and
@@ -189,6 +193,9 @@ class Writer:
         try:
             if not in_transaction(connection):
                 raise failed or Busy()
+            if self.follower is not None:  # delivered to every listening process at commit
+                for account_id in {w.changes.account_id for w in taken if w.error is None and w.changes.published}:
+                    cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(account_id)))
             cursor.execute("COMMIT")
         except Exception as e:
             error = _failure(e)
@@ -198,6 +205,9 @@ class Writer:
                 write.error = write.error or error
             return
         storage.failure = None
+        if self.follower is not None:
+            self.follower.committed([w.changes for w in taken if w.error is None])
+            return
         for write in taken:
             if write.error is None:
                 changes = write.changes

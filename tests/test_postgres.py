@@ -1,13 +1,19 @@
 """The same server on PostgreSQL (SWITCHBOARD_DB=postgresql://...): migrations from empty, the agent and
 management contracts, ordered updates and replay, usage by day, and psycopg's waits cooperating with
 gevent. Each test gets a fresh database on a private cluster (tests/pgcluster.py) started once."""
+import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
+import psutil
 import pytest
 import requests
+from test_claude_hooks import decision_path, event, post_hook
 
 import domain
 import models
@@ -60,7 +66,7 @@ def test_migrations_build_the_schema_from_empty_and_servers_starting_together_mi
     assert models.migrate() == len(models.POSTGRES_MIGRATIONS)
     with models.db.connection_context():
         expected = {m._meta.table_name for m in models.MODELS if m not in (models.MessageSearch, models.SessionSearch)}
-        assert _tables() == expected | {"schema_version"}
+        assert _tables() == expected | {"schema_version", "maintenance"}
     models.db.close_all()
 
 
@@ -219,3 +225,181 @@ def test_missing_postgresql_binaries_are_a_loud_skip_locally_and_a_failure_in_ci
     monkeypatch.setenv("SWITCHBOARD_REQUIRE_POSTGRES", "1")
     with pytest.raises(pytest.fail.Exception, match="does not allow skipping"):
         require_postgres()
+
+
+# --- many processes on one database ---------------------------------------------------------------
+
+def test_several_workers_are_refused_on_sqlite_with_the_reason(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "serve", "--workers", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SWITCHBOARD_DB": str(tmp_path / "x.db")})
+    assert out.returncode != 0
+    assert "--workers 2: a SQLite database is served by one process" in out.stderr
+    assert "SWITCHBOARD_DB=postgresql://" in out.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.fixture
+def two_hosts(pg_url, tmp_path):
+    """Two servers (as on two hosts) on one database; the second shares the first's token. The first
+    runs two gunicorn workers itself."""
+    env = {"SWITCHBOARD_WS_TOKEN_CHECK_SECONDS": "0.2", "SWITCHBOARD_APPROVAL_WAIT_SECONDS": "30"}
+    first = LiveServer(pg_url, env, log_dir=tmp_path, args=["--workers", "2"]).start()
+    second = LiveServer(pg_url, env, log_dir=tmp_path).start()
+    second.token = first.token
+    yield first, second
+    for server in (first, second):
+        server.stop()
+
+
+def _seqs(ws, last, timeout=60):
+    """The seqs of the updates a socket receives until `last` arrives."""
+    seqs = []
+    deadline = time.monotonic() + timeout
+    while not seqs or seqs[-1] < last:
+        assert time.monotonic() < deadline, f"stopped at {seqs[-1:]}, waiting for {last}"
+        seqs.append(ws.expect("update", timeout=10)["data"]["seq"])
+    return seqs
+
+
+def test_every_process_delivers_every_update_once_in_seq_order(two_hosts, ws_connect):
+    """4 writers, two on each server, 10,000 updates (100-message batches); a user-scoped socket on
+    each server sees them all, once each, in seq order, without a gap; and replays them from any."""
+    first, second = two_hosts
+    sid = requests.post(f"{first.url}/v1/sessions", json={"tag": "many", "metadata": ""},
+                        headers=first.headers, timeout=5).json()["session"]["id"]
+    sockets = [ws_connect(server) for server in (first, second, first)]
+    start = sockets[0].ready
+    errors = []
+
+    def write(server, n):
+        for batch in range(25):
+            r = requests.post(f"{server.url}/v3/sessions/{sid}/messages", headers=server.headers, timeout=30,
+                              json={"messages": [{"content": i, "localId": f"{n}.{batch}.{i}"} for i in range(100)]})
+            if r.status_code != 200:
+                errors.append(r.text)
+    writers = [threading.Thread(target=write, args=(server, n)) for n, server in enumerate((first, second) * 2)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(120)
+    assert errors == []
+    last = start + 10_000
+    for ws in sockets:
+        assert _seqs(ws, last) == list(range(start + 1, last + 1))
+    replay = ws_connect(second, since=start + 5_000, ready=False)
+    assert _seqs(replay, last) == list(range(start + 5_001, last + 1))
+
+
+def test_a_decision_on_one_host_wakes_the_hook_waiting_on_another_within_100_ms(two_hosts):
+    first, second = two_hosts
+    answers, answered = [], []
+
+    def hook():
+        answers.append(post_hook(second, event("PermissionRequest")))
+        answered.append(time.monotonic())
+    thread = threading.Thread(target=hook)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (pending := requests.get(f"{first.url}/api/requests?status=pending", headers=first.headers,
+                                       timeout=5).json()["items"]):
+        assert time.monotonic() < deadline, "no pending request"
+        time.sleep(0.02)
+    time.sleep(0.2)  # the hook is waiting now, on the other host
+    r = requests.post(first.url + decision_path(pending[0]), json={"decision": "allow"}, headers=first.headers,
+                      timeout=5)
+    decided = time.monotonic()
+    assert r.status_code == 200
+    thread.join(10)
+    assert answers[0]["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    assert answered[0] - decided < 0.1
+
+
+def test_a_revoked_token_closes_its_sockets_on_every_process(two_hosts, ws_connect):
+    first, second = two_hosts
+    secret = first.new_token("alice")
+    sockets = [ws_connect(server, token=secret) for server in (first, second)]
+    tokens = subprocess.run([sys.executable, str(ROOT / "app.py"), "list-tokens"], cwd=ROOT, capture_output=True,
+                            text=True, check=True, env={**os.environ, "SWITCHBOARD_DB": first.db_path}).stdout
+    [token_id] = [line.split()[0] for line in tokens.splitlines() if " alice " in line]
+    subprocess.run([sys.executable, str(ROOT / "app.py"), "revoke-token", token_id], cwd=ROOT, check=True,
+                   capture_output=True, env={**os.environ, "SWITCHBOARD_DB": first.db_path})
+    for ws in sockets:
+        assert ws.expect("error", timeout=5)["data"] == {"error": "unauthorized", "message": "Token revoked."}
+        with pytest.raises(Exception):
+            ws.recv(timeout=5)
+        assert ws.client.close_reason == 4401
+
+
+def test_maintenance_runs_once_per_interval_whatever_the_number_of_processes(pg_url, tmp_path):
+    """Three processes (two hosts, one with two workers) with a 0.5 s interval, watched for 4 s: about
+    8 runs in all, not 8 per process."""
+    env = {"SWITCHBOARD_MAINTENANCE_INTERVAL_SECONDS": "0.5"}
+    servers = [LiveServer(pg_url, env, log_dir=tmp_path, args=["--workers", "2"]).start(),
+               LiveServer(pg_url, env, log_dir=tmp_path).start()]
+    models.init_db(pg_url)
+    runs = set()
+    try:
+        with models.db.connection_context():
+            end = time.monotonic() + 4
+            while time.monotonic() < end:
+                runs.add(models.db.execute_sql('SELECT "ran_at" FROM "maintenance"').fetchone()[0])
+                time.sleep(0.02)
+    finally:
+        models.db.close_all()
+        for server in servers:
+            server.stop()
+    assert 4 <= len(runs) <= 4 / 0.45 + 1, sorted(runs)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(runs - {0}))]
+    assert min(gaps) >= 450, gaps
+
+
+def test_killing_one_process_mid_stream_loses_nothing_it_acknowledged(two_hosts, ws_connect):
+    first, second = two_hosts
+    sid = requests.post(f"{second.url}/v1/sessions", json={"tag": "kill", "metadata": ""},
+                        headers=second.headers, timeout=5).json()["session"]["id"]
+    watcher = ws_connect(second)
+    acknowledged = []
+
+    def write():
+        for n in range(2000):
+            try:
+                r = requests.post(f"{first.url}/v3/sessions/{sid}/messages", headers=first.headers, timeout=5,
+                                  json={"messages": [{"content": n, "localId": str(n)}]})
+            except requests.RequestException:
+                return
+            if r.status_code == 200:
+                acknowledged.append(r.json()["messages"][0]["seq"])
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + 20
+    while len(acknowledged) < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for process in psutil.Process(first.proc.pid).children(recursive=True) + [psutil.Process(first.proc.pid)]:
+        process.send_signal(signal.SIGKILL)
+    writer.join(30)
+    assert len(acknowledged) < 2000  # killed mid-stream
+    messages = requests.get(f"{second.url}/v3/sessions/{sid}/messages?limit=500", headers=second.headers,
+                            timeout=5).json()["messages"]
+    stored = {m["seq"] for m in messages}
+    while len(messages) == 500:
+        after = messages[-1]["seq"]
+        messages = requests.get(f"{second.url}/v3/sessions/{sid}/messages?limit=500&after_seq={after}",
+                                headers=second.headers, timeout=5).json()["messages"]
+        stored |= {m["seq"] for m in messages}
+    assert set(acknowledged) <= stored
+    seen = [u["data"]["body"]["message"]["seq"] for u in _updates(watcher, len(stored))]
+    assert set(acknowledged) <= set(seen)
+
+
+def _updates(ws, count, timeout=30):
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        try:
+            frame = ws.expect("update", timeout=2)
+        except Exception:
+            break
+        if frame["data"]["body"]["t"] == "new-message":
+            got.append(frame)
+    return got
