@@ -170,9 +170,10 @@ class Writer:
         seq order). Not grouped: two processes' groups could lock the same rows in opposite orders."""
         connection = db.connection()
         cursor = connection.cursor()
-        cursor.execute("BEGIN")
+        cursor.execute("BEGIN")  # no savepoint: alone, a failing write undoes the whole transaction
         try:
-            self._run(connection, cursor, write)
+            write.result = write.fn(write.changes)
+            self._store(write.changes)
             self._commit(connection, cursor, [write])
         except BaseException:
             if in_transaction(connection):

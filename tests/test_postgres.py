@@ -124,6 +124,9 @@ def test_a_server_on_postgresql_serves_both_contracts_and_streams_updates_in_ord
         r = requests.post(f"{pg_server.url}/v3/sessions/{sid}/messages",
                           json={"messages": [{"content": n, "localId": f"l{n}"}]}, headers=headers, timeout=5)
         assert r.status_code == 200, r.text
+    missing = requests.post(f"{pg_server.url}/v3/sessions/nope/messages", json={"messages": [{"content": 1}]},
+                            headers=headers, timeout=5)
+    assert missing.status_code == 404  # its transaction rolled back; the writes around it go on
     seqs = [ws.expect("update")["data"]["seq"] for _ in range(20)]
     assert seqs == sorted(seqs) and seqs[-1] - seqs[0] == 19
     ws.close()
