@@ -117,16 +117,17 @@ class Writer:
         to the oldest write still queued. Every write taken ends here, whatever happens."""
         taken, connection, cursor = [], None, None
         try:
-            connection = db.connection()
-            cursor = connection.cursor()
             try:
+                connection = db.connection()
+                cursor = connection.cursor()
                 storage.check()
                 self._begin(cursor, first.deadline)
-            except Exception as e:
+            except BaseException as e:
                 with self._lock:
-                    self._queue.remove(first)
+                    self._queue.remove(first)  # the next one queued leads instead
+                if not isinstance(e, Exception):
+                    raise
                 first.error = _failure(e)
-                taken.append(first)
                 return
             self._running = threading.get_ident()
             for joining in (False, True):

@@ -159,3 +159,30 @@ def test_a_write_cannot_start_another_write(app, account):
     with models.db.connection_context(), pytest.raises(RuntimeError, match="cannot start another"):
         writer.run(account, lambda changes: writer.run(account, lambda inner: None))
     assert writer._leader is None
+
+
+def test_a_leader_stopped_before_its_transaction_began_hands_the_lead_on(app, account, monkeypatch):
+    outcomes = {}
+    begin = writer._begin
+    calls = []
+
+    def stopped_once(cursor, deadline):
+        calls.append(1)
+        if len(calls) == 1:
+            _queued(3)  # its own write and two others wait in the queue
+            raise Killed()
+        return begin(cursor, deadline)
+    monkeypatch.setattr(writer, "_begin", stopped_once)
+    leader = _in_thread(lambda: writer.run(account, _create(account, "stopped")), outcomes, "stopped")
+    deadline = time.monotonic() + 10
+    while not calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    others = [_in_thread(lambda tag=tag: writer.run(account, _create(account, tag)), outcomes, tag)
+              for tag in ("next", "last")]
+    for thread in (leader, *others):
+        thread.join(10)
+        assert not thread.is_alive(), "a write hung behind a leader that never began"
+    assert isinstance(outcomes["stopped"], Killed)
+    assert _sessions(app) == ["last", "next"]
+    assert writer._leader is None and not writer._queue
