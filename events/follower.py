@@ -103,8 +103,9 @@ class Follower:
 
     def _check_all(self):
         """Forget accounts nobody here follows any more; mark due those whose seq moved."""
-        followed = self.hub.accounts()
         with self._lock:
+            # read under this lock: an account registered meanwhile is followed again after it
+            followed = self.hub.accounts()
             for account_id in [a for a in self._published if a not in followed]:
                 del self._published[account_id]
             self._origins = {key: origin for key, origin in self._origins.items() if key[0] in followed}
