@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 from flask import Flask
 
@@ -128,11 +129,14 @@ def create_app(config=None):
         raise SystemExit(f"SWITCHBOARD_PRICES_FILE: {e}") from None
     schemas.limits.import_messages = app.config["MAX_IMPORT_MESSAGES"]
     events.hub.configure(queue_size=app.config["WS_QUEUE_SIZE"], queue_bytes=app.config["WS_QUEUE_BYTES"],
-                         busy_wait=app.config["BUSY_WAIT_SECONDS"],
-                         background_fanout=bool(app.config.get("SERVING")), on_store=notifications.enqueue,
-                         quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
-                                              stored_bytes=app.config["QUOTA_STORED_BYTES"],
-                                              websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"]))
+                         background_fanout=bool(app.config.get("SERVING")),
+                         websockets_per_token=app.config["QUOTA_WEBSOCKETS_PER_TOKEN"])
+    # On PostgreSQL the server publishes from the update log what any process committed (events/follower.py)
+    following = bool(app.config.get("SERVING")) and models.postgres()
+    events.writer.configure(busy_wait=app.config["BUSY_WAIT_SECONDS"], on_store=notifications.enqueue,
+                            quotas=events.Quotas(sessions=app.config["QUOTA_SESSIONS"],
+                                                 stored_bytes=app.config["QUOTA_STORED_BYTES"]),
+                            follower=events.follower if following else None)
 
     # notifications: queued by every write (on_store), sent by the dispatcher when serving
     push.ensure_key()
@@ -185,10 +189,15 @@ def create_app(config=None):
         write_interval_ms=int(app.config["PRESENCE_WRITE_INTERVAL_SECONDS"] * 1000),
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
-    if app.config.get("SERVING"):
+    if following:
+        # Other processes may serve the same database: what they wait on (requests, awaiting
+        # sessions) is theirs to expire.
+        events.follower.start(app.config["DB"])
+    elif app.config.get("SERVING"):
         # What a previous process was waiting on: its hooks got no answer from it.
         with models.db.connection_context():
             domain.expire_leftovers()
+    if app.config.get("SERVING"):
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
@@ -224,23 +233,36 @@ def _maintain(config):
     """Every interval: mark silent sessions inactive, delete sessions idle past their retention (if
     one is set), prune the update log and finished webhook runs past their own."""
     import domain
-    import events
     import models
     import notifications
     while True:
         time.sleep(config["MAINTENANCE_INTERVAL_SECONDS"])
         try:
             with models.db.connection_context():
+                if not models.claim_maintenance(int(config["MAINTENANCE_INTERVAL_SECONDS"] * 1000)):
+                    continue
                 domain.presence.sweep()
                 if config["RETENTION_DAYS"] > 0:
                     domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
-                events.hub.prune(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
+                domain.prune_updates(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))
                 notifications.prune(models.now_ms() - int(config["WEBHOOK_RUN_RETENTION_DAYS"] * 86_400_000))
         except Exception:
             log.exception("maintenance failed; retrying next interval")
 
 
 # --- command line -------------------------------------------------------------------------------
+
+def _is_postgres(url):
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def _without_password(url):
+    """A PostgreSQL URL as it may be printed: user, host and database, never the password."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=(user + "@" if user else "") + netloc[2]))
+
 
 def _open_db(settings):
     import models
@@ -254,11 +276,14 @@ def _open_db(settings):
 
 def create_token(models, name="default", account="default"):
     """Create a token (and its account if missing); returns the secret, shown once, never stored."""
-    from events import hub
+    from events import writer
     secret = "sb_" + secrets.token_urlsafe(32)
-    with models.db.connection_context(), hub.write(None):
+
+    def write(changes):
         owner = models.Account.get_or_none(name=account) or models.Account.create(name=account)
         models.Token.create(account=owner, name=name, secret_hash=models.hash_secret(secret))
+    with models.db.connection_context():
+        writer.run(None, write)
     return secret
 
 
@@ -286,15 +311,26 @@ def cmd_serve(args, settings):
               "gthread": ["--worker-class", "gthread", "--threads", "16"]}.get(settings["WORKER_CLASS"])
     if worker is None:
         raise SystemExit(f"SWITCHBOARD_WORKER_CLASS={settings['WORKER_CLASS']!r}: use gevent or gthread")
-    db_path = os.path.abspath(settings["DB"])
+    if args.workers < 1:
+        raise SystemExit("--workers: at least 1")
+    if args.workers > 1 and not _is_postgres(settings["DB"]):
+        raise SystemExit(f"--workers {args.workers}: a SQLite database is served by one process (it takes one "
+                         "writer at a time, and updates are published by the process that wrote them). "
+                         "Set SWITCHBOARD_DB=postgresql://... to run several workers or hosts.")
     listener = _listen(host, port)
-    created = not os.path.exists(db_path)
-    import admin
-    admin.hold_while_serving(db_path)  # kept across the exec: `restore` refuses while it is held
-    models = _open_db({**settings, "DB": db_path})
-    # Said every time: a server started from another directory with a relative SWITCHBOARD_DB opens
-    # another file, and the data would seem gone.
-    print(f"Database: {db_path}" + (" (created a new database)" if created else ""), flush=True)
+    if _is_postgres(settings["DB"]):
+        db_path = settings["DB"]
+        models = _open_db(settings)
+        print(f"Database: {_without_password(db_path)}", flush=True)
+    else:
+        db_path = os.path.abspath(settings["DB"])
+        created = not os.path.exists(db_path)
+        import admin
+        admin.hold_while_serving(db_path)  # kept across the exec: `restore` refuses while it is held
+        models = _open_db({**settings, "DB": db_path})
+        # Said every time: a server started from another directory with a relative SWITCHBOARD_DB
+        # opens another file, and the data would seem gone.
+        print(f"Database: {db_path}" + (" (created a new database)" if created else ""), flush=True)
     with models.db.connection_context():
         first_run = not models.Token.select().exists()
     if first_run:
@@ -314,7 +350,7 @@ def cmd_serve(args, settings):
     # A fresh interpreter: gevent must patch the standard library before anything creates a lock.
     os.execve(sys.executable, [
         sys.executable, "-m", "gunicorn",
-        *worker, "--workers", "1",
+        *worker, "--workers", str(args.workers),
         "--worker-connections", "10000",
         "--bind", f"fd://{listener.fileno()}",
         "--pythonpath", here,
@@ -353,10 +389,10 @@ def cmd_list_tokens(args, settings):
 
 
 def cmd_revoke_token(args, settings):
-    from events import hub
+    from events import writer
     models = _open_db(settings)
-    with models.db.connection_context(), hub.write(None):
-        deleted = models.Token.delete().where(models.Token.id == args.id).execute()
+    with models.db.connection_context():
+        deleted = writer.run(None, lambda changes: models.Token.delete().where(models.Token.id == args.id).execute())
     if not deleted:
         raise SystemExit(f"no token with id {args.id}")
     print(f"revoked token {args.id}")
@@ -375,8 +411,14 @@ def cmd_claude_settings(args, settings):
                                      approvals=not args.no_approvals, usage_command=usage_command), indent=2))
 
 
+def _file_only(settings, task):
+    if _is_postgres(settings["DB"]):
+        raise SystemExit(f"{task} copies a SQLite file; on PostgreSQL use pg_dump and pg_restore")
+
+
 def cmd_backup(args, settings):
     import admin
+    _file_only(settings, "backup")
     db_path = os.path.abspath(settings["DB"])
     if not os.path.exists(db_path):
         raise SystemExit(f"{db_path}: no such database")
@@ -386,6 +428,7 @@ def cmd_backup(args, settings):
 
 def cmd_restore(args, settings):
     import admin
+    _file_only(settings, "restore")
     db_path = os.path.abspath(settings["DB"])
     admin.restore(args.file, db_path)
     print(f"restored {db_path} from {os.path.abspath(args.file)}")
@@ -484,6 +527,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", help="bind address (default: SWITCHBOARD_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: SWITCHBOARD_PORT, else 8000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1; more than one needs PostgreSQL)")
     serve.set_defaults(run=cmd_serve)
     token = commands.add_parser("create-token", help="create an API token, printed alone on the last line")
     token.add_argument("--name", default="cli")

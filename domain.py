@@ -1,19 +1,18 @@
 """Domain operations: every write any contract can make, each in exactly one place.
 
 The agent API, the management API and the websocket handler all call these; they differ only in the
-shapes they load and dump. Each write is one `hub.write()` transaction that records the updates it
-causes, which the hub publishes after commit. Nothing here knows HTTP or sockets.
+shapes they load and dump. Each write is one function the writer runs in a transaction (`writer.run`),
+recording the updates it causes, which the hub publishes after commit. Nothing here knows HTTP or sockets.
 """
 import itertools
 import json
 import threading
 
-from peewee import fn
-
 import claude
+import models
 import prices
-from events import hub
-from models import Account, Request, Session, db, new_id, new_ids, now_ms, off_the_loop, pause
+from events import hub, update_log, writer
+from models import Account, Request, Session, UsageReport, db, new_id, new_ids, now_ms, off_the_loop, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
@@ -21,27 +20,9 @@ class SessionNotFound(LookupError):
     pass
 
 
-# Every request on a session runs this lookup and every append the statements below. They are
-# written out once: Peewee renders a query in Python on each execution, and for these that took
-# longer than SQLite takes to run them (bench/append.py).
-_SESSION_FIELDS = Session._meta.sorted_fields
-_FIND_SESSION = 'SELECT {} FROM "session" WHERE "id" = ? AND "account_id" = ?'.format(
-    ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
-_MESSAGE_COLUMNS = ("id", "session_id", "seq", "local_id", "role", "content", "metadata", "created_at",
-                    "updated_at", "delivered_at")
-_INSERT_MESSAGES = 'INSERT INTO "message" ({}) VALUES '.format(", ".join(_MESSAGE_COLUMNS))
-_MESSAGE_ROW = "({})".format(", ".join("?" * len(_MESSAGE_COLUMNS)))
-# Both check the session's account too: an append needs no separate lookup of its session.
-_KNOWN_MESSAGES = ('SELECT {} FROM "message" JOIN "session" ON "session"."id" = "message"."session_id" '
-                   'WHERE "message"."session_id" = ? AND "session"."account_id" = ? AND "local_id" IN ({{}})').format(
-    ", ".join(f'"message"."{c}"' for c in _MESSAGE_COLUMNS))
-_TAKE_SEQS = ('UPDATE "session" SET "seq" = "seq" + ?, "updated_at" = ? WHERE "id" = ? AND "account_id" = ? '
-              'RETURNING "seq"')
-
-
 def find_session(account_id, session_id):
     """The caller's session; another account's session is exactly as missing as an absent one."""
-    row = db.execute_sql(_FIND_SESSION, (session_id, account_id)).fetchone()
+    row = db.execute_sql(*models.FIND_SESSION(session_id, account_id)).fetchone()
     if row is None:
         raise SessionNotFound(session_id)
     return _session(row)
@@ -50,7 +31,7 @@ def find_session(account_id, session_id):
 def _session(row):
     # Built from the row directly: Peewee's result wrapper costs four times the query here. Each value
     # still goes through its field's converter: SQLite answers 0/1 for `active`, which dumps as a number.
-    return Session(__no_default__=True, **{f.name: f.python_value(value) for f, value in zip(_SESSION_FIELDS, row)})
+    return Session(__no_default__=True, **{f.name: f.python_value(value) for f, value in zip(models.SESSION_FIELDS, row)})
 
 
 def _reload(session):
@@ -63,7 +44,7 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
 
     An agent's session starts active (the agent is there); one made from the browser waits for one.
     """
-    with hub.write(account_id, origin) as changes:
+    def write(changes):
         if tag is not None:
             existing = (Session
                         .select()
@@ -77,7 +58,8 @@ def create_session(account_id, *, tag=None, title=None, metadata="", agent_state
         )
         changes.sessions += 1
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
-    return session, True
+        return session, True
+    return writer.run(account_id, write, origin)
 
 
 def append_messages(account_id, session_id, messages, origin=None, agent=False):
@@ -94,8 +76,7 @@ def append_messages(account_id, session_id, messages, origin=None, agent=False):
     if agent:
         now = now_ms()
         messages = [{**m, "delivered_at": now} if m.get("role") == "user" else m for m in messages]
-    with hub.write(account_id, origin) as changes:
-        return _append(changes, account_id, session_id, messages)
+    return writer.run(account_id, lambda changes: _append(changes, account_id, session_id, messages), origin)
 
 
 def _append(changes, account_id, session_id, messages):
@@ -103,9 +84,8 @@ def _append(changes, account_id, session_id, messages):
     local_ids = list({m["local_id"] for m in messages if m.get("local_id") is not None})
     known = {}
     if local_ids:
-        rows = db.execute_sql(_KNOWN_MESSAGES.format(", ".join("?" * len(local_ids))),
-                              (session_id, account_id, *local_ids))
-        known = {row[3]: dict(zip(_MESSAGE_COLUMNS, row)) for row in rows}
+        rows = db.execute_sql(*models.known_messages(len(local_ids))(session_id, account_id, *local_ids))
+        known = {row[3]: dict(zip(models.MESSAGE_COLUMNS, row)) for row in rows}
     fresh = []
     for m in messages:
         local_id = m.get("local_id")
@@ -117,11 +97,11 @@ def _append(changes, account_id, session_id, messages):
     created = []
     if fresh:
         now = now_ms()
-        last = db.execute_sql(_TAKE_SEQS, (len(fresh), now, session_id, account_id)).fetchall()
+        last = db.execute_sql(*models.TAKE_MESSAGE_SEQS(len(fresh), now, session_id, account_id)).fetchall()
         if not last:
             raise SessionNotFound(session_id)
         first_seq = last[0][0] - len(fresh) + 1
-        created = [dict(zip(_MESSAGE_COLUMNS, (
+        created = [dict(zip(models.MESSAGE_COLUMNS, (
             message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
             m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
             for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
@@ -135,14 +115,12 @@ def _append(changes, account_id, session_id, messages):
 
 
 def _insert_messages(rows):
-    """Message rows (tuples of _MESSAGE_COLUMNS), many to a statement. Not executemany: FTS5 writes
-    the terms it holds to disk at the start of each statement of the transaction it is in, so the
-    search trigger wrote an index segment per message, and the index cost three times what it does
-    written once per statement (bench/search.py)."""
-    cursor = db.cursor()
+    """Message rows (tuples of models.MESSAGE_COLUMNS), many to a statement. Not executemany: FTS5
+    writes the terms it holds to disk at the start of each statement of the transaction it is in, so
+    the search trigger wrote an index segment per message, and the index cost three times what it
+    does written once per statement (bench/search.py)."""
     for start in range(0, len(rows), WRITE_STEP_ROWS):
-        step = rows[start:start + WRITE_STEP_ROWS]
-        cursor.execute(_INSERT_MESSAGES + ", ".join([_MESSAGE_ROW] * len(step)), [v for row in step for v in row])
+        db.execute_sql(*models.INSERT_MESSAGES.rows(rows[start:start + WRITE_STEP_ROWS]))
 
 
 _CAS_EVENT_KEYS = {"metadata": "metadata", "agent_state": "agentState"}
@@ -154,7 +132,7 @@ def compare_and_set(session, field, value, expected_version, origin=None):
     Returns (succeeded, version, value): on a mismatch, the current version and value.
     """
     version_field = getattr(Session, f"{field}_version")
-    with hub.write(session.account_id, origin) as changes:
+    def write(changes):
         current = (Session
                    .select(getattr(Session, field), version_field)
                    .where(Session.id == session.id)
@@ -172,7 +150,8 @@ def compare_and_set(session, field, value, expected_version, origin=None):
          .execute())
         changes.add(session.id, {"t": "update-session", "id": session.id,
                                  _CAS_EVENT_KEYS[field]: {"value": value, "version": version}})
-    return True, version, value
+        return True, version, value
+    return writer.run(session.account_id, write, origin)
 
 
 _SETTABLE_EVENT_KEYS = {"title": "title", "system_prompt": "systemPrompt"}
@@ -180,7 +159,7 @@ _SETTABLE_EVENT_KEYS = {"title": "title", "system_prompt": "systemPrompt"}
 
 def update_session(session, origin=None, **values):
     """Set the title and/or system prompt; returns the updated session."""
-    with hub.write(session.account_id, origin) as changes:
+    def write(changes):
         updated = (Session
                    .update({**{getattr(Session, k): v for k, v in values.items()}, Session.updated_at: now_ms()})
                    .where(Session.id == session.id)
@@ -189,6 +168,7 @@ def update_session(session, origin=None, **values):
             raise SessionNotFound(session.id)
         changes.add(session.id, {"t": "update-session", "id": session.id,
                                  **{_SETTABLE_EVENT_KEYS[k]: v for k, v in values.items()}})
+    writer.run(session.account_id, write, origin)
     return _reload(session)
 
 
@@ -197,30 +177,21 @@ def _size(content, metadata):
     return len(content.encode()) + (len(metadata.encode()) if metadata is not None else 0)
 
 
-_SESSION_BYTES = ('SELECT COALESCE(SUM(LENGTH(CAST("content" AS BLOB)) + COALESCE(LENGTH(CAST("metadata" AS BLOB)), 0)), 0) '
-                  'FROM "message" WHERE "session_id" = ?')
 
-
-# What a deleted session's updates become: the seq stays (replay has no gap), the content goes.
-REDACTED = '{"t":"redacted"}'
-_REDACT_SESSION = f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "session_id" = ? AND "body" != \'{REDACTED}\''
-_LOG_SPAN = ('SELECT (SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" LIMIT 1), '
-             '(SELECT "seq" FROM "update" WHERE "account_id" = ?1 ORDER BY "seq" DESC LIMIT 1)')
-_REDACT_RANGE = (f'UPDATE "update" SET "body" = \'{REDACTED}\' WHERE "account_id" = ? AND "seq" > ? AND "seq" <= ? '
-                 f'AND "session_id" IS NOT NULL AND "body" != \'{REDACTED}\'')
 
 
 def delete_session(session, origin=None):
     """Delete one session; the database cascades to its messages (and the search index with them),
     and its updates in the log are redacted, all in one transaction."""
-    with hub.write(session.account_id, origin) as changes:
-        [(size,)] = db.execute_sql(_SESSION_BYTES, (session.id,)).fetchall()
+    def write(changes):
+        size = models.session_bytes(session.id).scalar()
         if not Session.delete().where(Session.id == session.id).execute():
             raise SessionNotFound(session.id)
-        db.execute_sql(_REDACT_SESSION, (session.id,))
+        update_log.redact_session(session.id).execute()
         changes.sessions -= 1
         changes.stored_bytes -= size
         changes.add(session.id, {"t": "delete-session", "sid": session.id})
+    writer.run(session.account_id, write, origin)
     presence.forget(session.id)
 
 
@@ -234,18 +205,19 @@ def delete_all_sessions(account_id, origin=None):
 
     It emits one `delete-all` update ({"deleted": N}: every session the account had before it is
     gone), not one per session: 100,000 of them overflowed every watcher's queue and the log. Every
-    earlier update of a session is redacted (delete_session). Its statements run a step at a time in
-    a native thread: a step of 500 sessions (their messages and search entries with them) held the
-    worker for tens of milliseconds."""
-    with hub.write(account_id, origin) as changes:
+    earlier update of a session is redacted (delete_session). On SQLite its statements run a step at a
+    time in a native thread: a step of 500 sessions (their messages and search entries with them)
+    held the worker for tens of milliseconds."""
+    def write(changes):
         ids = []
-        while step := _in_native_thread(_DELETE_STEP, (account_id, WRITE_STEP_ROWS)):
+        while step := _in_native_thread(models.delete_sessions_step(account_id, WRITE_STEP_ROWS)):
             ids.extend(sid for (sid,) in step)
         if ids:
-            # from the oldest seq the log still holds (retention prunes the rest) to the latest
-            first, last = db.execute_sql(_LOG_SPAN, (account_id,)).fetchone()
+            # from the oldest seq the log still holds to the latest (the account's)
+            first = update_log.first_seq(account_id)
+            last = Account.select(Account.seq).where(Account.id == account_id).scalar()
             for start in range((first or 1) - 1, last or 0, WRITE_STEP_ROWS * 10):
-                _in_native_thread(_REDACT_RANGE, (account_id, start, start + WRITE_STEP_ROWS * 10))
+                _in_native_thread(update_log.redact_range(account_id, start, start + WRITE_STEP_ROWS * 10))
             # nothing is left: the counters go back to zero, whatever they had drifted to
             sessions, stored_bytes = (Account
                                       .select(Account.session_count, Account.stored_bytes)
@@ -254,16 +226,16 @@ def delete_all_sessions(account_id, origin=None):
                                       .get())
             changes.sessions, changes.stored_bytes = -sessions, -stored_bytes
             changes.add(None, {"t": "delete-all", "deleted": len(ids)})
+        return ids
+    ids = writer.run(account_id, write, origin)
     presence.forget(*ids)
     return len(ids)
 
 
-_DELETE_STEP = ('DELETE FROM "session" WHERE "rowid" IN (SELECT "rowid" FROM "session" WHERE "account_id" = ? LIMIT ?) '
-                'RETURNING "id"')
-
-
-def _in_native_thread(sql, params):
-    """The rows of one statement of the current write, run and fetched by models.off_the_loop."""
+def _in_native_thread(query):
+    """The rows of one statement (a Peewee query) of the current write, run and fetched by
+    models.off_the_loop on the write's own connection (Peewee's would be the native thread's)."""
+    sql, params = query.sql()
     cursor = db.connection().cursor()
     return off_the_loop(lambda: cursor.execute(sql, params).fetchall())
 
@@ -284,6 +256,13 @@ def delete_idle_sessions(updated_before):
     return len(idle)
 
 
+def prune_updates(older_than_ms):
+    """Delete the update log's entries older than `older_than_ms`, an account at a time; returns how many."""
+    return sum(writer.run(account_id, lambda changes: update_log.prune(changes.account_id, older_than_ms).execute())
+               for (account_id,) in list(Account.select(Account.id).tuples()))
+
+
+
 def import_session(account_id, document, origin=None):
     """Create a session from a loaded export document: fresh ids, seqs 1..N, one transaction.
 
@@ -293,7 +272,7 @@ def import_session(account_id, document, origin=None):
     """
     now = now_ms()
     imported, messages = document["session"], document["messages"]
-    with hub.write(account_id, origin) as changes:
+    def write(changes):
         session = Session.create(
             account=account_id, title=imported["title"], system_prompt=imported["system_prompt"],
             metadata=imported["metadata"], agent_state=imported["agent_state"], seq=len(messages),
@@ -312,7 +291,8 @@ def import_session(account_id, document, origin=None):
             changes.stored_bytes += sum(_size(row[5], row[6]) for row in rows)
             pause()
         changes.add(session.id, {"t": "new-session", **event_session_schema.dump(session)})
-    return session
+        return session
+    return writer.run(account_id, write, origin)
 
 
 # --- Claude Code sessions: hook events, requests (approvals), steering and hold (routes/hooks.py) ---
@@ -327,20 +307,8 @@ class RequestNotPending(Exception):
         self.status = status
 
 
-_FIND_TAGGED = 'SELECT {} FROM "session" WHERE "account_id" = ? AND "tag" = ?'.format(
-    ", ".join(f'"{f.column_name}"' for f in _SESSION_FIELDS))
-_REQUEST_COLUMNS = tuple(f.column_name for f in Request._meta.sorted_fields)
-_REQUEST_LIST = ", ".join(f'"{c}"' for c in _REQUEST_COLUMNS)
-_INSERT_REQUEST = 'INSERT INTO "request" ({}) VALUES ({})'.format(_REQUEST_LIST, ", ".join("?" * len(_REQUEST_COLUMNS)))
-# Both conditions are the partial index's (models.Message): only the queued rows are read.
-_QUEUED = ('SELECT 1 FROM "message" WHERE "session_id" = ? AND "delivered_at" IS NULL AND "role" = \'user\' LIMIT 1')
-_PENDING = 'SELECT 1 FROM "request" WHERE "session_id" = ? AND "status" = \'pending\' LIMIT 1'
-_DELIVER = ('UPDATE "message" SET "delivered_at" = ? WHERE "session_id" = ? AND "delivered_at" IS NULL '
-            'AND "role" = \'user\' RETURNING "id", "seq", "content"')
-
-
 def _request(row):
-    return dict(zip(_REQUEST_COLUMNS, row))
+    return dict(zip(models.REQUEST_COLUMNS, row))
 
 
 def _request_changed(changes, row, created=False):
@@ -364,7 +332,7 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
     result = {"request": None, "delivered": [], "instructions": None}
     if message is None and request is None and cancel is None and not deliver:
         # Most events of a busy session (PreToolUse) change nothing: no write transaction for them.
-        row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
+        row = db.execute_sql(*models.FIND_TAGGED(account_id, tag)).fetchone()
         if row is not None:
             session = _session(row)
             if (not _stale(session, hook)
@@ -372,9 +340,9 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
                     and (waiting is None or session.awaiting_message == waiting)):
                 result["session"] = session
                 return result
-    with hub.write(account_id) as changes:
+    def write(changes):
         now = now_ms()
-        row = db.execute_sql(_FIND_TAGGED, (account_id, tag)).fetchone()
+        row = db.execute_sql(*models.FIND_TAGGED(account_id, tag)).fetchone()
         if row is None:
             session = Session.create(account=account_id, tag=tag, agent=claude.AGENT, title=claude.title(hook),
                                      metadata=json.dumps(claude.metadata(hook, {})))
@@ -403,8 +371,9 @@ def hook_event(account_id, hook, key, *, message=None, request=None, cancel=None
             result["request"] = _open_request(changes, session, key, request, now)
         if waiting is not None:
             _set_waiting(changes, session.id, waiting and not result["delivered"]
-                         and db.execute_sql(_PENDING, (session.id,)).fetchone() is None)
-    result["session"] = session
+                         and db.execute_sql(*models.PENDING(session.id)).fetchone() is None)
+        result["session"] = session
+    writer.run(account_id, write)
     return result
 
 
@@ -449,18 +418,23 @@ def _keep_current(changes, session, hook, now):
 
 
 def _cancel(changes, session_id, now, match):
-    sql = ('UPDATE "request" SET "status" = \'cancelled\', "decided_at" = ? '
-           'WHERE "session_id" = ? AND "status" = \'pending\'')
-    params = [now, session_id]
+    query = (Request
+             .update(status="cancelled", decided_at=now)
+             .where((Request.session == session_id) & (Request.status == "pending"))
+             .returning(*models.REQUEST_FIELDS))
     if match != "all":
-        sql += ' AND "tool" IS ? AND "input" IS ?'
-        params += list(match)
-    for row in db.execute_sql(sql + " RETURNING " + _REQUEST_LIST, params).fetchall():
+        tool, tool_input = match
+        query = query.where(_same(Request.tool, tool) & _same(Request.input, tool_input))
+    for row in db.execute(query).fetchall():
         _request_changed(changes, _request(row))
 
 
+def _same(field, value):
+    return field.is_null() if value is None else field == value
+
+
 def _deliver(changes, session_id, now):
-    rows = sorted(db.execute_sql(_DELIVER, (now, session_id)).fetchall(), key=lambda row: row[1])
+    rows = sorted(db.execute_sql(*models.DELIVER(now, session_id)).fetchall(), key=lambda row: row[1])
     for message_id, _, _ in rows:
         changes.add(session_id, {"t": "update-message", "sid": session_id,
                                  "message": {"id": message_id, "deliveredAt": now}})
@@ -468,33 +442,29 @@ def _deliver(changes, session_id, now):
 
 
 def _open_request(changes, session, key, request, now):
-    existing = db.execute_sql(f'SELECT {_REQUEST_LIST} FROM "request" WHERE "session_id" = ? AND "key" = ?',
-                              (session.id, key)).fetchone()
+    existing = db.execute(Request
+                          .select(*models.REQUEST_FIELDS)
+                          .where((Request.session == session.id) & (Request.key == key))).fetchone()
     if existing is not None:
         return _request(existing)
     tool, tool_input, suggestions = request
-    row = dict(zip(_REQUEST_COLUMNS, (new_id(), session.account_id, session.id, key, "permission", tool, tool_input,
+    row = dict(zip(models.REQUEST_COLUMNS, (new_id(), session.account_id, session.id, key, "permission", tool, tool_input,
                                       suggestions, "pending", None, now, None)))
-    db.execute_sql(_INSERT_REQUEST, tuple(row.values()))
+    db.execute_sql(models.INSERT_REQUEST.render(), tuple(row.values()))
     _request_changed(changes, row, created=True)
     return row
 
 
 def deliver_queued(account_id, session_id):
     """Mark the person's queued messages delivered; their contents, oldest first (no write if none)."""
-    if db.execute_sql(_QUEUED, (session_id,)).fetchone() is None:
+    if db.execute_sql(*models.QUEUED(session_id)).fetchone() is None:
         return []
-    with hub.write(account_id) as changes:
-        return _deliver(changes, session_id, now_ms())
+    return writer.run(account_id, lambda changes: _deliver(changes, session_id, now_ms()))
 
 
 def find_request(account_id, request_id, session_id=None):
-    sql = f'SELECT {_REQUEST_LIST} FROM "request" WHERE "id" = ? AND "account_id" = ?'
-    params = [request_id, account_id]
-    if session_id is not None:
-        sql += ' AND "session_id" = ?'
-        params.append(session_id)
-    row = db.execute_sql(sql, params).fetchone()
+    query = models.requests_of(account_id, session_id).where(Request.id == request_id)
+    row = db.execute(query).fetchone()
     if row is None:
         raise RequestNotFound(request_id)
     return _request(row)
@@ -502,54 +472,44 @@ def find_request(account_id, request_id, session_id=None):
 
 def list_requests(account_id, session_id=None, status=None):
     """The account's (or one session's) requests, newest first, optionally of one status."""
-    sql = f'SELECT {_REQUEST_LIST} FROM "request" WHERE '
-    if session_id is not None:
-        sql += '"session_id" = ? AND "account_id" = ?'
-        params = [session_id, account_id]
-    else:
-        sql += '"account_id" = ?'
-        params = [account_id]
-    if status is not None:
-        sql += ' AND "status" = ?'
-        params.append(status)
-    return [_request(row) for row in db.execute_sql(sql + ' ORDER BY "id" DESC', params)]
+    return [_request(row) for row in db.execute(models.requests_of(account_id, session_id, status)).fetchall()]
 
 
 def settle_request(account_id, request_id, status, reason=None, session_id=None):
     """Move a pending request to `status`. Only a pending one moves: of two concurrent decisions the
     first wins and the other raises RequestNotPending with the status it met."""
-    sql = ('UPDATE "request" SET "status" = ?, "reason" = ?, "decided_at" = ? '
-           'WHERE "id" = ? AND "account_id" = ? AND "status" = \'pending\'')
-    params = [status, reason, None, request_id, account_id]
-    if session_id is not None:
-        sql += ' AND "session_id" = ?'
-        params.append(session_id)
-    with hub.write(account_id) as changes:
-        params[2] = now_ms()
-        row = db.execute_sql(sql + " RETURNING " + _REQUEST_LIST, params).fetchone()
+    def write(changes):
+        query = (Request
+                 .update(status=status, reason=reason, decided_at=now_ms())
+                 .where((Request.id == request_id) & (Request.account == account_id) & (Request.status == "pending"))
+                 .returning(*models.REQUEST_FIELDS))
+        if session_id is not None:
+            query = query.where(Request.session == session_id)
+        row = db.execute(query).fetchone()
         if row is None:
             raise RequestNotPending(find_request(account_id, request_id, session_id)["status"])
         row = _request(row)
         _request_changed(changes, row)
-    return row
+        return row
+    return writer.run(account_id, write)
 
 
 def set_hold(session, hold):
     """Switch hold: while on, a Stop with nothing queued waits for the person's next message."""
-    with hub.write(session.account_id) as changes:
+    def write(changes):
         if not (Session
                 .update(hold=hold, updated_at=now_ms())
                 .where(Session.id == session.id)
                 .execute()):
             raise SessionNotFound(session.id)
         changes.add(session.id, {"t": "update-session", "id": session.id, "hold": hold})
+    writer.run(session.account_id, write)
     return _reload(session)
 
 
 def set_awaiting(account_id, session_id, awaiting):
     """Say (durably: a reconnecting browser sees it) whether Claude is stopped waiting for the person."""
-    with hub.write(account_id) as changes:
-        _set_waiting(changes, session_id, awaiting)
+    writer.run(account_id, lambda changes: _set_waiting(changes, session_id, awaiting))
 
 
 def _set_waiting(changes, session_id, awaiting):
@@ -567,39 +527,20 @@ def expire_leftovers():
     answer from it. Returns how many requests expired. A session awaiting the person still does: its
     Claude, whose held Stop got no answer either, stopped and waits in its terminal."""
     expired = 0
+    def write(changes):
+        rows = db.execute(Request
+                          .update(status="expired", decided_at=now_ms())
+                          .where((Request.account == changes.account_id) & (Request.status == "pending"))
+                          .returning(*models.REQUEST_FIELDS)).fetchall()
+        for row in rows:
+            _request_changed(changes, _request(row))
+        return len(rows)
     for (account_id,) in list(Request.select(Request.account).distinct().tuples()):
-        with hub.write(account_id) as changes:
-            rows = db.execute_sql(
-                'UPDATE "request" SET "status" = \'expired\', "decided_at" = ? '
-                'WHERE "account_id" = ? AND "status" = \'pending\' RETURNING ' + _REQUEST_LIST,
-                (now_ms(), account_id)).fetchall()
-            for row in rows:
-                _request_changed(changes, _request(row))
-            expired += len(rows)
+        expired += writer.run(account_id, write)
     return expired
 
 
 # --- usage and cost (happy-server's usage report) ---
-
-_UPSERT_REPORT = (
-    'INSERT INTO "usage_report" ("id", "account_id", "session_id", "key", "model", "input_tokens", "output_tokens", '
-    '"cache_creation_tokens", "cache_read_tokens", "cost_usd", "at", "created_at", "updated_at") '
-    'SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS '
-    '(SELECT 1 FROM "session" WHERE "id" = ? AND "account_id" = ?) '
-    'ON CONFLICT ("session_id", "key") DO UPDATE SET "model" = excluded."model", '
-    '"input_tokens" = excluded."input_tokens", "output_tokens" = excluded."output_tokens", '
-    '"cache_creation_tokens" = excluded."cache_creation_tokens", "cache_read_tokens" = excluded."cache_read_tokens", '
-    '"cost_usd" = excluded."cost_usd", "at" = excluded."at", "updated_at" = excluded."updated_at" '
-    'RETURNING "id", "cost_usd", "created_at", "updated_at"')
-# The session's sum is read back from its reports (a handful per session): a replaced report needs
-# no arithmetic on the old one, and the sum can never drift from the rows.
-_SUM_USAGE = (
-    'UPDATE "session" SET ("usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost") = '
-    '(SELECT COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
-    'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), COALESCE(SUM("cost_usd"), 0) '
-    'FROM "usage_report" WHERE "session_id" = ?) WHERE "id" = ? '
-    'RETURNING "usage_input", "usage_output", "usage_cache_creation", "usage_cache_read", "usage_cost"')
-
 
 def report_usage(account_id, session_id, report, origin=None):
     """Store a usage report ({key, model, tokens, cost, time}) in place of the session's previous
@@ -610,16 +551,31 @@ def report_usage(account_id, session_id, report, origin=None):
     tokens = report["tokens"]
     counts = (tokens["input"], tokens["output"], tokens["cache_creation"], tokens["cache_read"])
     cost = prices.cost(report["model"], *counts) if "cost" not in report else report["cost"]["total"]
-    with hub.write(account_id, origin) as changes:
-        row = db.execute_sql(_UPSERT_REPORT, (new_id(), account_id, session_id, report["key"], report["model"],
-                                              *counts, cost, at, now, now, session_id, account_id)).fetchone()
-        if row is None:
+    def write(changes):
+        if db.execute_sql(*models.FIND_SESSION(session_id, account_id)).fetchone() is None:
             raise SessionNotFound(session_id)
-        totals = db.execute_sql(_SUM_USAGE, (session_id, session_id)).fetchone()
-        usage = dict(zip(("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd"),
-                         totals))
+        fields = (UsageReport.input_tokens, UsageReport.output_tokens, UsageReport.cache_creation_tokens,
+                  UsageReport.cache_read_tokens, UsageReport.cost_usd, UsageReport.model, UsageReport.at,
+                  UsageReport.updated_at)
+        row = db.execute(UsageReport
+                         .insert(id=new_id(), account=account_id, session=session_id, key=report["key"],
+                                 **dict(zip((f.name for f in fields), (*counts, cost, report["model"], at, now))),
+                                 created_at=now)
+                         .on_conflict(conflict_target=[UsageReport.session, UsageReport.key], preserve=fields)
+                         .returning(UsageReport.id, UsageReport.cost_usd, UsageReport.created_at,
+                                    UsageReport.updated_at)).fetchone()
+        # The session's sum is read back from its reports (a handful per session): a replaced report
+        # needs no arithmetic on the old one, and the sum can never drift from the rows.
+        totals = db.execute(models.usage_sums(UsageReport.session == session_id)).fetchone()
+        (Session
+         .update(dict(zip((Session.usage_input, Session.usage_output, Session.usage_cache_creation,
+                           Session.usage_cache_read, Session.usage_cost), totals)))
+         .where(Session.id == session_id)
+         .execute())
+        usage = dict(zip(models.USAGE_NAMES, totals))
         changes.add(session_id, {"t": "update-session", "id": session_id, "usage": usage_schema.dump(usage)})
-    return dict(zip(("id", "cost_usd", "created_at", "updated_at"), row))
+        return dict(zip(("id", "cost_usd", "created_at", "updated_at"), row))
+    return writer.run(account_id, write, origin)
 
 
 class Presence:
@@ -664,7 +620,7 @@ class Presence:
             "type": "activity", "id": session.id, "active": False, "activeAt": at, "thinking": False})
 
     def _set(self, session, active, at):
-        with hub.write(session.account_id) as changes:
+        def write(changes):
             was_active = (Session
                           .select(Session.active)
                           .where(Session.id == session.id)
@@ -672,11 +628,12 @@ class Presence:
             if was_active is None:
                 raise SessionNotFound(session.id)
             (Session
-             .update(active=active, last_active_at=fn.MAX(Session.last_active_at, at))
+             .update(active=active, last_active_at=models.greatest(Session.last_active_at, at))
              .where(Session.id == session.id)
              .execute())
             if bool(was_active) != active:
                 changes.add(session.id, {"t": "update-session", "id": session.id, "active": active})
+        writer.run(session.account_id, write)
         session.active = active
 
     def sweep(self):

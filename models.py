@@ -3,10 +3,12 @@
 This module owns the SQLite file: its pragmas, its tables and the numbered migrations that bring an
 older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
+import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -27,12 +29,16 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
     OperationalError,
+    PostgresqlDatabase,
     TextField,
     Tuple,
+    fn,
 )
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, SearchField
+from psycopg.pq import TransactionStatus
 
 log = logging.getLogger("switchboard")
 
@@ -108,6 +114,52 @@ def _encode(n, pairs=_PAIRS, triples=_TRIPLES):
 
 def hash_secret(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Statement:
+    """A query rendered once per database, with its placeholders, and run many times with new values:
+    for the statements every request runs, whose rendering by Peewee cost more than running them.
+
+    `build(*sentinels)` makes the query; each sentinel (make them distinct from each other and from
+    the query's constants) marks where the value passed at that position goes. Calling the
+    statement with the values gives (sql, params) for db.execute_sql."""
+
+    def __init__(self, build, *sentinels):
+        self.build = build
+        self.sentinels = sentinels
+        self._database = self._sql = self._slots = None
+
+    def render(self):
+        if self._database is not db.obj:
+            sql, params = self.build(*self.sentinels).sql()
+            slots = [self.sentinels.index(p) if p in self.sentinels else None for p in params]
+            if sorted(s for s in slots if s is not None) != list(range(len(self.sentinels))):
+                raise AssertionError(f"{sql} does not take each of {self.sentinels} once: {params}")
+            self._database, self._sql, self._slots = db.obj, sql, (slots, params)
+        return self._sql
+
+    def __call__(self, *values):
+        sql = self.render()
+        slots, params = self._slots
+        return sql, [params[i] if slot is None else values[slot] for i, slot in enumerate(slots)]
+
+    def rows(self, rows):
+        """(sql, params) writing every row in one statement: for an INSERT of one row whose values are
+        the sentinels in order (many rows to a statement, not executemany: see domain._insert_messages)."""
+        sql = self.render()
+        slots, params = self._slots
+        assert slots == list(range(len(slots))), sql
+        head, values = sql.split(" VALUES ", 1)
+        assert values.startswith("(") and values.endswith(")"), sql  # no RETURNING after the row
+        return f"{head} VALUES {', '.join([values] * len(rows))}", [v for row in rows for v in row]
+
+    def many(self, rows):
+        """(sql, params of each row) for executemany."""
+        sql = self.render()
+        slots, params = self._slots
+        if slots == list(range(len(slots))):
+            return sql, rows  # the values go in as they are, in order
+        return sql, [[params[i] if slot is None else row[slot] for i, slot in enumerate(slots)] for row in rows]
 
 
 class BaseModel(Model):
@@ -243,6 +295,7 @@ class Request(BaseModel):
             (("session", "key"), True),
             (("session", "id"), False),
             (("account", "status", "id"), False),
+            (("account", "id"), False),  # the account's requests, newest first, without a sort
         )
 
 
@@ -309,6 +362,95 @@ class PushJob(BaseModel):
     next_attempt_at = BigIntegerField(index=True)
 
 
+# --- the statements of tokens, sessions, messages and requests that requests run ---------------------
+#
+# Rendered once per database (Statement): Peewee renders a query in Python on each execution, and for
+# these that took longer than SQLite takes to run them (bench/append.py). A person's queued messages
+# are matched with the literal of the partial index (Message), which a parameter would not use.
+
+FIND_TOKEN = Statement(lambda secret_hash: (
+    Token
+    .select(Token.id, Token.secret_hash, Token.account)
+    .where(Token.secret_hash == secret_hash)), "\0h")
+SESSION_FIELDS = Session._meta.sorted_fields
+MESSAGE_FIELDS = Message._meta.sorted_fields
+MESSAGE_COLUMNS = tuple(f.column_name for f in MESSAGE_FIELDS)
+REQUEST_FIELDS = Request._meta.sorted_fields
+REQUEST_COLUMNS = tuple(f.column_name for f in REQUEST_FIELDS)
+_QUEUED_FOR_CLAUDE = Message.delivered_at.is_null() & (Message.role == SQL("'user'"))
+
+FIND_SESSION = Statement(lambda session_id, account_id: (
+    Session
+    .select(*SESSION_FIELDS)
+    .where((Session.id == session_id) & (Session.account == account_id))), "\0s", 1001)
+FIND_TAGGED = Statement(lambda account_id, tag: (
+    Session
+    .select(*SESSION_FIELDS)
+    .where((Session.account == account_id) & (Session.tag == tag))), 1001, "\0t")
+# Checks the session's account too: an append needs no separate lookup of its session.
+TAKE_MESSAGE_SEQS = Statement(lambda count, now, session_id, account_id: (
+    Session
+    .update({Session.seq: Session.seq + count, Session.updated_at: now})
+    .where((Session.id == session_id) & (Session.account == account_id))
+    .returning(Session.seq)), 1001, 1002, "\0s", 1003)
+INSERT_MESSAGES = Statement(lambda *row: Message.insert_many([row], fields=MESSAGE_FIELDS),
+                            "\0i", "\0s", 1001, "\0l", "\0r", "\0c", "\0m", 1002, 1003, 1004)
+QUEUED = Statement(lambda session_id: (
+    Message
+    .select(SQL("1"))
+    .where((Message.session == session_id) & _QUEUED_FOR_CLAUDE)
+    .limit(1)), "\0s")
+PENDING = Statement(lambda session_id: (
+    Request
+    .select(SQL("1"))
+    .where((Request.session == session_id) & (Request.status == "pending"))
+    .limit(1)), "\0s")
+DELIVER = Statement(lambda now, session_id: (
+    Message
+    .update({Message.delivered_at: now})
+    .where((Message.session == session_id) & _QUEUED_FOR_CLAUDE)
+    .returning(Message.id, Message.seq, Message.content)), 1001, "\0s")
+INSERT_REQUEST = Statement(lambda *row: Request.insert_many([row], fields=REQUEST_FIELDS),
+                           "\0i", 1001, "\0s", "\0k", "\0K", "\0t", "\0n", "\0g", "\0S", "\0r", 1002, 1003)
+
+
+def delete_sessions_step(account_id, limit):
+    """Deletes up to `limit` of the account's sessions, returning their ids: delete-all a step at a time."""
+    return (Session
+            .delete()
+            .where(Session.id.in_(Session.select(Session.id).where(Session.account == account_id).limit(limit)))
+            .returning(Session.id))
+
+
+@functools.lru_cache(maxsize=256)
+def known_messages(count):
+    """The statement finding which of `count` local ids a session (of the account) already has."""
+    return Statement(lambda session_id, account_id, *local_ids: (
+        Message
+        .select(*MESSAGE_FIELDS)
+        .join(Session, on=(Session.id == Message.session))
+        .where((Message.session == session_id) & (Session.account == account_id) & Message.local_id.in_(local_ids))),
+        "\0s", 1001, *(f"\0{i}" for i in range(count)))
+
+
+def requests_of(account_id, session_id=None, status=None):
+    """The account's (or one session's) requests, newest first, optionally of one status."""
+    query = Request.select(*REQUEST_FIELDS).where(Request.account == account_id)
+    if session_id is not None:
+        query = query.where(Request.session == session_id)
+    if status is not None:
+        query = query.where(Request.status == status)
+    return query.order_by(Request.id.desc())
+
+
+def session_bytes(session_id):
+    """What the session's messages count toward the stored-bytes quota: content and metadata, UTF-8."""
+    return (Message
+            .select(fn.COALESCE(fn.SUM(utf8_length(Message.content)
+                                       + fn.COALESCE(utf8_length(Message.metadata), 0)), 0))
+            .where(Message.session == session_id))
+
+
 # A deleted session's updates are found without reading the rest of the log (domain.delete_session).
 Update.add_index(Update.index(Update.session_id, name="update_session_id").where(Update.session_id.is_null(False)))
 
@@ -341,31 +483,59 @@ class UsageReport(BaseModel):
         )
 
 
-_USAGE_SUMS = ('COALESCE(SUM("input_tokens"), 0), COALESCE(SUM("output_tokens"), 0), '
-               'COALESCE(SUM("cache_creation_tokens"), 0), COALESCE(SUM("cache_read_tokens"), 0), '
-               'COALESCE(SUM("cost_usd"), 0)')
 USAGE_NAMES = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens", "cost_usd")
+
+
+def usage_sums(*where):
+    """The sums of USAGE_NAMES over the usage reports matching `where` (0 when none)."""
+    return (UsageReport
+            .select(*(fn.COALESCE(fn.SUM(getattr(UsageReport, name)), 0) for name in USAGE_NAMES))
+            .where(*where))
+
+
+# --- what differs between the dialects ------------------------------------------------------------
+
+def postgres():
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
+def greatest(*values):
+    return fn.GREATEST(*values) if postgres() else fn.MAX(*values)
+
+
+def utf8_length(text):
+    return fn.octet_length(text) if postgres() else fn.LENGTH(text.cast("BLOB"))
+
+
+def _utc_day(epoch_ms):
+    """The UTC day (YYYY-MM-DD) of an epoch-millisecond expression, in the database's dialect."""
+    if postgres():
+        return fn.to_char(NodeList((fn.to_timestamp(epoch_ms / 1000), SQL("AT TIME ZONE 'UTC'"))), SQL("'YYYY-MM-DD'"))
+    return fn.strftime(SQL("'%Y-%m-%d'"), epoch_ms / 1000, SQL("'unixepoch'"))
 
 
 def usage_summary(account_id, start, end, group, limit):
     """The account's usage reported for [start, end) (epoch ms): (total, items). Items are dicts of
     USAGE_NAMES plus `day` (UTC, oldest first, days with usage only) or `session_id` and `title` (most
     expensive first, at most `limit`). Both read the reports through the (account, at) index."""
-    where = 'WHERE "r"."account_id" = ? AND "r"."at" >= ? AND "r"."at" < ?'
-    params = (account_id, start, end)
-    total = dict(zip(USAGE_NAMES, db.execute_sql(f'SELECT {_USAGE_SUMS} FROM "usage_report" AS "r" {where}',
-                                                 params).fetchone()))
+    where = (UsageReport.account == account_id) & (UsageReport.at >= start) & (UsageReport.at < end)
+    total = dict(zip(USAGE_NAMES, db.execute(usage_sums(where)).fetchone()))
     if group == "day":
-        rows = db.execute_sql(
-            f'SELECT strftime(\'%Y-%m-%d\', "r"."at" / 1000, \'unixepoch\') AS "day", {_USAGE_SUMS} '
-            f'FROM "usage_report" AS "r" {where} GROUP BY "day" ORDER BY "day"', params)
-        items = [dict(zip(("day", *USAGE_NAMES), row)) for row in rows]
+        # grouped by the alias: the expression written twice would hold different parameters
+        query = (usage_sums(where)
+                 .select_extend(_utc_day(UsageReport.at).alias("day"))
+                 .group_by(SQL('"day"'))
+                 .order_by(SQL('"day"')))
+        items = [{"day": row[-1], **dict(zip(USAGE_NAMES, row))} for row in db.execute(query)]
     else:
-        rows = db.execute_sql(
-            f'SELECT "r"."session_id", "s"."title", {_USAGE_SUMS} FROM "usage_report" AS "r" '
-            f'JOIN "session" AS "s" ON "s"."id" = "r"."session_id" {where} '
-            f'GROUP BY "r"."session_id" ORDER BY 7 DESC, 3 DESC, "r"."session_id" LIMIT ?', (*params, limit))
-        items = [dict(zip(("session_id", "title", *USAGE_NAMES), row)) for row in rows]
+        sums = usage_sums(where)
+        query = (sums
+                 .select_extend(UsageReport.session, Session.title)
+                 .join(Session, on=(Session.id == UsageReport.session))
+                 .group_by(UsageReport.session, Session.title)
+                 .order_by(sums.selected_columns[4].desc(), sums.selected_columns[0].desc(), UsageReport.session)
+                 .limit(limit))
+        items = [{"session_id": row[5], "title": row[6], **dict(zip(USAGE_NAMES, row))} for row in db.execute(query)]
     return total, items
 
 
@@ -511,6 +681,18 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     """
     phase, after = cursor or _NO_CURSOR
     hits = []
+    if postgres():
+        tsquery = _tsquery(query)
+        if phase == "t":
+            hits = _hits(_PG_TITLE_HITS, "t", (_PG_HIGHLIGHT, tsquery, account_id, after, session_id, session_id,
+                                               limit + 1))
+            phase, after = "m", 1 << 62
+        if len(hits) <= limit:
+            hits += _hits(_PG_MESSAGE_HITS, "m", (_PG_SNIPPET, tsquery, account_id, after, session_id, session_id,
+                                                  limit + 1 - len(hits)))
+        more = len(hits) > limit
+        hits = hits[:limit]
+        return [hit for hit, _ in hits], (hits[-1][1] if more else None)
     try:
         if phase == "t":
             hits = _hits(_TITLE_HITS, "t", (query, account_id, after, session_id, limit + 1))
@@ -527,6 +709,61 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     more = len(hits) > limit
     hits = hits[:limit]
     return [hit for hit, _ in hits], (hits[-1][1] if more else None)
+
+
+# PostgreSQL: the same hits from the tsvector columns (POSTGRES_MIGRATIONS), newest first by the rows'
+# search position; the query is FTS5's syntax turned into a tsquery (_tsquery).
+_PG_TITLE_HITS = ('SELECT "id", "title", NULL, NULL, NULL, "created_at", ts_headline(\'simple\', "title", "q", %s), '
+                  '"search_position" FROM "session", to_tsquery(\'simple\', %s) AS "q" '
+                  'WHERE "title_search" @@ "q" AND "account_id" = %s AND "search_position" < %s '
+                  'AND (%s::text IS NULL OR "id" = %s) ORDER BY "search_position" DESC LIMIT %s')
+_PG_MESSAGE_HITS = ('SELECT "m"."session_id", "s"."title", "m"."id", "m"."seq", "m"."role", "m"."created_at", '
+                    'ts_headline(\'simple\', switchboard_search_text("m"."content"), "q", %s), "m"."search_position" '
+                    'FROM "message" AS "m" JOIN "session" AS "s" ON "s"."id" = "m"."session_id", '
+                    'to_tsquery(\'simple\', %s) AS "q" WHERE "m"."search" @@ "q" AND "s"."account_id" = %s '
+                    'AND "m"."search_position" < %s AND (%s::text IS NULL OR "m"."session_id" = %s) '
+                    'ORDER BY "m"."search_position" DESC LIMIT %s')
+_PG_HIGHLIGHT = f"StartSel={_OPEN}, StopSel={_CLOSE}, HighlightAll=true"
+_PG_SNIPPET = f"StartSel={_OPEN}, StopSel={_CLOSE}, MaxWords={SNIPPET_TOKENS}, MinWords=4, ShortWord=0"
+_QUERY_TOKENS = re.compile(r'"([^"]*)"|(NEAR)\(|([()])|([^\s"()]+)')
+
+
+def _tsquery(text):
+    """An FTS5 query (words, "phrases", prefix*, OR, NOT, NEAR(...), parentheses) as a tsquery of
+    quoted lexemes; BadQuery for what FTS5 would not parse either."""
+    if text.count('"') % 2:
+        raise BadQuery("unterminated string")
+    parts, expect_term, depth = [], True, 0
+    for phrase, near, paren, word in _QUERY_TOKENS.findall(text):
+        if word in ("OR", "NOT", "AND"):
+            if expect_term:
+                raise BadQuery(f"syntax error near \"{word}\"")
+            parts.append({"OR": "|", "NOT": "& !", "AND": "&"}[word])
+            expect_term = True
+            continue
+        if paren == ")":
+            if expect_term or depth == 0:
+                raise BadQuery('syntax error near ")"')
+            parts.append(")")
+            depth -= 1
+            continue
+        if not expect_term:
+            parts.append("&")  # words side by side must all match
+        if near or paren == "(":
+            parts.append("(")
+            depth += 1
+            expect_term = True
+            continue
+        prefix = word.endswith("*")
+        lexemes = re.findall(r"\w+", (phrase or word).lower())
+        if not lexemes:
+            raise BadQuery(f"syntax error near \"{phrase or word}\"")
+        term = " <-> ".join(f"'{lexeme}'" for lexeme in lexemes) + (":*" if prefix else "")
+        parts.append(f"({term})" if len(lexemes) > 1 else term)
+        expect_term = False
+    if expect_term or depth:
+        raise BadQuery("incomplete query")
+    return " ".join(parts)
 
 
 def _hits(sql, phase, params):
@@ -549,15 +786,54 @@ def _segments(text):
     return segments
 
 
+# --- the reads the views run: each a query, so tests can render it (EXPLAIN QUERY PLAN) -------------
+
 def message_range(session_id, limit, after_seq=None, before_seq=None):
-    """Up to `limit` + 1 of the session's messages after `after_seq` (ascending, the default from 0) or
-    before `before_seq` (descending): the extra one says whether there are more."""
+    """Up to `limit` of the session's messages after `after_seq` (ascending, the default from 0) or
+    before `before_seq` (descending)."""
     query = Message.select().where(Message.session == session_id)
     if before_seq is not None:
         query = query.where(Message.seq < before_seq).order_by(Message.seq.desc())
     else:
         query = query.where(Message.seq > (after_seq or 0)).order_by(Message.seq)
-    return list(query.limit(limit + 1))
+    return query.limit(limit)
+
+
+def newest_messages(session_id, limit):
+    return Message.select().where(Message.session == session_id).order_by(Message.seq.desc()).limit(limit)
+
+
+def sessions_by_update(account_id, limit=None, cursor=None, columns=()):
+    """The account's sessions, most recently updated first (ties: newest id first), from the index
+    that orders them; after `cursor` ((updated_at, id) of the last one seen), if given."""
+    query = (Session
+             .select(*columns)
+             .where(Session.account == account_id)
+             .order_by(Session.updated_at.desc(), Session.id.desc())
+             .limit(limit))
+    if cursor is not None:
+        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(*cursor))
+    return query
+
+
+def sessions_by_id(account_id, limit, before_id=None, changed_since=None):
+    """The account's sessions, newest id first, before `before_id` and updated after `changed_since`."""
+    query = Session.select().where(Session.account == account_id)
+    if before_id is not None:
+        query = query.where(Session.id < before_id)
+    if changed_since is not None:
+        query = query.where(Session.updated_at > changed_since)
+    return query.order_by(Session.id.desc()).limit(limit)
+
+
+def active_sessions(account_id, since_ms, limit):
+    """The account's active sessions alive after `since_ms`, newest activity first."""
+    return (Session
+            .select()
+            .where((Session.account == account_id) & (Session.active == True)  # noqa: E712 (= 1 uses the index)
+                   & (Session.last_active_at > since_ms))
+            .order_by(Session.last_active_at.desc())
+            .limit(limit))
 
 
 # The working directory a session's metadata names (Claude Code's and client.py's `cwd`); null when
@@ -574,11 +850,10 @@ def session_page(account_id, limit, cursor=None, active=None, waiting=None, proj
     listed again (nor, if not yet reached, at all): the walk lists every session left untouched
     once, and the update log tells a watcher about the moved one. Filters (None: any) are checked
     on the rows the index walk reads, so a filter that matches few sessions reads more of them."""
-    query = (Session
-             .select()
-             .where(Session.account == account_id)
-             .order_by(Session.updated_at.desc(), Session.id.desc())
-             .limit(limit + 1))
+    if cursor is not None:
+        updated_at, _, session_id = cursor.partition(".")
+        cursor = int(updated_at), session_id
+    query = sessions_by_update(account_id, limit + 1, cursor)
     if active is not None:
         query = query.where(Session.active == active)
     if waiting is not None:
@@ -587,9 +862,6 @@ def session_page(account_id, limit, cursor=None, active=None, waiting=None, proj
         query = query.where(condition if waiting else ~condition)
     if project is not None:
         query = query.where(_CWD == project)
-    if cursor is not None:
-        updated_at, _, session_id = cursor.partition(".")
-        query = query.where(Tuple(Session.updated_at, Session.id) < Tuple(int(updated_at), session_id))
     rows = list(query)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -766,6 +1038,10 @@ MIGRATIONS = [
         'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", "text" FROM (SELECT search_text(new."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
         'INSERT INTO "message_search" ("rowid", "text") SELECT "rowid", search_text("content") FROM "message" WHERE search_text("content") IS NOT NULL',
     ],
+    # 10: an account's requests newest first (all statuses) read from an index instead of sorted.
+    [
+        'CREATE INDEX "request_account_id_id" ON "request" ("account_id", "id")',
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -774,37 +1050,168 @@ class SchemaTooNew(RuntimeError):
     pass
 
 
-def init_db(path, max_connections=64):
-    database = PooledSqliteDatabase(
-        # timeout: how long a request waits for a free pooled connection (then 503); SQLite's own
-        # lock wait is the busy_timeout pragma.
-        path, pragmas=PRAGMAS, timeout=10, max_connections=max_connections,
-        stale_timeout=None, check_same_thread=False,
-    )
-    database.register_function(search_text, "search_text", 1, deterministic=True)
+# What a message is found by on PostgreSQL: the same strings of its content JSON as the SQLite triggers
+# take (see "search" above), by a function the message row's generated search column calls.
+_SEARCH_TEXT_FUNCTION = """CREATE FUNCTION switchboard_search_text(content text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE doc jsonb;
+BEGIN
+    BEGIN
+        doc := content::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+    IF jsonb_typeof(doc) = 'object' AND doc ->> 't' = 'encrypted' THEN
+        RETURN NULL;
+    END IF;
+    RETURN (WITH RECURSIVE node(key, value) AS (
+                SELECT NULL::text, doc
+                UNION ALL
+                SELECT child.key, child.value FROM node CROSS JOIN LATERAL (
+                    SELECT e.key, e.value FROM jsonb_each(
+                        CASE WHEN jsonb_typeof(node.value) = 'object' THEN node.value ELSE '{}'::jsonb END) AS e
+                    UNION ALL
+                    SELECT NULL, a.value FROM jsonb_array_elements(
+                        CASE WHEN jsonb_typeof(node.value) = 'array' THEN node.value ELSE '[]'::jsonb END) AS a
+                ) AS child)
+            SELECT string_agg(value #>> '{}', ' ') FROM node
+            WHERE jsonb_typeof(value) = 'string' AND coalesce(key, '') NOT IN
+                ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', 'media_type', 'stream'));
+END $$"""
+
+# PostgreSQL's steps, frozen like SQLite's; the version lives in the one-row "schema_version" table.
+# Text columns are TEXT (SQLite does not enforce VARCHAR lengths either) and floats are 8 bytes.
+POSTGRES_MIGRATIONS = [
+    # 1: the schema of SQLite's step 10; search by tsvector columns the rows generate themselves (see
+    # search_text below), GIN-indexed, and a position that orders hits newest first, as SQLite's rowid.
+    [
+        _SEARCH_TEXT_FUNCTION,
+        'CREATE TABLE "account" ("id" SERIAL NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "seq" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "session_count" BIGINT NOT NULL DEFAULT 0, "stored_bytes" BIGINT NOT NULL DEFAULT 0)',
+        'CREATE UNIQUE INDEX "account_name" ON "account" ("name")',
+        'CREATE TABLE "session" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "tag" TEXT, "title" TEXT, "system_prompt" TEXT, "metadata" TEXT NOT NULL, "metadata_version" INTEGER NOT NULL, "agent_state" TEXT, "agent_state_version" INTEGER NOT NULL, "data_encryption_key" BYTEA, "seq" BIGINT NOT NULL, "active" BOOLEAN NOT NULL, "last_active_at" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, "agent" TEXT, "hold" BOOLEAN NOT NULL DEFAULT FALSE, "awaiting_message" BOOLEAN NOT NULL DEFAULT FALSE, "prompt_delivered" TEXT, "usage_input" BIGINT NOT NULL DEFAULT 0, "usage_output" BIGINT NOT NULL DEFAULT 0, "usage_cache_creation" BIGINT NOT NULL DEFAULT 0, "usage_cache_read" BIGINT NOT NULL DEFAULT 0, "usage_cost" DOUBLE PRECISION NOT NULL DEFAULT 0, "search_position" BIGSERIAL NOT NULL, "title_search" tsvector GENERATED ALWAYS AS (to_tsvector(\'simple\', coalesce("title", \'\'))) STORED, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "session_title_search" ON "session" USING gin ("title_search")',
+        'CREATE UNIQUE INDEX "session_account_id_tag" ON "session" ("account_id", "tag")',
+        'CREATE INDEX "session_account_id_id" ON "session" ("account_id", "id")',
+        'CREATE INDEX "session_account_id_updated_at_id" ON "session" ("account_id", "updated_at", "id")',
+        'CREATE INDEX "session_account_id_active_last_active_at" ON "session" ("account_id", "active", "last_active_at")',
+        'CREATE TABLE "message" ("id" TEXT NOT NULL PRIMARY KEY, "session_id" TEXT NOT NULL, "seq" BIGINT NOT NULL, "local_id" TEXT, "role" TEXT CHECK (role IN (\'user\', \'assistant\', \'system\', \'tool\')), "content" TEXT NOT NULL, "metadata" TEXT, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, "delivered_at" BIGINT, "search_position" BIGSERIAL NOT NULL, "search" tsvector GENERATED ALWAYS AS (to_tsvector(\'simple\', coalesce(switchboard_search_text("content"), \'\'))) STORED, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "message_search" ON "message" USING gin ("search")',
+        'CREATE UNIQUE INDEX "message_session_id_seq" ON "message" ("session_id", "seq")',
+        'CREATE UNIQUE INDEX "message_session_id_local_id" ON "message" ("session_id", "local_id")',
+        'CREATE INDEX "message_queued" ON "message" ("session_id", "seq") WHERE (("delivered_at" IS NULL) AND ("role" = \'user\'))',
+        'CREATE TABLE "token" ("id" SERIAL NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "name" TEXT NOT NULL, "secret_hash" TEXT NOT NULL, "created_at" BIGINT NOT NULL, "last_used_at" BIGINT, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "token_account_id" ON "token" ("account_id")',
+        'CREATE UNIQUE INDEX "token_secret_hash" ON "token" ("secret_hash")',
+        'CREATE TABLE "push_subscription" ("id" SERIAL NOT NULL PRIMARY KEY, "token_id" INTEGER NOT NULL, "endpoint" TEXT NOT NULL, "p256dh" TEXT NOT NULL, "auth" TEXT NOT NULL, "created_at" BIGINT NOT NULL, FOREIGN KEY ("token_id") REFERENCES "token" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_subscription_token_id" ON "push_subscription" ("token_id")',
+        'CREATE UNIQUE INDEX "push_subscription_endpoint" ON "push_subscription" ("endpoint")',
+        'CREATE TABLE "push_job" ("id" SERIAL NOT NULL PRIMARY KEY, "subscription_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "payload" TEXT NOT NULL, "attempts" INTEGER NOT NULL, "next_attempt_at" BIGINT NOT NULL, FOREIGN KEY ("subscription_id") REFERENCES "push_subscription" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "push_job_subscription_id" ON "push_job" ("subscription_id")',
+        'CREATE INDEX "push_job_session_id" ON "push_job" ("session_id")',
+        'CREATE INDEX "push_job_next_attempt_at" ON "push_job" ("next_attempt_at")',
+        'CREATE TABLE "request" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "key" TEXT NOT NULL, "kind" TEXT NOT NULL, "tool" TEXT, "input" TEXT, "suggestions" TEXT, "status" TEXT NOT NULL CHECK (status IN (\'pending\', \'allowed\', \'denied\', \'expired\', \'cancelled\')), "reason" TEXT, "created_at" BIGINT NOT NULL, "decided_at" BIGINT, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX "request_session_id_key" ON "request" ("session_id", "key")',
+        'CREATE INDEX "request_session_id_id" ON "request" ("session_id", "id")',
+        'CREATE INDEX "request_account_id_status_id" ON "request" ("account_id", "status", "id")',
+        'CREATE INDEX "request_account_id_id" ON "request" ("account_id", "id")',
+        'CREATE TABLE "update" ("account_id" INTEGER NOT NULL, "seq" BIGINT NOT NULL, "id" TEXT NOT NULL, "session_id" TEXT, "body" TEXT NOT NULL, "created_at" BIGINT NOT NULL, PRIMARY KEY ("account_id", "seq"), FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "update_session_id" ON "update" ("session_id") WHERE ("session_id" IS NOT NULL)',
+        'CREATE TABLE "usage_report" ("id" TEXT NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "key" TEXT NOT NULL, "model" TEXT, "input_tokens" BIGINT NOT NULL, "output_tokens" BIGINT NOT NULL, "cache_creation_tokens" BIGINT NOT NULL, "cache_read_tokens" BIGINT NOT NULL, "cost_usd" DOUBLE PRECISION NOT NULL, "at" BIGINT NOT NULL, "created_at" BIGINT NOT NULL, "updated_at" BIGINT NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE UNIQUE INDEX "usage_report_session_id_key" ON "usage_report" ("session_id", "key")',
+        'CREATE INDEX "usage_report_account_id_at" ON "usage_report" ("account_id", "at")',
+        'CREATE TABLE "vapid_key" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "private_key" TEXT NOT NULL, "public_key" TEXT NOT NULL, "created_at" BIGINT NOT NULL)',
+        'CREATE TABLE "webhook" ("id" SERIAL NOT NULL PRIMARY KEY, "account_id" INTEGER NOT NULL, "url" TEXT NOT NULL, "format" TEXT NOT NULL, "events" TEXT NOT NULL, "secret" TEXT NOT NULL, "created_at" BIGINT NOT NULL, FOREIGN KEY ("account_id") REFERENCES "account" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_account_id" ON "webhook" ("account_id")',
+        'CREATE TABLE "webhook_run" ("id" TEXT NOT NULL PRIMARY KEY, "webhook_id" INTEGER NOT NULL, "session_id" TEXT NOT NULL, "event" TEXT NOT NULL, "payload" TEXT NOT NULL, "status" TEXT NOT NULL CHECK (status IN (\'pending\', \'delivered\', \'failed\')), "attempts" INTEGER NOT NULL, "next_attempt_at" BIGINT, "response_status" INTEGER, "duration_ms" INTEGER, "error" TEXT, "created_at" BIGINT NOT NULL, FOREIGN KEY ("webhook_id") REFERENCES "webhook" ("id") ON DELETE CASCADE, FOREIGN KEY ("session_id") REFERENCES "session" ("id") ON DELETE CASCADE)',
+        'CREATE INDEX "webhook_run_session_id_id" ON "webhook_run" ("session_id", "id")',
+        'CREATE INDEX "webhook_run_webhook_id_id" ON "webhook_run" ("webhook_id", "id")',
+        'CREATE INDEX "webhook_run_due" ON "webhook_run" ("next_attempt_at") WHERE ("status" = \'pending\')',
+        # when maintenance last ran, claimed by one process of many (claim_maintenance)
+        'CREATE TABLE "maintenance" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "ran_at" BIGINT NOT NULL)',
+        'INSERT INTO "maintenance" ("id", "ran_at") VALUES (1, 0)',
+    ],
+]
+
+
+def init_db(url, max_connections=64):
+    """A pool of connections to `url`: a SQLite file path, or postgresql://user:pass@host/db (psycopg 3).
+    timeout: how long a request waits for a free pooled connection (then 503); SQLite's own lock wait
+    is the busy_timeout pragma."""
+    if url.startswith(("postgresql://", "postgres://")):
+        database = PooledPostgresqlDatabase(url, timeout=10, max_connections=max_connections, stale_timeout=None)
+    else:
+        database = PooledSqliteDatabase(url, pragmas=PRAGMAS, timeout=10, max_connections=max_connections,
+                                        stale_timeout=None, check_same_thread=False)
+        database.register_function(search_text, "search_text", 1, deterministic=True)
     db.initialize(database)
     return database
 
 
 def migrate():
-    """Bring the file to SCHEMA_VERSION; the version lives in PRAGMA user_version. Nothing is written
-    when no migration is due, so a server starts (and reads) on a full disk."""
+    """Bring the database to its engine's latest schema version; returns the version it had. On SQLite
+    the version lives in PRAGMA user_version, and nothing is written when no migration is due, so a
+    server starts (and reads) on a full disk. On PostgreSQL, servers starting together take turns
+    (an advisory lock) and the last ones find nothing to do."""
+    if postgres():
+        return _migrate_postgres()
     with db.connection_context():
         version = db.execute_sql("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             with db.atomic("IMMEDIATE"):
                 version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise SchemaTooNew(
-                        f"database schema version {version} is newer than this server's "
-                        f"{SCHEMA_VERSION}; upgrade Switchboard"
-                    )
+                _check_version(version, SCHEMA_VERSION)
                 for step in MIGRATIONS[version:]:
                     for statement in step:
                         db.execute_sql(statement)
                 db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
     storage.watch(db.database)
     return version
+
+
+_MIGRATION_LOCK = 0x5357424D  # the advisory lock key servers migrate under ("SWBM")
+
+
+def _migrate_postgres():
+    latest = len(POSTGRES_MIGRATIONS)
+    with db.connection_context(), db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute_sql('CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL)')
+        row = db.execute_sql('SELECT "version" FROM "schema_version"').fetchone()
+        version = 0 if row is None else row[0]
+        _check_version(version, latest)
+        for step in POSTGRES_MIGRATIONS[version:]:
+            for statement in step:
+                db.execute_sql(statement)
+        if row is None:
+            db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (latest,))
+        elif version != latest:
+            db.execute_sql('UPDATE "schema_version" SET "version" = %s', (latest,))
+    return version
+
+
+def _check_version(version, latest):
+    if version > latest:
+        raise SchemaTooNew(f"database schema version {version} is newer than this server's {latest}; "
+                           "upgrade Switchboard")
+
+
+def claim_maintenance(interval_ms):
+    """Whether this process is the one to run this interval's maintenance: on PostgreSQL, where many
+    may serve one database, the first to claim it once 90% of an interval has passed since the last
+    run (the row's lock decides between claims made together); on SQLite (one process), always."""
+    if not postgres():
+        return True
+    now = now_ms()
+    with db.atomic():
+        return db.execute_sql('UPDATE "maintenance" SET "ran_at" = %s WHERE "ran_at" <= %s',
+                              (now, now - interval_ms * 9 // 10)).rowcount == 1
+
+
+def in_transaction(connection):
+    """Whether a driver connection (sqlite3's or psycopg's) is inside a transaction (or a failed one)."""
+    if postgres():
+        return connection.info.transaction_status != TransactionStatus.IDLE
+    return connection.in_transaction
 
 
 # --- the file's health ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Notifications: which update bodies are events, queueing their deliveries, and the worker that sends.
 
-`enqueue` runs inside every write's transaction (events.Hub `on_store`): it reads the update bodies
+`enqueue` runs inside every write's transaction (events.Writer `on_store`): it reads the update bodies
 the write recorded, and queues a webhook run per matching webhook and a push job per subscription in
 that same transaction, so producers need no notification code and a committed event is never lost.
 The `Dispatcher` (a background thread, a greenlet under gevent) claims due work, sends it with a
@@ -15,19 +15,42 @@ import urllib3
 
 import push
 import webhooks
-from events import hub
-from models import db, first_id_at, new_ids, now_ms
+from events import writer
+from models import (
+    SQL,
+    PushJob,
+    PushSubscription,
+    Statement,
+    Token,
+    Webhook,
+    WebhookRun,
+    db,
+    first_id_at,
+    fn,
+    new_ids,
+    now_ms,
+    postgres,
+)
 
 log = logging.getLogger("switchboard")
 
-_RUN_COLUMNS = ("id", "webhook_id", "session_id", "event", "payload", "status", "attempts", "next_attempt_at",
-                "created_at")
-_INSERT_RUNS = 'INSERT INTO "webhook_run" ({}) VALUES ({})'.format(", ".join(_RUN_COLUMNS), ", ".join("?" * len(_RUN_COLUMNS)))
-_INSERT_JOBS = ('INSERT INTO "push_job" ("subscription_id", "session_id", "payload", "attempts", "next_attempt_at") '
-                'VALUES (?, ?, ?, 0, ?)')
-_WEBHOOKS = 'SELECT "id", "events" FROM "webhook" WHERE "account_id" = ?'
-_SUBSCRIPTIONS = ('SELECT "push_subscription"."id" FROM "push_subscription" JOIN "token" '
-                  'ON "token"."id" = "push_subscription"."token_id" WHERE "token"."account_id" = ?')
+# Run by every write with an event (Statement: rendered once per database).
+_INSERT_RUNS = Statement(lambda *row: WebhookRun.insert_many([row], fields=(
+    WebhookRun.id, WebhookRun.webhook, WebhookRun.session, WebhookRun.event, WebhookRun.payload, WebhookRun.status,
+    WebhookRun.attempts, WebhookRun.next_attempt_at, WebhookRun.created_at)),
+    "\0i", 1001, "\0s", "\0e", "\0p", "\0S", 1002, 1003, 1004)
+_INSERT_JOBS = Statement(lambda *row: PushJob.insert_many([row], fields=(
+    PushJob.subscription, PushJob.session, PushJob.payload, PushJob.attempts, PushJob.next_attempt_at)),
+    1001, "\0s", "\0p", 1002, 1003)
+_WEBHOOKS = Statement(lambda account_id: (
+    Webhook
+    .select(Webhook.id, Webhook.events)
+    .where(Webhook.account == account_id)), 1001)
+_SUBSCRIPTIONS = Statement(lambda account_id: (
+    PushSubscription
+    .select(PushSubscription.id)
+    .join(Token)
+    .where(Token.account == account_id)), 1001)
 
 
 def events_of(bodies):
@@ -54,9 +77,9 @@ def enqueue(changes):
     if not events:
         return
     subscribed = [(webhook_id, set(names.split(",")))
-                  for webhook_id, names in db.execute_sql(_WEBHOOKS, (changes.account_id,))]
+                  for webhook_id, names in db.execute_sql(*_WEBHOOKS(changes.account_id))]
     pushed = [e for e in events if e[1] in push.PUSHED_EVENTS]
-    subscriptions = [s for (s,) in db.execute_sql(_SUBSCRIPTIONS, (changes.account_id,))] if pushed else []
+    subscriptions = [s for (s,) in db.execute_sql(*_SUBSCRIPTIONS(changes.account_id))] if pushed else []
     wanted = [e for e in events if any(e[1] in names for _, names in subscribed)]
     if not wanted and not subscriptions:
         return
@@ -73,11 +96,11 @@ def enqueue(changes):
     for session_id, event, _ in pushed if subscriptions else ():
         if session_id in sessions:
             body = push.payload(event, sessions[session_id])
-            jobs.extend((subscription, session_id, body, now) for subscription in subscriptions)
+            jobs.extend((subscription, session_id, body, 0, now) for subscription in subscriptions)
     if runs:
-        db.cursor().executemany(_INSERT_RUNS, runs)
+        db.cursor().executemany(*_INSERT_RUNS.many(runs))
     if jobs:
-        db.cursor().executemany(_INSERT_JOBS, jobs)
+        db.cursor().executemany(*_INSERT_JOBS.many(jobs))
     if runs or jobs:
         dispatcher.wake()
 
@@ -85,25 +108,59 @@ def enqueue(changes):
 def prune(older_than_ms):
     """Delete finished runs (delivered or failed) created before `older_than_ms`; returns how many.
     Run ids begin with their creation time: the old ones are a range of the primary key."""
-    with hub.write(None):
-        return db.execute_sql('DELETE FROM "webhook_run" WHERE "id" < ? AND "status" != \'pending\'',
-                              (first_id_at(older_than_ms),)).rowcount
+    return writer.run(None, lambda changes: (WebhookRun
+                                             .delete()
+                                             .where((WebhookRun.id < first_id_at(older_than_ms))
+                                                    & (WebhookRun.status != "pending"))
+                                             .execute()))
 
 
 # --- the worker -----------------------------------------------------------------------------------
 
-_DUE_RUNS = ('SELECT "webhook_run"."id", "url", "format", "secret", "payload", "attempts" FROM "webhook_run" '
-             'JOIN "webhook" ON "webhook"."id" = "webhook_run"."webhook_id" '
-             'WHERE "status" = \'pending\' AND "next_attempt_at" <= ? ORDER BY "next_attempt_at" LIMIT ?')
-_DUE_JOBS = ('SELECT "push_job"."id", "endpoint", "p256dh", "auth", "payload", "attempts", "subscription_id" '
-             'FROM "push_job" JOIN "push_subscription" ON "push_subscription"."id" = "push_job"."subscription_id" '
-             'WHERE "next_attempt_at" <= ? ORDER BY "next_attempt_at" LIMIT ?')
-_LEASE_RUN = 'UPDATE "webhook_run" SET "next_attempt_at" = ? WHERE "id" = ?'
-_LEASE_JOB = 'UPDATE "push_job" SET "next_attempt_at" = ? WHERE "id" = ?'
-_RECORD_RUN = ('UPDATE "webhook_run" SET "status" = ?, "attempts" = ?, "next_attempt_at" = ?, '
-               '"response_status" = ?, "duration_ms" = ?, "error" = ? WHERE "id" = ?')
-_NEXT_DUE = ('SELECT MIN(due) FROM (SELECT MIN("next_attempt_at") AS due FROM "webhook_run" WHERE "status" = \'pending\' '
-             'UNION ALL SELECT MIN("next_attempt_at") FROM "push_job")')
+# Pending runs are matched with the literal of the partial index they are read by (models.WebhookRun).
+_PENDING = WebhookRun.status == SQL("'pending'")
+# On PostgreSQL, where several processes claim work, a row another one is claiming is skipped: each
+# run and job is leased (then sent) by one process only.
+_DUE_RUNS = Statement(lambda now, limit: _claimed(
+    WebhookRun
+    .select(WebhookRun.id, Webhook.url, Webhook.format, Webhook.secret, WebhookRun.payload, WebhookRun.attempts)
+    .join(Webhook)
+    .where(_PENDING & (WebhookRun.next_attempt_at <= now))
+    .order_by(WebhookRun.next_attempt_at)
+    .limit(limit), WebhookRun), 1001, 1002)
+_DUE_JOBS = Statement(lambda now, limit: _claimed(
+    PushJob
+    .select(PushJob.id, PushSubscription.endpoint, PushSubscription.p256dh, PushSubscription.auth, PushJob.payload,
+            PushJob.attempts, PushJob.subscription)
+    .join(PushSubscription)
+    .where(PushJob.next_attempt_at <= now)
+    .order_by(PushJob.next_attempt_at)
+    .limit(limit), PushJob), 1001, 1002)
+_LEASE_RUN = Statement(lambda lease, run_id: (
+    WebhookRun
+    .update({WebhookRun.next_attempt_at: lease})
+    .where(WebhookRun.id == run_id)), 1001, "\0i")
+_LEASE_JOB = Statement(lambda lease, job_id: (
+    PushJob
+    .update({PushJob.next_attempt_at: lease})
+    .where(PushJob.id == job_id)), 1001, 1002)
+_RECORD_RUN = Statement(lambda status, attempts, due, response_status, duration_ms, error, run_id: (
+    WebhookRun
+    .update({WebhookRun.status: status, WebhookRun.attempts: attempts, WebhookRun.next_attempt_at: due,
+             WebhookRun.response_status: response_status, WebhookRun.duration_ms: duration_ms,
+             WebhookRun.error: error})
+    .where(WebhookRun.id == run_id)), "\0S", 1001, 1002, 1003, 1004, "\0e", "\0i")
+
+
+def _claimed(query, table):
+    return query.for_update(of=table, skip_locked=True) if postgres() else query
+
+
+def _next_due():
+    """When the next pending run or job is due (epoch ms), or None."""
+    runs = WebhookRun.select(fn.MIN(WebhookRun.next_attempt_at)).where(_PENDING).scalar()
+    jobs = PushJob.select(fn.MIN(PushJob.next_attempt_at)).scalar()
+    return min((due for due in (runs, jobs) if due is not None), default=None)
 
 _IDLE_POLL_SECONDS = 1.0  # how soon work queued by another process (or a lost wake-up) is noticed
 _GATHER_SECONDS = 0.005  # after a wake-up: lets more outcomes and events arrive, for one transaction
@@ -183,18 +240,18 @@ class Dispatcher:
         return min(_IDLE_POLL_SECONDS, max(0.0, (next_due - now_ms()) / 1000))
 
     def _claim(self, finished, free):
-        with hub.write(None):
+        def write(changes):
             now = now_ms()
             self._record(finished, now)
             lease = now + int((self.timeout + 5) * 1000)
             runs = [dict(zip(("id", "url", "format", "secret", "payload", "attempts"), row))
-                    for row in db.execute_sql(_DUE_RUNS, (now, free))]
+                    for row in db.execute_sql(*_DUE_RUNS(now, free))]
             jobs = [dict(zip(("id", "endpoint", "p256dh", "auth", "payload", "attempts", "subscription_id"), row))
-                    for row in db.execute_sql(_DUE_JOBS, (now, free - len(runs)))]
-            db.cursor().executemany(_LEASE_RUN, [(lease, run["id"]) for run in runs])
-            db.cursor().executemany(_LEASE_JOB, [(lease, job["id"]) for job in jobs])
-            (next_due,) = db.execute_sql(_NEXT_DUE).fetchone()
-        return runs, jobs, next_due
+                    for row in db.execute_sql(*_DUE_JOBS(now, free - len(runs)))]
+            db.cursor().executemany(*_LEASE_RUN.many([(lease, run["id"]) for run in runs]))
+            db.cursor().executemany(*_LEASE_JOB.many([(lease, job["id"]) for job in jobs]))
+            return runs, jobs, _next_due()
+        return writer.run(None, write)
 
     def _record(self, finished, now):
         runs = []
@@ -209,14 +266,16 @@ class Dispatcher:
                     state, due = "pending", now + self.retry_delay_ms(attempts)
                 runs.append((state, attempts, due, status, duration_ms, error, item["id"]))
             elif status in push.GONE:
-                db.execute_sql('DELETE FROM "push_subscription" WHERE "id" = ?', (item["subscription_id"],))
+                PushSubscription.delete().where(PushSubscription.id == item["subscription_id"]).execute()
             elif error is None or attempts >= self.max_attempts:
-                db.execute_sql('DELETE FROM "push_job" WHERE "id" = ?', (item["id"],))
+                PushJob.delete().where(PushJob.id == item["id"]).execute()
             else:
-                db.execute_sql('UPDATE "push_job" SET "attempts" = ?, "next_attempt_at" = ? WHERE "id" = ?',
-                               (attempts, now + self.retry_delay_ms(attempts), item["id"]))
+                (PushJob
+                 .update(attempts=attempts, next_attempt_at=now + self.retry_delay_ms(attempts))
+                 .where(PushJob.id == item["id"])
+                 .execute())
         if runs:
-            db.cursor().executemany(_RECORD_RUN, runs)
+            db.cursor().executemany(*_RECORD_RUN.many(runs))
 
     def _send_forever(self):
         # One per sender, so connections to a receiver are kept alive. urllib3 rather than requests:

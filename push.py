@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from events import hub
+from events import writer
 from models import PushSubscription, VapidKey, db
 from schemas import to_json
 
@@ -45,12 +45,11 @@ def ensure_key():
         key.generate_keys()
         public = key.public_key.public_bytes(serialization.Encoding.X962,
                                              serialization.PublicFormat.UncompressedPoint)
-        with hub.write(None):
-            (VapidKey
-             .insert(id=1, private_key=key.private_pem().decode(),
-                     public_key=base64.urlsafe_b64encode(public).rstrip(b"=").decode())
-             .on_conflict_ignore()
-             .execute())
+        writer.run(None, lambda changes: (VapidKey
+                                          .insert(id=1, private_key=key.private_pem().decode(),
+                                                  public_key=base64.urlsafe_b64encode(public).rstrip(b"=").decode())
+                                          .on_conflict_ignore()
+                                          .execute()))
 
 
 def public_key():
@@ -66,22 +65,22 @@ def _signer():
 
 def subscribe(token_id, endpoint, p256dh, auth):
     """Store the browser's subscription under this token; an endpoint seen before moves to it."""
-    with hub.write(None):
-        (PushSubscription
-         .insert(token=token_id, endpoint=endpoint, p256dh=p256dh, auth=auth)
-         .on_conflict(conflict_target=[PushSubscription.endpoint],
-                      update={PushSubscription.token: token_id, PushSubscription.p256dh: p256dh,
-                              PushSubscription.auth: auth})
-         .execute())
+    writer.run(None, lambda changes: (PushSubscription
+                                      .insert(token=token_id, endpoint=endpoint, p256dh=p256dh, auth=auth)
+                                      .on_conflict(conflict_target=[PushSubscription.endpoint],
+                                                   update={PushSubscription.token: token_id,
+                                                           PushSubscription.p256dh: p256dh,
+                                                           PushSubscription.auth: auth})
+                                      .execute()))
     return PushSubscription.get(PushSubscription.endpoint == endpoint)
 
 
 def unsubscribe(token_id, endpoint):
-    with hub.write(None):
-        deleted = (PushSubscription
-                   .delete()
-                   .where((PushSubscription.endpoint == endpoint) & (PushSubscription.token == token_id))
-                   .execute())
+    deleted = writer.run(None, lambda changes: (PushSubscription
+                                                .delete()
+                                                .where((PushSubscription.endpoint == endpoint)
+                                                       & (PushSubscription.token == token_id))
+                                                .execute()))
     if not deleted:
         raise SubscriptionNotFound(endpoint)
 

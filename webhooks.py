@@ -11,8 +11,8 @@ import time
 from peewee import fn
 from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
-from events import hub
-from models import Webhook, WebhookRun, db
+from events import writer
+from models import Session, Statement, Webhook, WebhookRun, db
 from schemas import MAX_INT, iso, parse_json, to_json
 
 SECRET_PREFIX = "whsec_"
@@ -40,9 +40,8 @@ def new_secret():
 
 def add(account_id, url, events, format):
     """Create a webhook; its `secret` is shown to the person this once and never read back out."""
-    with hub.write(account_id):
-        webhook = Webhook.create(account=account_id, url=url, format=format,
-                                 events=",".join(dict.fromkeys(events)), secret=new_secret())
+    webhook = writer.run(account_id, lambda changes: Webhook.create(
+        account=account_id, url=url, format=format, events=",".join(dict.fromkeys(events)), secret=new_secret()))
     webhook.last_run = None
     return webhook
 
@@ -55,8 +54,7 @@ def remove(account_id, webhook_id):
     query = Webhook.delete().where(Webhook.id == webhook_id)
     if account_id is not None:
         query = query.where(Webhook.account == account_id)
-    with hub.write(account_id):
-        deleted = query.execute()
+    deleted = writer.run(account_id, lambda changes: query.execute())
     if not deleted:
         raise WebhookNotFound(webhook_id)
 
@@ -67,24 +65,28 @@ def listed(account_id=None):
     if account_id is not None:
         query = query.where(Webhook.account == account_id)
     webhooks = list(query)
-    last = (WebhookRun
-            .select(WebhookRun.webhook, fn.MAX(WebhookRun.id).alias("last_id"))
-            .where(WebhookRun.webhook.in_([w.id for w in webhooks]))
-            .group_by(WebhookRun.webhook)
-            .tuples())
+    last = last_runs([w.id for w in webhooks]).tuples()
     runs = {run.webhook_id: run for run in WebhookRun.select().where(WebhookRun.id.in_([i for _, i in last]))}
     for webhook in webhooks:
         webhook.last_run = runs.get(webhook.id)
     return webhooks
 
 
-def runs_of(session):
-    """The session's newest runs, newest first."""
-    return list(WebhookRun
-                .select()
-                .where(WebhookRun.session == session.id)
-                .order_by(WebhookRun.id.desc())
-                .limit(RUNS_SHOWN))
+def last_runs(webhook_ids):
+    """The query of (webhook id, id of its newest run) for the webhooks that have runs."""
+    return (WebhookRun
+            .select(WebhookRun.webhook, fn.MAX(WebhookRun.id).alias("last_id"))
+            .where(WebhookRun.webhook.in_(webhook_ids))
+            .group_by(WebhookRun.webhook))
+
+
+def runs_of(session_id):
+    """The query of the session's newest runs, newest first."""
+    return (WebhookRun
+            .select()
+            .where(WebhookRun.session == session_id)
+            .order_by(WebhookRun.id.desc())
+            .limit(RUNS_SHOWN))
 
 
 # --- one delivery ---------------------------------------------------------------------------------
@@ -154,12 +156,13 @@ def event_payload(event, session_row, extra, at_ms):
                     "data": {"session": {"id": session_id, "title": title, "tag": tag}, **extra}})
 
 
-# Run by every write that has an event for a webhook: written out, as Peewee's rendering of it took
-# longer than the rest of the queueing.
-_SESSION_ROW = 'SELECT "id", "title", "tag" FROM "session" WHERE "id" = ?'
+# Run by every write that has an event for a webhook: rendered once (Statement), as Peewee's rendering
+# of it took longer than the rest of the queueing.
+_SESSION_ROW = Statement(lambda session_id: Session.select(Session.id, Session.title, Session.tag)
+                         .where(Session.id == session_id), "\0s")
 
 
 def session_rows(session_ids):
     """{id: (id, title, tag)} for the sessions that exist."""
-    rows = (db.execute_sql(_SESSION_ROW, (session_id,)).fetchone() for session_id in session_ids)
+    rows = (db.execute_sql(*_SESSION_ROW(session_id)).fetchone() for session_id in session_ids)
     return {row[0]: row for row in rows if row is not None}

@@ -19,8 +19,9 @@ from flask.json.provider import DefaultJSONProvider
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
+import models
 from errors import ApiError, storage_error  # noqa: F401 (re-exported for the blueprints)
-from events import Busy, hub
+from events import Busy, writer
 from models import Token, db, hash_secret, now_ms, pause
 from schemas import MAX_TEXT_CHARS, Base64Bytes, Iso, JsonObject, JsonText, MessageContent, Millis, parse_json, to_json
 
@@ -54,9 +55,7 @@ def token_for_secret(secret):
     if not secret:
         return None
     digest = hash_secret(secret)
-    # Every request runs this: written out, as rendering it with Peewee cost more than running it.
-    row = db.execute_sql('SELECT "id", "secret_hash", "account_id" FROM "token" WHERE "secret_hash" = ?',
-                         (digest,)).fetchone()
+    row = db.execute_sql(*models.FIND_TOKEN(digest)).fetchone()  # every request runs it
     if row is None or not hmac.compare_digest(row[1], digest):
         return None
     token_id, _, account_id = row
@@ -69,8 +68,8 @@ def token_for_secret(secret):
         # Bookkeeping must never fail or hold up the request (a read, a websocket's auth) it rides
         # on: while the write lock is taken, this use goes unrecorded and a later one records it.
         try:
-            with hub.write(None, busy_wait=0):
-                Token.update(last_used_at=now).where(Token.id == token_id).execute()
+            writer.run(None, lambda changes: Token.update(last_used_at=now).where(Token.id == token_id).execute(),
+                       busy_wait=0)
         except Busy:
             pass
     return Credential(token_id, account_id)

@@ -7,9 +7,10 @@ import time
 from flask import Blueprint, g
 
 import domain
+import models
 import schemas
 from events import hub
-from models import Message, Session, db, message_range, now_ms
+from models import db, now_ms
 from routes import ApiError, authenticate, endpoint
 
 bp = Blueprint("agent_sessions", __name__)
@@ -24,15 +25,11 @@ def session_not_found(e):
     return ApiError(404, "Session not found").response()
 
 
-def _sessions():
-    return Session.select().where(Session.account == g.account_id)
-
-
 @bp.get("/v1/sessions")
 @endpoint(responses={200: schemas.SessionListV1})
 def index():
     """The 150 most recently updated sessions."""
-    rows = _sessions().order_by(Session.updated_at.desc(), Session.id.desc()).limit(V1_PAGE)
+    rows = models.sessions_by_update(g.account_id, V1_PAGE)
     return schemas.session_list_v1.dump({"sessions": rows})
 
 
@@ -40,10 +37,7 @@ def index():
 @endpoint(query=schemas.active_sessions_query, responses={200: schemas.SessionList})
 def active(args):
     """Active sessions alive within 15 minutes, newest activity first."""
-    rows = (_sessions()
-            .where((Session.active == True) & (Session.last_active_at > now_ms() - ACTIVE_WINDOW_MS))  # noqa: E712 (= 1 uses the index)
-            .order_by(Session.last_active_at.desc())
-            .limit(args["limit"]))
+    rows = models.active_sessions(g.account_id, now_ms() - ACTIVE_WINDOW_MS, args["limit"])
     return schemas.session_list.dump({"sessions": rows})
 
 
@@ -51,15 +45,13 @@ def active(args):
 @endpoint(query=schemas.sessions_page_query, responses={200: schemas.SessionPage})
 def page(args):
     """Sessions by id descending (newest first), a page at a time."""
-    query = _sessions()
+    before = None
     if "cursor" in args:
         cursor = args["cursor"]
         if not cursor.startswith(schemas.CURSOR_PREFIX) or len(cursor) == len(schemas.CURSOR_PREFIX):
             raise ApiError(400, "Invalid cursor format", "cursor must be 'cursor_v1_<session id>'.")
-        query = query.where(Session.id < cursor[len(schemas.CURSOR_PREFIX):])
-    if "changed_since" in args:
-        query = query.where(Session.updated_at > args["changed_since"])
-    rows = list(query.order_by(Session.id.desc()).limit(args["limit"] + 1))
+        before = cursor[len(schemas.CURSOR_PREFIX):]
+    rows = list(models.sessions_by_id(g.account_id, args["limit"] + 1, before, args.get("changed_since")))
     has_next = len(rows) > args["limit"]
     rows = rows[:args["limit"]]
     return schemas.session_page.dump({
@@ -82,7 +74,7 @@ def create(body):
 def messages(session_id):
     """The 150 newest messages, newest first."""
     session = domain.find_session(g.account_id, session_id)
-    rows = Message.select().where(Message.session == session.id).order_by(Message.seq.desc()).limit(V1_PAGE)
+    rows = models.newest_messages(session.id, V1_PAGE)
     return schemas.message_list.dump({"messages": rows})
 
 
@@ -105,7 +97,7 @@ def messages_page(session_id, args):
     session = domain.find_session(g.account_id, session_id)
 
     def page():
-        return message_range(session.id, args["limit"], args.get("after_seq"), args.get("before_seq"))
+        return list(models.message_range(session.id, args["limit"] + 1, args.get("after_seq"), args.get("before_seq")))
 
     if not args["wait"]:
         rows = page()

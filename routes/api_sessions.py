@@ -29,10 +29,7 @@ def index(args):
     # are then read and dumped a page at a time, each page on a connection held only while reading it,
     # yielding between pages. Dumping 100,000 in one go held the worker for 3.6 s. Each session that
     # exists throughout is listed once, as it is when its page is read; one deleted meanwhile is left out.
-    query = (Session
-             .select(Session.id)
-             .where(Session.account == g.account_id)
-             .order_by(Session.updated_at.desc(), Session.id.desc()))
+    query = models.sessions_by_update(g.account_id, columns=(Session.id,))
     ids = [sid for (sid,) in db.execute(query).fetchall()]  # without Peewee's per-row wrapper
 
     def chunks():
@@ -81,7 +78,7 @@ def show(session_id, args):
 def messages(session_id, args):
     """A page of the session's messages: after a seq (ascending, from the start by default) or before one (descending)."""
     session = domain.find_session(g.account_id, session_id)
-    rows = models.message_range(session.id, args["limit"], args.get("after_seq"), args.get("before_seq"))
+    rows = list(models.message_range(session.id, args["limit"] + 1, args.get("after_seq"), args.get("before_seq")))
     return schemas.managed_message_page.dump({"messages": rows[:args["limit"]], "has_more": len(rows) > args["limit"]})
 
 

@@ -29,7 +29,7 @@ from errors import (
     CLOSE_UNAUTHORIZED,
     ERRORS,
 )
-from events import Busy, QuotaExceeded, frame, hub
+from events import Busy, QuotaExceeded, frame, hub, update_log
 from models import Account, Token, db, pause, storage_failure
 from routes import token_for_secret
 
@@ -248,7 +248,7 @@ class Connection:
             if since is None:
                 pages, latest = [], Account.get_by_id(self.account_id).seq
             else:
-                pages, latest = hub.replay(self.account_id, since)
+                pages, latest = update_log.replay(self.account_id, since)
         if pages is None:
             self.send(frame("resync", {"seq": latest}))
         else:

@@ -46,4 +46,4 @@ def delete(webhook_id):
 def runs(session_id):
     """The session's webhook runs (one per event and webhook, updated by each attempt), newest first."""
     session = domain.find_session(g.account_id, session_id)
-    return schemas.webhook_run_items.dump({"items": webhooks.runs_of(session)})
+    return schemas.webhook_run_items.dump({"items": list(webhooks.runs_of(session.id))})

@@ -124,10 +124,13 @@ def free_port():
 
 
 class LiveServer:
-    """`python app.py serve` on a free port and a database file of its own."""
+    """`python app.py serve` on a free port and a database file of its own (or a PostgreSQL URL, with
+    `log_dir` for its output)."""
 
-    def __init__(self, db_path, env=None, port=None):
+    def __init__(self, db_path, env=None, port=None, log_dir=None, args=()):
         self.db_path = str(db_path)
+        self.log_dir = log_dir
+        self.args = list(args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/updates"
@@ -138,10 +141,11 @@ class LiveServer:
 
     def start(self):
         env = {**os.environ, "SWITCHBOARD_DB": self.db_path, **self.extra_env}
-        self.log_path = Path(self.db_path).with_suffix(f".{self.port}.log")
+        self.log_path = (Path(self.log_dir) / f"server.{self.port}.log" if self.log_dir
+                         else Path(self.db_path).with_suffix(f".{self.port}.log"))
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port)],
+            [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port), *self.args],
             cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20

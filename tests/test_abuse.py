@@ -526,10 +526,10 @@ monkey.patch_all()
 import sqlite3, sys, time
 import gevent
 sys.path.insert(0, sys.argv[1])
-import app, domain, events, models
+import app, domain, events, events.writes, models
 app.create_app({"DB": sys.argv[2]})
-with models.db.connection_context(), events.hub.write(None):
-    account = models.Account.create(name="a").id
+with models.db.connection_context():
+    account = events.writer.run(None, lambda changes: models.Account.create(name="a").id)
 with sqlite3.connect(sys.argv[2]) as db:
     db.executemany("INSERT INTO session (id, account_id, metadata, metadata_version, agent_state_version, seq, active, "
                    "last_active_at, created_at, updated_at) VALUES (?, ?, '', 0, 0, 0, 0, 0, 0, 0)",
@@ -541,12 +541,12 @@ def tick():  # another greenlet, as a request on another connection would be
         gevent.sleep(0.001)
         ticks += 1
 gevent.spawn(tick)
-commit, spans = events.Hub._commit, []
-def timed(hub, group):
+commit, spans = events.writes.Writer._commit, []
+def timed(*args):
     started, ticked = time.monotonic(), ticks
-    commit(hub, group)
+    commit(*args)
     spans.append((time.monotonic() - started, ticks - ticked))
-events.Hub._commit = timed
+events.writes.Writer._commit = timed
 started, ticked = time.monotonic(), ticks
 with models.db.connection_context():
     assert domain.delete_all_sessions(account) == int(sys.argv[3])

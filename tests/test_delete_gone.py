@@ -8,7 +8,7 @@ import pytest
 
 import models
 from app import create_app
-from domain import REDACTED
+from events import REDACTED
 from tests.conftest import _bearer
 
 SECRET = "Quixotic zanzibar payload 8812"

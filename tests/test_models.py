@@ -8,11 +8,11 @@ import pytest
 from peewee import IntegrityError
 
 import domain
-import events
 import models
 from app import create_app, create_token
 from conftest import file_at_version
-from events import hub
+from events import update_log, writer
+from events.updatelog import ALLOCATE
 
 
 def test_every_pooled_connection_has_the_pragmas(app):
@@ -63,8 +63,8 @@ def _count(path, table, where="1"):
 def test_deleting_an_account_cascades_to_everything_it_owns(app):
     alice, _ = _seed("alice")
     bob, _ = _seed("bob")
-    with models.db.connection_context(), hub.write(None):
-        models.Account.delete().where(models.Account.id == alice).execute()
+    with models.db.connection_context():
+        writer.run(None, lambda changes: models.Account.delete().where(models.Account.id == alice).execute())
     path = app.config["DB"]
     for table in ("token", "session", "update"):
         assert _count(path, table, f"account_id = {alice}") == 0
@@ -75,16 +75,15 @@ def test_deleting_an_account_cascades_to_everything_it_owns(app):
 def test_deleting_a_session_row_cascades_to_its_messages(app):
     _, session = _seed()
     assert _count(app.config["DB"], "message") == 2
-    with models.db.connection_context(), hub.write(None):
-        models.Session.delete().where(models.Session.id == session.id).execute()
+    with models.db.connection_context():
+        writer.run(None, lambda changes: models.Session.delete().where(models.Session.id == session.id).execute())
     assert _count(app.config["DB"], "message") == 0
 
 
 def test_foreign_keys_are_enforced(app):
     with models.db.connection_context(), pytest.raises(IntegrityError):
-        with hub.write(None):
-            models.Message.insert(id=models.new_id(), session="missing", seq=1, content="1",
-                                  created_at=1, updated_at=1).execute()
+        writer.run(None, lambda changes: models.Message.insert(id=models.new_id(), session="missing", seq=1,
+                                                               content="1", created_at=1, updated_at=1).execute())
 
 
 def _schema(path):
@@ -164,28 +163,42 @@ def test_tokens_are_stored_only_as_sha256_hashes(app):
         assert conn.execute("SELECT secret_hash FROM token").fetchall() == [(models.hash_secret(secret),)]
 
 
+# The reads and writes each request runs, as the code runs them: Peewee queries are rendered by the
+# functions the views and the writer call; hand-written statements are the very strings they execute.
 HOT_QUERIES = {
-    "v1 list": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC LIMIT 150',
-    "management first page": 'SELECT * FROM session WHERE account_id = 1 ORDER BY updated_at DESC, id DESC LIMIT 101',
-    "management next page": ('SELECT * FROM session WHERE account_id = 1 AND (updated_at, id) < (5, "x") '
-                             'ORDER BY updated_at DESC, id DESC LIMIT 101'),
-    "v2 page": 'SELECT * FROM session WHERE account_id = 1 AND id < "x" ORDER BY id DESC LIMIT 51',
-    "v2 active": ('SELECT * FROM session WHERE account_id = 1 AND active = 1 AND last_active_at > 5 '
-                  'ORDER BY last_active_at DESC LIMIT 150'),
-    "tag lookup": 'SELECT * FROM session WHERE account_id = 1 AND tag = "t"',
-    "messages before": 'SELECT * FROM message WHERE session_id = "s" AND seq < 9 ORDER BY seq DESC LIMIT 101',
-    "messages after": 'SELECT * FROM message WHERE session_id = "s" AND seq > 9 ORDER BY seq LIMIT 101',
-    "localId lookup": (domain._KNOWN_MESSAGES.format("?, ?"), ("s", 1, "a", "b")),
-    "replay": 'SELECT * FROM "update" WHERE account_id = 1 AND seq > 5 ORDER BY seq',
-    "prune": (events._PRUNE, (1, 5)),
-    "redact a deleted session's updates": (domain._REDACT_SESSION, ("s",)),
-    "redact a step of delete-all": (domain._REDACT_RANGE, (1, 0, 5000)),
-    "token": 'SELECT id, account_id FROM token WHERE secret_hash = "h"',
-    "queued messages": (domain._DELIVER, (1, "s")),
-    "claude tag lookup": (domain._FIND_TAGGED, (1, "claude:x")),
-    "session requests": 'SELECT * FROM request WHERE session_id = "s" AND account_id = 1 ORDER BY id DESC',
-    "pending requests": 'SELECT * FROM request WHERE account_id = 1 AND status = "pending" ORDER BY id DESC',
-    "request by key": 'SELECT * FROM request WHERE session_id = "s" AND key = "k"',
+    "v1 list": lambda: models.sessions_by_update(1, 150),
+    "management first page": lambda: models.sessions_by_update(1, 101),
+    "management next page": lambda: models.sessions_by_update(1, 101, (5, "x")),
+    "management full list": lambda: models.sessions_by_update(1, columns=(models.Session.id,)),
+    "v2 page": lambda: models.sessions_by_id(1, 51, "x"),
+    "v2 page changed since": lambda: models.sessions_by_id(1, 51, "x", 5),
+    "v2 active": lambda: models.active_sessions(1, 5, 150),
+    "tag lookup": lambda: models.Session.select().where((models.Session.account == 1) & (models.Session.tag == "t")),
+    "v1 messages": lambda: models.newest_messages("s", 150),
+    "messages before": lambda: models.message_range("s", 101, before_seq=9),
+    "messages after": lambda: models.message_range("s", 101, after_seq=9),
+    "localId lookup": lambda: models.known_messages(2)("s", 1, "a", "b"),
+    "session lookup": lambda: models.FIND_SESSION("s", 1),
+    "message seqs": lambda: models.TAKE_MESSAGE_SEQS(1, 2, "s", 1),
+    "replay page": lambda: update_log.page(1, 5, 10, 500),
+    "log start": lambda: (models.Update.select(models.Update.seq).where(models.Update.account == 1)
+                          .order_by(models.Update.seq).limit(1)),
+    "seqs and counters": lambda: ALLOCATE(1, 0, 0, 1),
+    "prune": lambda: update_log.prune(1, 5),
+    "redact a deleted session's updates": lambda: update_log.redact_session("s"),
+    "redact a step of delete-all": lambda: update_log.redact_range(1, 0, 5000),
+    "token": lambda: models.FIND_TOKEN("h"),
+    "any queued messages": lambda: models.QUEUED("s"),
+    "deliver queued messages": lambda: models.DELIVER(1, "s"),
+    "claude tag lookup": lambda: models.FIND_TAGGED(1, "claude:x"),
+    "session bytes": lambda: models.session_bytes("s"),
+    "session requests": lambda: models.requests_of(1, "s"),
+    "session pending requests": lambda: models.requests_of(1, "s", "pending"),
+    "account requests": lambda: models.requests_of(1),
+    "pending requests": lambda: models.requests_of(1, None, "pending"),
+    "request by id": lambda: models.requests_of(1).where(models.Request.id == "r"),
+    "request by key": lambda: models.Request.select().where((models.Request.session == "s")
+                                                             & (models.Request.key == "k")),
 }
 
 
@@ -193,10 +206,11 @@ HOT_QUERIES = {
 def test_hot_queries_search_an_index_and_never_sort(tmp_path, name):
     models.init_db(str(tmp_path / "plan.db"))
     models.migrate()
-    with sqlite3.connect(tmp_path / "plan.db") as db:
-        sql, params = HOT_QUERIES[name] if isinstance(HOT_QUERIES[name], tuple) else (HOT_QUERIES[name], ())
-        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    query = HOT_QUERIES[name]()
+    sql, params = query if isinstance(query, tuple) else query.sql()
     models.db.close_all()
+    with sqlite3.connect(tmp_path / "plan.db") as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
     searches = [step for step in plan if "SUBQUERY" not in step]
     assert all(step.startswith("SEARCH") and ("INDEX" in step or "PRIMARY KEY" in step) for step in searches), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
@@ -230,7 +244,7 @@ def test_a_version_2_update_log_is_carried_into_version_3(tmp_path):
     models.init_db(str(path))
     assert models.migrate() == 2
     with models.db.connection_context():
-        pages, latest = hub.replay(1, 0)
+        pages, latest = update_log.replay(1, 0)
         frames = [frame for page in pages for frame in page]
     models.db.close_all()
     assert latest == 2 and [(seq, sid) for seq, sid, _ in frames] == [(1, "s1"), (2, None)]
@@ -248,7 +262,7 @@ def test_prune_deletes_each_accounts_updates_before_the_cutoff_and_nothing_else(
         models.db.cursor().executemany(
             'INSERT INTO "update" (id, account_id, seq, body, created_at) VALUES (?, ?, ?, \'{}\', ?)',
             [(models.new_id(), *row) for row in rows])
-        assert hub.prune(250) == 4
+        assert domain.prune_updates(250) == 4
         left = models.db.execute_sql('SELECT account_id, seq FROM "update" ORDER BY account_id, seq').fetchall()
     assert left == [(1, 3), (3, 1)]
 

@@ -1,0 +1,144 @@
+"""On PostgreSQL, where several processes write: the update log is what every process publishes from.
+
+A committed write NOTIFYs its account's id (events/writes.py); each process LISTENs on one connection
+and, for the accounts its subscribers follow, reads the log after the last seq it published, in seq
+order, and hands the frames to its hub. An account's seqs are allocated in commit order (its row is
+locked until commit), so reading by seq never skips one committed later. A lost notification only
+delays: every `catch_up` seconds the follower compares each followed account's latest seq with its own.
+"""
+import logging
+import threading
+import time
+
+import psycopg
+
+from events.updatelog import update_frame
+from models import Account, Update, db
+
+log = logging.getLogger("switchboard")
+
+CHANNEL = "switchboard_updates"
+PAGE_ROWS = 500
+
+
+class Follower:
+    def __init__(self, hub):
+        self.hub = hub
+        self._lock = threading.Lock()
+        self._published = {}  # account id -> the last seq this process published
+        self._due = set()  # accounts with news to read
+        self._origins = {}  # (account id, seq) -> the local connection whose write it was
+        self._wake = threading.Event()
+        self.running = False
+
+    def start(self, url, catch_up=1.0):
+        self.running = True
+        self.hub.on_subscribe = self.follow
+        threading.Thread(target=self._listen, args=(url,), daemon=True, name="follower-listen").start()
+        threading.Thread(target=self._run, args=(catch_up,), daemon=True, name="follower").start()
+
+    def follow(self, account_id):
+        """Called as a subscriber registers, before it reads the log: from now on every update after the
+        account's current seq reaches this process's hub."""
+        with self._lock:
+            if account_id in self._published:
+                return
+        opened = db.is_closed()
+        try:
+            if opened:
+                db.connect()
+            seq = Account.select(Account.seq).where(Account.id == account_id).scalar() or 0
+        finally:
+            if opened:
+                db.close()
+        with self._lock:
+            self._published.setdefault(account_id, seq)
+
+    def committed(self, writes):
+        """A local transaction committed these Changes: read their updates from the log now."""
+        with self._lock:
+            for changes in writes:
+                if changes.published and changes.origin is not None:
+                    for seq, _, _ in changes.published:
+                        self._origins[(changes.account_id, seq)] = changes.origin
+                self._due.add(changes.account_id)
+        self._wake.set()
+
+    def _listen(self, url):
+        while True:
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    with self._lock:
+                        self._due.update(self._published)  # whatever came while not listening
+                    self._wake.set()
+                    for note in connection.notifies():
+                        with self._lock:
+                            self._due.add(int(note.payload))
+                        self._wake.set()
+            except Exception:
+                log.exception("listening for updates failed; reconnecting")
+                time.sleep(1)
+
+    def _run(self, catch_up):
+        next_check = time.monotonic() + catch_up
+        while True:
+            self._wake.wait(max(0.0, next_check - time.monotonic()))
+            self._wake.clear()
+            due = set()
+            try:
+                with db.connection_context():
+                    if time.monotonic() >= next_check:
+                        next_check = time.monotonic() + catch_up
+                        self._check_all()
+                    with self._lock:
+                        due, self._due = self._due, set()
+                    for account_id in due:
+                        self._deliver(account_id)
+            except Exception:
+                log.exception("publishing from the update log failed; retrying")
+                with self._lock:
+                    self._due.update(due)
+                time.sleep(0.1)
+
+    def _check_all(self):
+        """Forget accounts nobody here follows any more; mark due those whose seq moved."""
+        with self._lock:
+            # read under this lock: an account registered meanwhile is followed again after it
+            followed = self.hub.accounts()
+            for account_id in [a for a in self._published if a not in followed]:
+                del self._published[account_id]
+            self._origins = {key: origin for key, origin in self._origins.items() if key[0] in followed}
+            published = dict(self._published)
+        if published:
+            for account_id, seq in (Account
+                                    .select(Account.id, Account.seq)
+                                    .where(Account.id.in_(list(published)))
+                                    .tuples()):
+                if seq > published[account_id]:
+                    with self._lock:
+                        self._due.add(account_id)
+
+    def _deliver(self, account_id):
+        with self._lock:
+            after = self._published.get(account_id)
+        while after is not None:
+            rows = (Update
+                    .select(Update.id, Update.seq, Update.session_id, Update.body, Update.created_at)
+                    .where((Update.account == account_id) & (Update.seq > after))
+                    .order_by(Update.seq)
+                    .limit(PAGE_ROWS)
+                    .tuples())
+            page = list(rows)
+            for update_id, seq, session_id, body, created_at in page:
+                with self._lock:
+                    origin = self._origins.pop((account_id, seq), None)
+                self.hub.publish(account_id, session_id, (seq, update_frame(update_id, seq, body, created_at)), origin)
+            if not page:
+                return
+            after = page[-1][1]
+            with self._lock:
+                if account_id in self._published:
+                    self._published[account_id] = after
+            if len(page) < PAGE_ROWS:
+                return
