@@ -393,7 +393,7 @@ TAKE_MESSAGE_SEQS = Statement(lambda count, now, session_id, account_id: (
     .update({Session.seq: Session.seq + count, Session.updated_at: now})
     .where((Session.id == session_id) & (Session.account == account_id))
     .returning(Session.seq)), 1001, 1002, "\0s", 1003)
-INSERT_MESSAGES = Statement(lambda *row: Message.insert_many([row], fields=MESSAGE_FIELDS),
+INSERT_MESSAGES = Statement(lambda *row: Message.insert_many([row], fields=MESSAGE_FIELDS).returning(),
                             "\0i", "\0s", 1001, "\0l", "\0r", "\0c", "\0m", 1002, 1003, 1004)
 QUEUED = Statement(lambda session_id: (
     Message

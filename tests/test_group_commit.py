@@ -68,9 +68,9 @@ def test_writes_queued_behind_an_open_transaction_commit_with_it_and_a_failure_u
     commits = []
     commit = writer._commit
 
-    def counted(connection, cursor, taken):
+    def counted(connection, cursor, taken, *rest):
         commits.append([w.fn for w in taken])
-        commit(connection, cursor, taken)
+        commit(connection, cursor, taken, *rest)
     monkeypatch.setattr(writer, "_commit", counted)
     outcomes, seen = {}, {}
 

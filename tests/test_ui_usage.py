@@ -35,7 +35,7 @@ def report(person, sid, key, cost, days_ago=0, tokens=None):
 
 def open_usage(person):
     page = person.page
-    menu = page.get_by_role("button", name="Menu")
+    menu = page.locator("#menu-button")
     if menu.is_visible():  # a phone: the account's actions are behind it, and fold once one is chosen
         menu.click()
     page.get_by_role("link", name="Usage", exact=True).click()
