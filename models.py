@@ -837,9 +837,14 @@ def active_sessions(account_id, since_ms, limit):
 
 
 # The working directory a session's metadata names (Claude Code's and client.py's `cwd`); null when
-# the metadata is not JSON (an agent may encrypt it) or names none.
-_CWD_SQL = "CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.cwd') END"
-_CWD = SQL(_CWD_SQL)
+# the metadata is not JSON (an agent may encrypt it) or names no string there.
+_CWD_SQLITE = SQL("CASE WHEN json_valid(\"metadata\") AND json_type(\"metadata\", '$.cwd') = 'text' "
+                  "THEN json_extract(\"metadata\", '$.cwd') END")
+_CWD_POSTGRES = SQL('switchboard_cwd("metadata")')  # PostgreSQL's step 2
+
+
+def _cwd():
+    return _CWD_POSTGRES if postgres() else _CWD_SQLITE
 
 
 def session_page(account_id, limit, cursor=None, active=None, waiting=None, project=None):
@@ -861,7 +866,7 @@ def session_page(account_id, limit, cursor=None, active=None, waiting=None, proj
         condition = (Session.awaiting_message == True) | Session.id.in_(pending)  # noqa: E712 (SQL, not Python)
         query = query.where(condition if waiting else ~condition)
     if project is not None:
-        query = query.where(_CWD == project)
+        query = query.where(_cwd() == project)
     rows = list(query)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -870,10 +875,14 @@ def session_page(account_id, limit, cursor=None, active=None, waiting=None, proj
 
 def projects(account_id, limit=200):
     """The working directories the account's sessions name, most recently updated first, with counts."""
-    rows = db.execute_sql(
-        f"SELECT {_CWD_SQL} AS directory, count(*), max(updated_at) FROM session "
-        "WHERE account_id = ? AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.cwd') END = 'text' "
-        "GROUP BY directory ORDER BY 3 DESC LIMIT ?", (account_id, limit)).fetchall()
+    cwd, last = _cwd(), fn.MAX(Session.updated_at)
+    rows = (Session
+            .select(cwd, fn.COUNT(SQL("*")), last)
+            .where((Session.account == account_id) & cwd.is_null(False))
+            .group_by(cwd)
+            .order_by(last.desc())
+            .limit(limit)
+            .tuples())
     return [{"directory": d, "sessions": n, "updated_at": at} for d, n, at in rows]
 
 
@@ -1129,6 +1138,24 @@ POSTGRES_MIGRATIONS = [
         # when maintenance last ran, claimed by one process of many (claim_maintenance)
         'CREATE TABLE "maintenance" ("id" INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), "ran_at" BIGINT NOT NULL)',
         'INSERT INTO "maintenance" ("id", "ran_at") VALUES (1, 0)',
+    ],
+    # 2: the working directory a session's metadata names, for the list's project filter (SQLite
+    # reads it with json_valid and json_extract, which PostgreSQL lacks for text that may not be JSON).
+    [
+        """CREATE FUNCTION switchboard_cwd(metadata text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE doc jsonb;
+BEGIN
+    BEGIN
+        doc := metadata::jsonb;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+    IF jsonb_typeof(doc) = 'object' AND jsonb_typeof(doc -> 'cwd') = 'string' THEN
+        RETURN doc ->> 'cwd';
+    END IF;
+    RETURN NULL;
+END $$""",
     ],
 ]
 

@@ -62,12 +62,29 @@ def test_migrations_build_the_schema_from_empty_and_servers_starting_together_mi
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert sorted(versions) == [0, 1, 1, 1]  # one did the work; the others found it done
+    latest = len(models.POSTGRES_MIGRATIONS)
+    assert sorted(versions) == [0, latest, latest, latest]  # one did the work; the others found it done
     assert models.migrate() == len(models.POSTGRES_MIGRATIONS)
     with models.db.connection_context():
         expected = {m._meta.table_name for m in models.MODELS if m not in (models.MessageSearch, models.SessionSearch)}
         assert _tables() == expected | {"schema_version", "maintenance"}
     models.db.close_all()
+
+
+def test_a_postgresql_database_of_every_earlier_version_migrates_to_the_latest(cluster):
+    for version in range(1, len(models.POSTGRES_MIGRATIONS)):
+        models.init_db(cluster.create_database())
+        with models.db.connection_context():
+            for step in models.POSTGRES_MIGRATIONS[:version]:
+                for statement in step:
+                    models.db.execute_sql(statement)
+            models.db.execute_sql('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL)')
+            models.db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (version,))
+        assert models.migrate() == version
+        with models.db.connection_context():
+            assert models.db.execute_sql('SELECT "version" FROM "schema_version"').fetchone() == (len(models.POSTGRES_MIGRATIONS),)
+            assert models.db.execute_sql("""SELECT switchboard_cwd('{"cwd": "/w"}'), switchboard_cwd('{')""").fetchone() == ("/w", None)
+        models.db.close_all()
 
 
 def test_a_newer_postgresql_schema_refuses_to_start(pg_url):
@@ -143,6 +160,23 @@ def test_a_server_on_postgresql_serves_both_contracts_and_streams_updates_in_ord
     by_day = requests.get(f"{pg_server.url}/api/usage?group=day", headers=headers, timeout=5).json()
     assert by_day["total"]["cost_usd"] == 0.5 and len(by_day["items"]) == 1 and len(by_day["items"][0]["day"]) == 10
     assert requests.delete(f"{pg_server.url}/api/sessions/{sid}", headers=headers, timeout=5).status_code == 204
+
+
+def test_the_list_filters_and_projects_on_postgresql_answer_as_on_sqlite(pg_server):
+    """The project filter reads `cwd` from metadata that may not be JSON (PostgreSQL's step 2)."""
+    headers = pg_server.headers
+    for tag, metadata in (("a", {"cwd": "/w/one"}), ("b", {"cwd": "/w/two"}), ("c", {"cwd": "/w/one"}),
+                          ("d", {"cwd": 7}), ("e", None)):
+        requests.post(f"{pg_server.url}/v1/sessions", headers=headers, timeout=5,
+                      json={"tag": tag, "metadata": "not json {" if metadata is None else json.dumps(metadata)})
+    listed = requests.get(f"{pg_server.url}/api/sessions?limit=10&project=/w/one", headers=headers, timeout=5)
+    assert listed.status_code == 200, listed.text
+    assert sorted(s["tag"] for s in listed.json()["items"]) == ["a", "c"]
+    projects = requests.get(f"{pg_server.url}/api/projects", headers=headers, timeout=5)
+    assert projects.status_code == 200, projects.text
+    assert sorted((p["directory"], p["sessions"]) for p in projects.json()["items"]) == [("/w/one", 2), ("/w/two", 1)]
+    active = requests.get(f"{pg_server.url}/api/sessions?limit=10&active=true&waiting=false", headers=headers, timeout=5)
+    assert active.status_code == 200 and len(active.json()["items"]) == 5, active.text
 
 
 GEVENT_PROBE = """
