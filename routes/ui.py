@@ -6,7 +6,9 @@ an installable app that receives Web Push.
 No authentication here: the page holds no data; its scripts call the API with the token the person
 gives them. The scripts and styles are served by Flask's own static route (./static, no auth).
 """
+import functools
 import re
+from pathlib import Path
 
 from flask import Blueprint, current_app, make_response, render_template, request, send_from_directory
 
@@ -31,10 +33,17 @@ def content_security_policy(host):
     ])
 
 
+@functools.cache
+def _page_modules(static_folder):
+    """The page's own modules, preloaded by the page so the browser fetches them side by side instead
+    of one import level after another; not markdown.js, which the page imports after its first paint."""
+    return sorted(p.name for p in Path(static_folder, "js").glob("*.js") if p.name != "markdown.js")
+
+
 @bp.get("/")
 def index():
     """The single-page UI."""
-    response = make_response(render_template("index.html"))
+    response = make_response(render_template("index.html", modules=_page_modules(current_app.static_folder)))
     response.headers["Content-Security-Policy"] = content_security_policy(request.host)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"

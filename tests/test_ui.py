@@ -117,3 +117,19 @@ def test_me_needs_a_valid_token(client, headers):
     response = client.get("/api/me", headers=headers)
     assert response.status_code == 401
     assert response.get_json()["error"] == "unauthorized"
+
+
+def test_the_page_preloads_every_module_its_first_paint_imports_and_not_markdown(client):
+    """Preloaded, the modules are fetched side by side rather than one import level after another
+    (bench/ui.py: the list shows sooner); Markdown's module and libraries wait for the first paint."""
+    js = STATIC / "js"
+    wanted, todo = set(), ["main.js"]
+    while todo:  # the static imports reachable from main.js, main.js included
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += re.findall(r'^import [^;]*? from "\./([\w-]+\.js)";', (js / name).read_text(), re.M)
+    page = client.get("/").get_data(as_text=True)
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([\w-]+\.js)">', page))
+    assert wanted <= preloaded and "markdown.js" not in preloaded
+    assert len(wanted) > 10
