@@ -128,24 +128,31 @@ def raw_executemany(directory, seconds):
     return written / spent
 
 
+def throughput(server, seconds, rounds):
+    """The best of `rounds` rounds of /health, one-message and BATCH-message appends (interleaved),
+    each a load() result; on any server with .session(tag) -> id."""
+    singles = [server.session(f"single-{i}") for i in range(CONCURRENCY)]
+    batches = [server.session(f"batch-{i}") for i in range(CONCURRENCY)]
+    load(server, 1, lambda t, n: ("GET", "/health", None))  # warm up connections and code paths
+    health, append, batch = [], [], []
+    for r in range(rounds):
+        health.append(load(server, seconds, lambda t, n: ("GET", "/health", None)))
+        append.append(load(server, seconds, lambda t, n: (
+            "POST", f"/v3/sessions/{singles[t]}/messages", messages_body(t, f"{r}-{n}", 1))))
+        batch.append(load(server, seconds, lambda t, n: (
+            "POST", f"/v3/sessions/{batches[t]}/messages", messages_body(t, f"{r}-{n}", BATCH))))
+    return max(health), max(append), max(batch)
+
+
 def bench(worker, seconds, rounds, directory):
     """The best of `rounds` rounds of each measurement (rounds interleave the three loads)."""
     server = Server(directory, worker)
-    health, append, batch = [], [], []
     try:
-        singles = [server.session(f"single-{i}") for i in range(CONCURRENCY)]
-        batches = [server.session(f"batch-{i}") for i in range(CONCURRENCY)]
-        load(server, 1, lambda t, n: ("GET", "/health", None))  # warm up connections and code paths
-        for r in range(rounds):
-            health.append(load(server, seconds, lambda t, n: ("GET", "/health", None)))
-            append.append(load(server, seconds, lambda t, n: (
-                "POST", f"/v3/sessions/{singles[t]}/messages", messages_body(t, f"{r}-{n}", 1))))
-            batch.append(load(server, seconds, lambda t, n: (
-                "POST", f"/v3/sessions/{batches[t]}/messages", messages_body(t, f"{r}-{n}", BATCH))))
+        health, append, batch = throughput(server, seconds, rounds)
     finally:
         server.stop()
     raw = max(raw_executemany(directory, seconds) for _ in range(rounds))
-    return max(health), max(append), max(batch), raw
+    return health, append, batch, raw
 
 
 def report(worker, health, append, batch, raw):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import psutil  # noqa: E402
-from append import BATCH, CONCURRENCY, load, messages_body  # noqa: E402
+from append import BATCH, CONCURRENCY, throughput  # noqa: E402
 
 from conftest import WS, LiveServer  # noqa: E402
 from pgcluster import Cluster  # noqa: E402
@@ -46,20 +46,6 @@ class Server(LiveServer):
         r = requests.post(f"{self.url}/v1/sessions", json={"tag": tag, "metadata": ""}, headers=self.headers,
                           timeout=10)
         return r.json()["session"]["id"]
-
-
-def throughput(server, seconds, rounds):
-    singles = [server.session(f"single-{i}") for i in range(CONCURRENCY)]
-    batches = [server.session(f"batch-{i}") for i in range(CONCURRENCY)]
-    load(server, 1, lambda t, n: ("GET", "/health", None))
-    health, append, batch = [], [], []
-    for r in range(rounds):
-        health.append(load(server, seconds, lambda t, n: ("GET", "/health", None)))
-        append.append(load(server, seconds, lambda t, n: (
-            "POST", f"/v3/sessions/{singles[t]}/messages", messages_body(t, f"{r}-{n}", 1))))
-        batch.append(load(server, seconds, lambda t, n: (
-            "POST", f"/v3/sessions/{batches[t]}/messages", messages_body(t, f"{r}-{n}", BATCH))))
-    return max(health), max(append), max(batch)
 
 
 def delivery(writer, reader):
