@@ -12,7 +12,7 @@ import claude
 import models
 import prices
 from events import hub, update_log, writer
-from models import Account, Request, Session, UsageReport, db, new_id, new_ids, now_ms, off_the_loop, pause
+from models import Account, Request, Session, UsageReport, db, new_id, new_ids, now_ms, pause
 from schemas import agent_message_schema, event_request_schema, event_session_schema, usage_schema
 
 
@@ -233,11 +233,8 @@ def delete_all_sessions(account_id, origin=None):
 
 
 def _in_native_thread(query):
-    """The rows of one statement (a Peewee query) of the current write, run and fetched by
-    models.off_the_loop on the write's own connection (Peewee's would be the native thread's)."""
-    sql, params = query.sql()
-    cursor = db.connection().cursor()
-    return off_the_loop(lambda: cursor.execute(sql, params).fetchall())
+    """The rows of one statement (a Peewee query) of the current write, off the event loop."""
+    return models.fetch_off_the_loop(*query.sql())
 
 
 def delete_idle_sessions(updated_before):

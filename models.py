@@ -14,6 +14,7 @@ import threading
 import time
 
 import orjson
+import peewee
 from gevent import get_hub, monkey
 from peewee import (
     SQL,
@@ -548,10 +549,16 @@ def usage_summary(account_id, start, end, group, limit):
 # Triggers keep the index in the statement that writes the message, so it commits (or not) with it
 # on every path, a cascade included. The text is pulled out by search_text(), a function every
 # connection init_db opens has (register_functions() gives it to a plain sqlite3 connection): done
-# in SQL with json_tree, the trigger cost more than the rest of an append (bench/search.py). The
-# index keeps its own copy of that text (snippets are cut from it), keyed by the message's rowid,
-# which VACUUM keeps because the table has indexes. Session titles have an index that reads them
-# from the session table.
+# in SQL with json_tree, the trigger cost more than the rest of an append (bench/search.py).
+#
+# The index holds terms only. Its text is the view message_text (search_text() of each message,
+# computed again for the hits a snippet is cut from), not a second copy of every message: writing that
+# copy, and each message's token count (columnsize, for ranking by relevance, which search does not
+# do), cost as much as the terms themselves. Because the index is told what to delete by the same
+# function, search_text() must give what it gave when the message was indexed: a change to it comes
+# with a migration step that rebuilds the index. Rows are keyed by the message's rowid, which VACUUM
+# keeps because the table has indexes. Session titles have an index that reads them from the session
+# table.
 
 _UNSEARCHED_KEYS = frozenset(("type", "t", "id", "role", "tool_use_id", "signature", "data", "media_type", "stream"))
 
@@ -588,11 +595,15 @@ def register_functions(conn):
 
 
 class SearchIndex(FTS5Model):
-    """An FTS5 table created with the triggers that keep it."""
+    """An FTS5 table created after the statements it reads from (PRELUDE) and with the triggers that
+    keep it."""
+    PRELUDE = ()
     TRIGGERS = ()
 
     @classmethod
     def create_table(cls, safe=True, **options):
+        for statement in cls.PRELUDE:
+            cls._meta.database.execute_sql(statement)
         super().create_table(safe, **options)
         for statement in cls.TRIGGERS:
             cls._meta.database.execute_sql(statement)
@@ -605,22 +616,24 @@ class SearchIndex(FTS5Model):
 class MessageSearch(SearchIndex):
     text = SearchField()
 
+    PRELUDE = ('CREATE VIEW "message_text" AS SELECT "rowid", search_text("content") AS "text" FROM "message"',)
     # LIMIT 1 keeps SQLite from flattening the subquery into the outer one, which calls the function
-    # twice per message.
+    # twice per message. An index reading another table is told the text to delete.
     TRIGGERS = (
         'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" BEGIN '
         'INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", "text" '
         'FROM (SELECT search_text(new."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
         'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN '
-        'DELETE FROM "message_search" WHERE "rowid" = old."rowid"; END',
+        'INSERT INTO "message_search" ("message_search", "rowid", "text") SELECT \'delete\', old."rowid", "text" '
+        'FROM (SELECT search_text(old."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
     )
 
     class Meta:
-        # Prefixes of 2 and 3 characters have index entries of their own: without them a prefix query
-        # merges the whole posting list of every word it matches before the first hit (err* on a
-        # million messages: p50 129 ms, p99 615 ms). The two cost about 15 µs of CPU per 40-word message
-        # written (bench/README.md).
-        options = {"prefix": "'2 3'"}
+        # No prefix indexes: the 2- and 3-character ones made a prefix query fast (err* on a million
+        # messages: p99 615 ms without them) and cost about 15 µs of CPU per 40-word message written,
+        # more than the rest of the index (bench/README.md). A search runs off the event loop, so a
+        # slow prefix query delays its own answer only.
+        options = {"columnsize": 0, "content": "message_text", "content_rowid": "rowid"}
 
 
 class SessionSearch(SearchIndex):
@@ -766,9 +779,20 @@ def _tsquery(text):
     return " ".join(parts)
 
 
+# Searches running at once off the event loop: the others wait their turn in their greenlets, so slow
+# queries cannot take every thread of the pool the writer commits in.
+_SEARCHES = threading.BoundedSemaphore(4)
+
+
 def _hits(sql, phase, params):
+    if postgres():
+        rows = db.execute_sql(sql, params).fetchall()
+    else:
+        # A query FTS5 answers slowly (a prefix matching many words) delays its own answer only.
+        with _SEARCHES:
+            rows = fetch_off_the_loop(sql, params)
     found = []
-    for row in db.execute_sql(sql, params).fetchall():
+    for row in rows:
         hit = dict(zip(_HIT_KEYS, row[:7]))
         hit["snippet"] = _segments(hit["snippet"] or "")
         found.append((hit, (phase, row[7])))
@@ -1050,6 +1074,18 @@ MIGRATIONS = [
     # 10: an account's requests newest first (all statuses) read from an index instead of sorted.
     [
         'CREATE INDEX "request_account_id_id" ON "request" ("account_id", "id")',
+    ],
+    # 11: the message index holds terms only, reading its text from the view message_text (see
+    # MessageSearch), without prefix indexes or token counts.
+    [
+        'DROP TRIGGER "message_search_insert"',
+        'DROP TRIGGER "message_search_delete"',
+        'DROP TABLE "message_search"',
+        'CREATE VIEW "message_text" AS SELECT "rowid", search_text("content") AS "text" FROM "message"',
+        'CREATE VIRTUAL TABLE "message_search" USING fts5 ("text", columnsize=0, content=message_text, content_rowid=rowid)',
+        'CREATE TRIGGER "message_search_insert" AFTER INSERT ON "message" BEGIN INSERT INTO "message_search" ("rowid", "text") SELECT new."rowid", "text" FROM (SELECT search_text(new."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
+        'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN INSERT INTO "message_search" ("message_search", "rowid", "text") SELECT \'delete\', old."rowid", "text" FROM (SELECT search_text(old."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
+        'INSERT INTO "message_search" ("message_search") VALUES (\'rebuild\')',
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1338,3 +1374,11 @@ def off_the_loop(function, *args):
     if not monkey.is_module_patched("threading"):
         return function(*args)
     return get_hub().threadpool.apply(function, args)
+
+
+def fetch_off_the_loop(sql, params):
+    """The rows of one statement, run and fetched by off_the_loop on this greenlet's connection (Peewee's
+    own would be the native thread's), its errors raised as Peewee raises them."""
+    cursor = db.connection().cursor()
+    with peewee.__exception_wrapper__:
+        return off_the_loop(lambda: cursor.execute(sql, params).fetchall())

@@ -25,6 +25,7 @@ def snapshot(path):
     """Every row of every table, to prove a request changed nothing. Token rows are left out:
     authenticating a request may (by design) record the token's last use."""
     with sqlite3.connect(path) as conn:
+        models.register_functions(conn)  # the message index reads its text through search_text()
         tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables if t != "token"}
 
@@ -32,6 +33,7 @@ def snapshot(path):
 def file_at_version(path, version):
     """A database file as the migrations leave it at `version`: what an older server made."""
     db = sqlite3.connect(path)
+    models.register_functions(db)
     for step in models.MIGRATIONS[:version]:
         for statement in step:
             db.execute(statement)

@@ -1,7 +1,9 @@
 """Search (GET /api/search): what is indexed, the query language, paging, isolation, and the index
 staying equal to the message table through deletes, imports and a crash."""
 import json
+import random
 import sqlite3
+import string
 import threading
 import time
 
@@ -42,13 +44,17 @@ def _text(hit):
 
 
 def _index_matches_messages(path):
-    """The message index holds exactly one row per message with indexable text, and FTS5's own check passes."""
+    """The message index holds terms of exactly the messages with indexable text, and FTS5's own check
+    (every message's terms, read through search_text(), are in the index, and nothing else) passes."""
     with sqlite3.connect(path) as conn:
+        models.register_functions(conn)
         conn.execute("INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)")
         conn.execute("INSERT INTO session_search (session_search, rank) VALUES ('integrity-check', 1)")
-        indexed = {r for (r,) in conn.execute("SELECT rowid FROM message_search")}
+        # The index's own rows (its table would read the messages): the documents its terms are in.
+        conn.execute("CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, message_search, instance)")
+        indexed = {r for (r,) in conn.execute("SELECT DISTINCT doc FROM temp.terms")}
         messages = {r for (r,) in conn.execute(
-            "SELECT rowid FROM message WHERE json_extract(content, '$.t') IS NOT 'encrypted'")}
+            "SELECT rowid FROM message WHERE search_text(content) != ''")}
     return indexed == messages
 
 
@@ -246,11 +252,13 @@ def test_search_text_is_what_json_tree_gave(content):
     assert models.search_text(content) == expected
 
 
-def test_a_version_8_file_gets_its_index_rebuilt_with_prefixes_and_search_text(tmp_path):
-    """The migration that adds prefix indexes and moves the trigger to search_text() indexes again what
-    was stored, and the index still equals the messages after new ones and a cascade."""
-    path = tmp_path / "v8.db"
-    version = step_adding("search_text(")
+@pytest.mark.parametrize("marker", ["search_text(", "content=message_text"])
+def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, marker):
+    """The migrations that rebuild the message index (moving the trigger to search_text(), then keeping
+    terms only) index again what was stored, and the index still equals the messages after new ones
+    and a cascade."""
+    path = tmp_path / "old.db"
+    version = step_adding(marker)
     with file_at_version(path, version) as conn:
         conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
         for sid in ("s", "t"):
@@ -267,8 +275,12 @@ def test_a_version_8_file_gets_its_index_rebuilt_with_prefixes_and_search_text(t
         trigger = models.db.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'message_search_insert'").fetchone()[0]
         assert "search_text(" in trigger and "json_tree" not in trigger
         domain.append_messages(1, "s", [{"content": '{"type":"output","stream":"stdout","text":"new beluga"}'}])
-        hits = {h["message_id"] for h in models.search(1, "beluga")[0]}
+        found = models.search(1, "beluga")[0]
+        hits = {h["message_id"] for h in found}
         assert len(hits) == 3 and {"m1", "m3"} < hits
+        assert {_text(h) for h in found} == {"stored beluga", "doomed beluga", "new beluga"}
+        assert not models.db.execute_sql(  # no second copy of the text, no token counts
+            "SELECT name FROM sqlite_master WHERE name IN ('message_search_content', 'message_search_docsize')").fetchall()
         assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
         assert [h["message_id"] for h in models.search(1, "quo*")[0]] == ["m2"]
         domain.delete_session(domain.find_session(1, "t"))
@@ -344,3 +356,37 @@ def test_a_batch_is_indexed_as_one_segment(app, client, auth):
         # id 1: the averages, id 10: the structure; then the pages of the segments
         assert conn.execute("SELECT count(*) FROM message_search_data").fetchone()[0] == 3
     assert _ids(_search(client, auth, "word99")) and _index_matches_messages(app.config["DB"])
+
+
+def test_a_slow_search_holds_up_no_one_else(live_server):
+    """SQLite answers a query in one call that keeps the thread: the search runs beside the event loop,
+    so the worker answers others while a slow one (every word matched, then none kept) runs."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {live_server.token}"
+    sid = http.post(live_server.url + "/api/sessions", json={}).json()["id"]
+    rng = random.Random(5)
+    for _ in range(300):
+        r = http.post(f"{live_server.url}/v3/sessions/{sid}/messages", json={"messages": [
+            {"content": " ".join("".join(rng.choices(string.ascii_lowercase, k=rng.randrange(3, 9)))
+                                 for _ in range(20))} for _ in range(100)]})
+        assert r.status_code == 200
+    everything = "(" + " OR ".join(f"{letter}*" for letter in string.ascii_lowercase) + ")"
+    search = {}
+
+    def run():
+        search["started"] = time.monotonic()
+        search["status"] = requests.get(live_server.url + "/api/search", headers=http.headers, timeout=60, params={
+            "q": f"{everything} AND {everything} NOT {everything}"}).status_code
+        search["ended"] = time.monotonic()
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.1)  # the search has begun
+    answered = 0  # /health asked and answered while the search runs
+    while thread.is_alive() and answered < 1000:
+        assert requests.get(live_server.url + "/health", timeout=60).status_code == 200
+        answered += 1
+    thread.join()
+    assert search["status"] == 200
+    took = search["ended"] - search["started"]
+    assert took > 0.25  # slow enough for the check to mean something
+    assert answered >= 5  # the loop blocked, the first would have waited for the search's end
