@@ -120,7 +120,11 @@ def _insert_messages(rows):
     the search trigger wrote an index segment per message, and the index cost three times what it
     does written once per statement (bench/search.py)."""
     for start in range(0, len(rows), WRITE_STEP_ROWS):
-        db.execute_sql(*models.INSERT_MESSAGES.rows(rows[start:start + WRITE_STEP_ROWS]))
+        sql, params = models.INSERT_MESSAGES.rows(rows[start:start + WRITE_STEP_ROWS])
+        if len(rows) < 10 or models.postgres():
+            db.execute_sql(sql, params)
+        else:
+            models.fetch_off_the_loop(sql, params)
 
 
 _CAS_EVENT_KEYS = {"metadata": "metadata", "agent_state": "agentState"}
