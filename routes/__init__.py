@@ -202,8 +202,8 @@ def release_body(exc=None):
 
 def close_unread_body(response):
     """after_request: a body that was sent but not read whole is never drained. The connection ends
-    with this answer (its reading side shut once the answer is out), so nobody can make the worker
-    read a body it refused, or one no route wanted."""
+    with this answer (shut once the answer is out), so nobody can make the worker read a body it
+    refused, or one no route wanted."""
     sock = request.environ.get("gunicorn.socket")
     if sock is not None and _body_left_unread():
         response.call_on_close(functools.partial(_shut_reading, sock))
@@ -216,8 +216,10 @@ def _body_left_unread():
 
 
 def _shut_reading(sock):
+    # Both ways: Linux still hands a socket shut for reading the bytes that arrive afterwards, so a body
+    # that came late was parsed as the next request and its error page answered the client's next one.
     try:
-        sock.shutdown(socket.SHUT_RD)
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 
