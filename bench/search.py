@@ -7,7 +7,8 @@
 2. Search speed: a corpus of --messages messages in --sessions sessions (default 1,000,000 in
    100,000) is written with plain sqlite3 into a file migrated to the server's schema (the triggers
    index it as the server would), then the real server is started on it and each query is asked
-   --requests times, one at a time, over HTTP: p50 / p99 ms against the same server's /health.
+   --requests times, one at a time, over HTTP: p50 / p99 ms against the same server's /health; last,
+   /health again while four clients ask a slow prefix query back to back.
 Usage: python bench/search.py [--seconds 3] [--rounds 3] [--messages 1000000] [--sessions 100000]
        [--requests 200] [--skip-append] [--keep FILE]
 """
@@ -19,6 +20,7 @@ import random
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -172,8 +174,36 @@ def search_speed(path, requests):
             p50, p99, body = timed(server, "/api/search?" + params, requests)
             label = q + (" limit=100" if "limit" in extra else "") + (" (one session)" if "session_id" in extra else "")
             print(f"{label:<40}{p50:>9.1f}{p99:>9.1f}{len(json.loads(body)['items']):>7}")
+        beside_searches(server, requests)
     finally:
         server.stop()
+
+
+def beside_searches(server, requests, askers=4):
+    """GET /health one at a time while `askers` clients ask the slowest query (a prefix) back to back:
+    a search runs off the event loop, so /health should barely notice."""
+    stop = threading.Event()
+    answered = [0] * askers
+
+    def ask(i):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        while not stop.is_set():
+            conn.request("GET", "/api/search?q=erro*", headers=server.headers)
+            conn.getresponse().read()
+            answered[i] += 1
+        conn.close()
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(askers)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        health = timed(server, "/health", requests)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    print(f"{'(GET /health beside ' + str(askers) + ' erro* askers)':<40}{health[0]:>9.1f}{health[1]:>9.1f}"
+          f"   ({sum(answered)} searches answered meanwhile)")
 
 
 def main():
