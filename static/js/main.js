@@ -270,7 +270,10 @@ function showWaiting() {
   const button = $("waiting-button");
   const text = `${count} waiting for you`;
   button.hidden = count === 0;
-  if (button.textContent !== text) button.textContent = text;
+  if (button.textContent !== text) {
+    // A phone shows "N waiting" (app.css); the name read out stays whole.
+    button.replaceChildren(`${count} waiting`, h("span", { class: "waiting-rest" }, " for you"));
+  }
   const title = count ? `(${count}) ${TITLE}` : TITLE;
   if (document.title !== title) document.title = title;
 }

@@ -278,6 +278,7 @@ export class SessionView {
   showHeader() {
     const s = this.store.get(this.id);
     setUserText(this.el.title, label(s));
+    this.el.title.title = label(s);  // the whole of a title cut to two lines
     const parts = [`started ${dateTime(s.createdAt)}`, activity(s)];
     if (s.awaitingMessage) parts.push(s.hold ? "waiting for your message" : "waiting for you");
     if (s.systemPrompt) parts.push("has a system prompt");
