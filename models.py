@@ -57,6 +57,11 @@ PRAGMAS = {
     # Deleted rows are overwritten with zeros, not left in free space: a deleted session's text must
     # not stay readable in the file (README "Deleting").
     "secure_delete": 1,
+    # A statement's journal (the pages it changes, kept to undo it alone) goes to a temporary file past
+    # 64 KiB: a 100-message append created, wrote and deleted one per write, a tenth of the append's
+    # CPU (bench/client.py). In memory, as are the sorts of reads that use no index (a search's ranking
+    # of its matches) and of an index built by a migration: memory in proportion to what they sort.
+    "temp_store": "memory",
 }
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
