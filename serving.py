@@ -59,10 +59,10 @@ class OneSendResponse(wsgi.Response):
             return super().write(arg)
         # As gunicorn's send_headers (27.0.1), the bytes kept for the one send.
         head = self.default_headers()
-        head.extend(["%s: %s\r\n" % (k, v) for k, v in self.headers])
+        head.extend([f"{k}: {v}\r\n" for k, v in self.headers])
         self.headers_sent = True
         self.sent += len(arg)
-        util.write(self.sock, util.to_bytestring("%s\r\n" % "".join(head), "latin-1") + arg)
+        util.write(self.sock, util.to_bytestring("".join(head) + "\r\n", "latin-1") + arg)
 
 
 class Worker(ggevent.GeventWorker):
