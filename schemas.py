@@ -255,9 +255,12 @@ def _no_lone_surrogates(raw, value):
 
 def to_json(value):
     """The JSON text of a dump (HTTP bodies, frames, the update log): compact, UTF-8, stored JSON
-    text (JsonText) spliced in verbatim. Input is parsed by the standard json module instead, which
-    keeps integers of any size exactly (orjson reads those past 64 bits as floats)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    text (JsonText) spliced in verbatim. Keys that are not strings (the indexes in an error's
+    messages) only where there are some: orjson's option for them costs a third of a message's event."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 # One encoder for every value: json.dumps with options builds a new encoder on each call, which costs
