@@ -299,7 +299,7 @@ def test_parse_json_reads_what_the_json_module_reads():
     numbers = ["1" * 18, "1" * 19, "9223372036854775807", "-9223372036854775808", "-9223372036854775809",
                "18446744073709551615", "18446744073709551616", "1e400", "-1e400", "1e-400", "-0", "0.1e1"]
     texts += numbers + [f'{{"n":{n},"s":"{n}"}}' for n in numbers]
-    texts += ['"\\ud800"', '["\\udc00x"]', '"\\ud83d\\ude00"', b'"\xed\xa0\x80"', b"\xef\xbb\xbf{}",
+    texts += ['"\\ud800"', '["\\udc00x"]', '"\\ud83d\\ude00"', '"\ud800"', b'"\xed\xa0\x80"', b"\xef\xbb\xbf{}",
               '{"a":1}'.encode("utf-16"), "NaN", "[Infinity]", '{"a":1,"a":2}', "", " ", "[1,]", "{} x", b"\xff"]
     for raw in texts:
         assert _outcome_of(schemas.parse_json, raw) == _outcome_of(_json_parsed, raw), raw
