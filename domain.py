@@ -101,15 +101,14 @@ def _append(changes, account_id, session_id, messages):
         if not last:
             raise SessionNotFound(session_id)
         first_seq = last[0][0] - len(fresh) + 1
-        created = [dict(zip(models.MESSAGE_COLUMNS, (
-            message_id, session_id, first_seq + i, m.get("local_id"), m.get("role"), m["content"],
-            m.get("metadata"), m.get("created_at") or now, now, m.get("delivered_at"))))
-            for i, (m, message_id) in enumerate(zip(fresh, new_ids(len(fresh))))]
-        _insert_messages([tuple(row.values()) for row in created])
+        rows = [(message_id, session_id, seq, m.get("local_id"), m.get("role"), m["content"], m.get("metadata"),
+                 m.get("created_at") or now, now, m.get("delivered_at"))
+                for seq, m, message_id in zip(itertools.count(first_seq), fresh, new_ids(len(fresh)))]
+        _insert_messages(rows)
+        created = [dict(zip(models.MESSAGE_COLUMNS, row)) for row in rows]
         changes.stored_bytes += sum(_size(row["content"], row["metadata"]) for row in created)
-        for row in created:
-            changes.add(session_id, {"t": "new-message", "sid": session_id,
-                                     "message": agent_message_schema.dump(row)})
+        for message in agent_message_schema.dump(created, many=True):
+            changes.add(session_id, {"t": "new-message", "sid": session_id, "message": message})
     existing = [row for row in known.values() if row is not None]
     return sorted(existing + created, key=lambda row: row["seq"])
 

@@ -80,7 +80,8 @@ def enqueue(changes):
                   for webhook_id, names in db.execute_sql(*_WEBHOOKS(changes.account_id))]
     pushed = [e for e in events if e[1] in push.PUSHED_EVENTS]
     subscriptions = [s for (s,) in db.execute_sql(*_SUBSCRIPTIONS(changes.account_id))] if pushed else []
-    wanted = [e for e in events if any(e[1] in names for _, names in subscribed)]
+    subscribed_to = set().union(*(names for _, names in subscribed))
+    wanted = [e for e in events if e[1] in subscribed_to]
     if not wanted and not subscriptions:
         return
     now = now_ms()

