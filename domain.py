@@ -113,24 +113,12 @@ def _append(changes, account_id, session_id, messages):
     return sorted(existing + created, key=lambda row: row["seq"])
 
 
-# A batch of messages at least this long is inserted off the event loop (SQLite releases the GIL), so the
-# worker parses and checks the next request on the other core meanwhile: 100-message appends went
-# from 0.6 to about 0.9 of their rate without the search index (bench/search.py). A handing over costs
-# tens of µs, more than a few messages take.
-OFF_THE_LOOP_ROWS = 10
-
-
 def _insert_messages(rows):
     """Message rows (tuples of models.MESSAGE_COLUMNS), many to a statement. Not executemany: FTS5
     writes the terms it holds to disk at the start of each statement of the transaction it is in, so
     the search trigger wrote an index segment per message, and the index cost three times what it
     does written once per statement (bench/search.py)."""
-    for start in range(0, len(rows), WRITE_STEP_ROWS):
-        sql, params = models.INSERT_MESSAGES.rows(rows[start:start + WRITE_STEP_ROWS])
-        if len(rows) < OFF_THE_LOOP_ROWS or models.postgres():
-            db.execute_sql(sql, params)
-        else:
-            models.fetch_off_the_loop(sql, params)
+    models.INSERT_MESSAGES.write(rows, WRITE_STEP_ROWS)
 
 
 _CAS_EVENT_KEYS = {"metadata": "metadata", "agent_state": "agentState"}

@@ -58,8 +58,7 @@ class UpdateLog:
             published.append((seq, session_id, update_frame(update_id, seq, body_text, created_at)))
         # Many rows to a statement, as messages are written (domain._insert_messages): a third cheaper
         # than executemany's statement per row.
-        for start in range(0, len(rows), INSERT_STEP_ROWS):
-            db.execute_sql(*INSERT.rows(rows[start:start + INSERT_STEP_ROWS]))
+        INSERT.write(rows, INSERT_STEP_ROWS)
         return published
 
     def replay(self, account_id, since, page_rows=500, page_bytes=1 << 20):
