@@ -14,9 +14,10 @@ from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
 from models import db, in_transaction, off_the_loop, postgres, storage, storage_failure
 
-# A transaction that changed this many rows commits in a native thread (Writer._commit); a small one
-# here, as the hand-over would cost more than its commit.
-BIG_COMMIT_ROWS = 10_000
+# A transaction that changed this many rows commits in a native thread (Writer._commit), the worker
+# serving others meanwhile: a 100-message append's commit writes about 70 pages, and now and then a
+# checkpoint syncs the file. A small one here, as the hand-over would cost more than its commit.
+BIG_COMMIT_ROWS = 100
 
 
 class Busy(Exception):
