@@ -10,6 +10,7 @@ import threading
 from collections import defaultdict
 from contextlib import contextmanager
 
+from models import at_work
 from schemas import to_json
 
 log = logging.getLogger("switchboard")
@@ -93,7 +94,8 @@ class Watcher(Subscriber):
 
     def wait(self, timeout):
         """True if something changed within `timeout` seconds; re-armed for the next wait."""
-        changed = self.changed.wait(max(0.0, timeout))
+        with at_work.waiting():
+            changed = self.changed.wait(max(0.0, timeout))
         self.changed.clear()
         return changed
 

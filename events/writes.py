@@ -12,11 +12,12 @@ from collections import deque
 
 from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
-from models import db, in_transaction, off_the_loop, postgres, storage, storage_failure
+from models import at_work, db, in_transaction, off_the_loop, postgres, storage, storage_failure
 
-# A transaction that changed this many rows commits in a native thread (Writer._commit), the worker
-# serving others meanwhile: a 100-message append's commit writes about 70 pages, and now and then a
-# checkpoint syncs the file. A small one here, as the hand-over would cost more than its commit.
+# A transaction that changed this many rows commits in a native thread (Writer._commit) while other
+# requests are at work (models.at_work), the worker serving them meanwhile: a 100-message append's
+# commit writes about 70 pages, and now and then a checkpoint syncs the file. A small one here, as the
+# hand-over would cost more than its commit.
 BIG_COMMIT_ROWS = 100
 
 
@@ -225,7 +226,8 @@ class Writer:
             if self.follower is not None:  # delivered to every listening process at commit
                 for account_id in {w.changes.account_id for w in taken if w.error is None and w.changes.published}:
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(account_id)))
-            if changes_before is None or connection.total_changes - changes_before < BIG_COMMIT_ROWS:
+            if (changes_before is None or connection.total_changes - changes_before < BIG_COMMIT_ROWS
+                    or not at_work.others()):
                 cursor.execute("COMMIT")
             else:
                 # Writing the pages that were still in memory and the automatic checkpoint that
