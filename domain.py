@@ -237,7 +237,11 @@ def _in_native_thread(query):
     models.off_the_loop on the write's own connection (Peewee's would be the native thread's)."""
     sql, params = query.sql()
     cursor = db.connection().cursor()
-    return off_the_loop(lambda: cursor.execute(sql, params).fetchall())
+
+    def run():
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []  # psycopg refuses to fetch from an UPDATE
+    return off_the_loop(run)
 
 
 def delete_idle_sessions(updated_before):
