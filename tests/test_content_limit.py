@@ -8,7 +8,7 @@ import requests
 import models
 import schemas
 from app import create_app
-from tests.conftest import _bearer
+from conftest import _bearer
 
 LIMIT = 120_000  # SWITCHBOARD_MAX_CONTENT_BYTES for these tests: small, so the edges are cheap
 

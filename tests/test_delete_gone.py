@@ -8,8 +8,8 @@ import pytest
 
 import models
 from app import create_app
+from conftest import _bearer
 from events import REDACTED
-from tests.conftest import _bearer
 
 SECRET = "Quixotic zanzibar payload 8812"
 TITLE = "Clandestine heliotrope"
