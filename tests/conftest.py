@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,29 +74,39 @@ def run_sql(db, sql, params=(), many=None):
     """Run one statement on the database `db` (a SQLite path or a PostgreSQL URL) in a transaction of its
     own, committed, with `params` or once for each of `many`; returns its rows (tuples). `?`
     placeholders on both engines."""
+    with _connected(db) as run:
+        return run(sql, params, many)
+
+
+@contextmanager
+def _connected(db):
+    """run(sql, params, many) on one connection to `db`, committed at the end."""
     db = str(db)
     if is_postgres(db):
         import psycopg
-        if params or many is not None:
-            sql = sql.replace("?", "%s")
         with psycopg.connect(db) as conn, conn.cursor() as cursor:
-            if many is not None:
-                cursor.executemany(sql, many)
-            else:
-                cursor.execute(sql, params or None)
-            return cursor.fetchall() if cursor.description else []
+            def run(sql, params=(), many=None):
+                if params or many is not None:
+                    sql = sql.replace("?", "%s")
+                if many is not None:
+                    cursor.executemany(sql, many)
+                else:
+                    cursor.execute(sql, params or None)
+                return cursor.fetchall() if cursor.description else []
+            yield run
+        return
     with closing(sqlite3.connect(db)) as conn, conn:
-        if many is not None:
-            return conn.executemany(sql, many).fetchall()
-        return conn.execute(sql, params).fetchall()
+        yield lambda sql, params=(), many=None: (
+            conn.executemany(sql, many) if many is not None else conn.execute(sql, params)).fetchall()
 
 
 def snapshot(db):
     """Every row of every table, to prove a request changed nothing. Token rows are left out:
     authenticating a request may (by design) record the token's last use."""
-    tables = run_sql(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if is_postgres(db)
+    with _connected(db) as run:
+        tables = run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if is_postgres(db)
                      else "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {t: sorted(run_sql(db, f'SELECT * FROM "{t}"'), key=repr) for (t,) in tables if t != "token"}
+        return {t: sorted(run(f'SELECT * FROM "{t}"'), key=repr) for (t,) in tables if t != "token"}
 
 
 def file_at_version(path, version):

@@ -38,7 +38,9 @@ def require_postgres():
 
 class Cluster:
     def __init__(self):
-        self.directory = tempfile.mkdtemp(prefix="switchboard-pg-")
+        # in memory where there is /dev/shm: a new database from the template took 0.1-0.4 s on a
+        # busy disk, 0.03 s there
+        self.directory = tempfile.mkdtemp(prefix="switchboard-pg-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
         self.port = free_port()
         self._databases = 0
         self._admin = None
@@ -85,6 +87,8 @@ class Cluster:
             self._admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
             subprocess.run([sys.executable, "-c", "import sys, models; models.init_db(sys.argv[1]); models.migrate()",
                             self.url(TEMPLATE)], cwd=ROOT, check=True, capture_output=True, timeout=60)
+            # a connection to the template would make CREATE DATABASE wait for it to leave (0.1 s steps)
+            self._admin.execute(f'ALTER DATABASE "{TEMPLATE}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
             self._template = True
         name = self._new_name()
         self._admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')

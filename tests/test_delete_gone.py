@@ -8,7 +8,7 @@ import pytest
 
 import models
 from app import create_app
-from conftest import _bearer
+from conftest import _bearer, database
 from events import REDACTED
 
 SECRET = "Quixotic zanzibar payload 8812"
@@ -113,7 +113,7 @@ def test_secure_delete_is_on_for_every_connection(app):
 def test_without_secure_delete_the_text_would_stay_in_the_file(tmp_path, monkeypatch, how):
     """The control for the byte checks above: with the pragma off, deleted text is still in the file."""
     monkeypatch.setitem(models.PRAGMAS, "secure_delete", 0)
-    app = create_app({"DB": str(tmp_path / "off.db"), "TESTING": True})
+    app = create_app({"DB": database(tmp_path / "off.db"), "TESTING": True})
     try:
         client, auth = app.test_client(), _bearer("alice")
         sid = _fill(client, auth)

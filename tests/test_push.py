@@ -19,7 +19,7 @@ from test_webhooks import account_of, emit, emit_from_outside, start_session, wa
 
 import models
 from app import create_app
-from conftest import assert_refused
+from conftest import assert_refused, database
 from receiver import Receiver
 
 
@@ -74,7 +74,7 @@ def test_the_key_pair_is_made_on_first_start_and_kept(tmp_path, client, auth):
     key = client.get("/api/push/key", headers=auth).get_json()["public_key"]
     raw = unb64url(key)
     assert len(raw) == 65 and raw[0] == 4  # an uncompressed P-256 point: pushManager.subscribe's format
-    again = create_app({"DB": str(tmp_path / "test.db"), "TESTING": True})
+    again = create_app({"DB": database(tmp_path / "test.db"), "TESTING": True})
     assert again.test_client().get("/api/push/key", headers=auth).get_json()["public_key"] == key
     assert client.get("/api/push/key").status_code == 401
 

@@ -7,7 +7,7 @@ import pytest
 import models
 import prices
 from app import create_app
-from conftest import assert_refused, run_sql
+from conftest import assert_refused, database, run_sql
 
 DAY = 86_400_000
 T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
@@ -71,7 +71,7 @@ def test_a_prices_file_adds_and_overrides_families(tmp_path):
     path.write_text(json.dumps({"sonnet": {"input": 1, "output": 2, "cache_write": 0, "cache_read": 0},
                                 "Mistral": {"input": 0.5, "output": 0.5, "cache_write": 0, "cache_read": 0}}))
     try:
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(path)})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(path)})
         assert prices.cost("claude-sonnet-4", 1_000_000, 1_000_000, 0, 0) == 3
         assert prices.cost("mistral-large", 2_000_000, 0, 0, 0) == 1
         assert prices.cost("claude-haiku-4-5", 1_000_000, 0, 0, 0) == 1  # the defaults stay
@@ -87,9 +87,9 @@ def test_a_bad_prices_file_stops_the_start_with_a_reason(tmp_path, content):
     path = tmp_path / "prices.json"
     path.write_text(content)
     with pytest.raises(SystemExit, match="SWITCHBOARD_PRICES_FILE"):
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(path)})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(path)})
     with pytest.raises(SystemExit, match="SWITCHBOARD_PRICES_FILE"):
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(tmp_path / "missing.json")})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(tmp_path / "missing.json")})
     models.db.close_all()
 
 
