@@ -18,6 +18,7 @@ from models import Account, Update, db
 log = logging.getLogger("switchboard")
 
 CHANNEL = "switchboard_updates"
+APPLICATION = "switchboard-follower"  # the listening connection's name: one per serving process
 PAGE_ROWS = 500
 
 
@@ -54,6 +55,13 @@ class Follower:
         with self._lock:
             self._published.setdefault(account_id, seq)
 
+    @staticmethod
+    def others_serving():
+        """Whether another process serves this database now (its follower is listening)."""
+        with db.connection_context():
+            return db.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND application_name = %s)", (APPLICATION,)).fetchone()[0]
+
     def committed(self, writes):
         """A local transaction committed these Changes: read their updates from the log now."""
         with self._lock:
@@ -67,7 +75,7 @@ class Follower:
     def _listen(self, url):
         while True:
             try:
-                with psycopg.connect(url, autocommit=True) as connection:
+                with psycopg.connect(url, autocommit=True, application_name=APPLICATION) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     with self._lock:
                         self._due.update(self._published)  # whatever came while not listening

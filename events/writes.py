@@ -12,11 +12,16 @@ from collections import deque
 
 from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
-from models import db, in_transaction, off_the_loop, postgres, storage, storage_failure
+from models import Account, Statement, db, in_transaction, off_the_loop, postgres, storage, storage_failure
 
 # A transaction that changed this many rows commits in a native thread (Writer._commit); a small one
 # here, as the hand-over would cost more than its commit.
 BIG_COMMIT_ROWS = 10_000
+
+# On PostgreSQL, where writes of one account run side by side (Writer._alone), each first takes the
+# account's row: they take turns, as on SQLite, so what one reads (a tag, a local id) is what the one
+# before it committed, not a row another is inserting meanwhile (a unique-key error, a 500).
+LOCK_ACCOUNT = Statement(lambda account_id: Account.select(Account.id).where(Account.id == account_id).for_update(), 1001)
 
 
 class Busy(Exception):
@@ -178,6 +183,8 @@ class Writer:
         cursor = connection.cursor()
         cursor.execute("BEGIN")  # no savepoint: alone, a failing write undoes the whole transaction
         try:
+            if write.changes.account_id is not None:
+                cursor.execute(*LOCK_ACCOUNT(write.changes.account_id))
             write.result = write.fn(write.changes)
             self._store(write.changes)
             self._commit(connection, cursor, [write])

@@ -74,20 +74,20 @@ def run_sql(db, sql, params=(), many=None):
     """Run one statement on the database `db` (a SQLite path or a PostgreSQL URL) in a transaction of its
     own, committed, with `params` or once for each of `many`; returns its rows (tuples). `?`
     placeholders on both engines."""
-    with _connected(db) as run:
+    with connected(db) as run:
         return run(sql, params, many)
 
 
 @contextmanager
-def _connected(db):
-    """run(sql, params, many) on one connection to `db`, committed at the end."""
+def connected(db):
+    """run(sql, params=(), many=None) as run_sql does it, on one connection to `db`, committed at the end."""
     db = str(db)
     if is_postgres(db):
         import psycopg
         with psycopg.connect(db) as conn, conn.cursor() as cursor:
             def run(sql, params=(), many=None):
                 if params or many is not None:
-                    sql = sql.replace("?", "%s")
+                    sql = sql.replace("%", "%%").replace("?", "%s")
                 if many is not None:
                     cursor.executemany(sql, many)
                 else:
@@ -103,7 +103,7 @@ def _connected(db):
 def snapshot(db):
     """Every row of every table, to prove a request changed nothing. Token rows are left out:
     authenticating a request may (by design) record the token's last use."""
-    with _connected(db) as run:
+    with connected(db) as run:
         tables = run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if is_postgres(db)
                      else "SELECT name FROM sqlite_master WHERE type = 'table'")
         return {t: sorted(run(f'SELECT * FROM "{t}"'), key=repr) for (t,) in tables if t != "token"}
