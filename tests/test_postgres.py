@@ -1,6 +1,6 @@
 """The same server on PostgreSQL (SWITCHBOARD_DB=postgresql://...): migrations from empty, the agent and
 management contracts, ordered updates and replay, usage by day, and psycopg's waits cooperating with
-gevent. Each test gets a fresh database on a private cluster (tests/pgcluster.py) started once."""
+gevent. Each test gets a fresh database on the test process's private cluster (tests/pgcluster.py)."""
 import itertools
 import json
 import os
@@ -19,15 +19,12 @@ import domain
 import models
 from app import create_token
 from conftest import ROOT, LiveServer
-from pgcluster import Cluster, require_postgres
+from pgcluster import require_postgres, shared
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    require_postgres()
-    started = Cluster().start()
-    yield started
-    started.stop()
+    return shared()
 
 
 @pytest.fixture
