@@ -755,7 +755,10 @@ def _tsquery(text):
             expect_term = True
             continue
         prefix = word.endswith("*")
-        lexemes = re.findall(r"\w+", (phrase or word).lower())
+        text = (phrase or word).lower()
+        # FTS5 takes any non-ASCII character for part of a word: one PostgreSQL's parser drops is a
+        # word never indexed, which matches nothing (no error)
+        lexemes = re.findall(r"\w+", text) or re.findall(r"[^\x00-\x7f]+", text)
         if not lexemes:
             raise BadQuery(f"syntax error near \"{phrase or word}\"")
         term = " <-> ".join(f"'{lexeme}'" for lexeme in lexemes) + (":*" if prefix else "")
