@@ -62,14 +62,26 @@ class Follower:
             return db.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
                                   "AND application_name = %s)", (APPLICATION,)).fetchone()[0]
 
-    def committed(self, writes):
-        """A local transaction committed these Changes: read their updates from the log now."""
+    def expect(self, writes):
+        """A local transaction is about to commit these Changes: their updates are not sent back to
+        the connection each came from (recorded before COMMIT, as the log may be read before it returns)."""
         with self._lock:
             for changes in writes:
                 if changes.published and changes.origin is not None:
                     for seq, _, _ in changes.published:
                         self._origins[(changes.account_id, seq)] = changes.origin
-                self._due.add(changes.account_id)
+
+    def forget(self, writes):
+        """The transaction of these Changes did not commit."""
+        with self._lock:
+            for changes in writes:
+                for seq, _, _ in changes.published or ():
+                    self._origins.pop((changes.account_id, seq), None)
+
+    def committed(self, writes):
+        """A local transaction committed these Changes: read their updates from the log now."""
+        with self._lock:
+            self._due.update(changes.account_id for changes in writes)
         self._wake.set()
 
     def _listen(self, url):

@@ -229,6 +229,8 @@ class Writer:
             if not in_transaction(connection):
                 raise failed or Busy()
             if self.follower is not None:  # delivered to every listening process at commit
+                # before COMMIT: this process may read the notification (and the log) before COMMIT returns
+                self.follower.expect([w.changes for w in taken if w.error is None])
                 for account_id in {w.changes.account_id for w in taken if w.error is None and w.changes.published}:
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(account_id)))
             if changes_before is None or connection.total_changes - changes_before < BIG_COMMIT_ROWS:
@@ -240,6 +242,8 @@ class Writer:
                 off_the_loop(cursor.execute, "COMMIT")
         except Exception as e:
             error = _failure(e)
+            if self.follower is not None:  # before ROLLBACK: then the next write takes their seqs
+                self.follower.forget([w.changes for w in taken])
             if in_transaction(connection):
                 cursor.execute("ROLLBACK")
             for write in taken:

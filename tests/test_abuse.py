@@ -14,6 +14,7 @@ import time
 
 import pytest
 import requests
+from simple_websocket import ConnectionClosed
 
 from conftest import ROOT, closed_within, file_at_version, is_postgres, run_sql, step_adding
 
@@ -360,7 +361,10 @@ def test_frames_past_the_incoming_backlog_close_with_1008_after_the_earlier_ones
     sid = new_session(server)
     ws = ws_connect(server)
     for n in range(400):  # 400 writes of 8 KB sent at once: the handler cannot keep up with the reader
-        ws.send("message", {"sid": sid, "content": "z" * 8000}, ack=n)
+        try:
+            ws.send("message", {"sid": sid, "content": "z" * 8000}, ack=n)
+        except ConnectionClosed:  # the backlog filled before this client (on a busy machine) sent them all
+            break
     acks = []
     with pytest.raises(Exception):
         while True:
