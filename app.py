@@ -194,14 +194,13 @@ def create_app(config=None):
         write_interval_ms=int(app.config["PRESENCE_WRITE_INTERVAL_SECONDS"] * 1000),
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
-    if following:
-        # Other processes may serve the same database: what they wait on (requests, awaiting
-        # sessions) is theirs to expire.
-        events.follower.start(app.config["DB"])
-    elif app.config.get("SERVING"):
-        # What a previous process was waiting on: its hooks got no answer from it.
+    if app.config.get("SERVING") and not (following and events.follower.others_serving()):
+        # What a previous process was waiting on: its hooks got no answer from it. On PostgreSQL
+        # only when no other process serves the database: what they wait on is theirs to expire.
         with models.db.connection_context():
             domain.expire_leftovers()
+    if following:
+        events.follower.start(app.config["DB"])
     if app.config.get("SERVING"):
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.

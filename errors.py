@@ -143,6 +143,13 @@ def init_app(app):
     def storage_unavailable(e):
         return storage_error(e).response()
 
+    @app.errorhandler(peewee.DataError)
+    def unstorable(e):
+        # PostgreSQL's text holds no U+0000 (SQLite's does): a value it cannot store is a bad value
+        if "NUL" in str(e):
+            return ApiError(400, "invalid_request", "Text containing U+0000 (NUL) cannot be stored on PostgreSQL.").response()
+        return database_error(e)
+
     @app.errorhandler(sqlite3.Error)
     @app.errorhandler(peewee.DatabaseError)
     def database_error(e):

@@ -18,6 +18,7 @@ from models import Account, Update, db
 log = logging.getLogger("switchboard")
 
 CHANNEL = "switchboard_updates"
+APPLICATION = "switchboard-follower"  # the listening connection's name: one per serving process
 PAGE_ROWS = 500
 
 
@@ -54,20 +55,39 @@ class Follower:
         with self._lock:
             self._published.setdefault(account_id, seq)
 
-    def committed(self, writes):
-        """A local transaction committed these Changes: read their updates from the log now."""
+    @staticmethod
+    def others_serving():
+        """Whether another process serves this database now (its follower is listening)."""
+        with db.connection_context():
+            return db.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND application_name = %s)", (APPLICATION,)).fetchone()[0]
+
+    def expect(self, writes):
+        """A local transaction is about to commit these Changes: their updates are not sent back to
+        the connection each came from (recorded before COMMIT, as the log may be read before it returns)."""
         with self._lock:
             for changes in writes:
                 if changes.published and changes.origin is not None:
                     for seq, _, _ in changes.published:
                         self._origins[(changes.account_id, seq)] = changes.origin
-                self._due.add(changes.account_id)
+
+    def forget(self, writes):
+        """The transaction of these Changes did not commit."""
+        with self._lock:
+            for changes in writes:
+                for seq, _, _ in changes.published or ():
+                    self._origins.pop((changes.account_id, seq), None)
+
+    def committed(self, writes):
+        """A local transaction committed these Changes: read their updates from the log now."""
+        with self._lock:
+            self._due.update(changes.account_id for changes in writes)
         self._wake.set()
 
     def _listen(self, url):
         while True:
             try:
-                with psycopg.connect(url, autocommit=True) as connection:
+                with psycopg.connect(url, autocommit=True, application_name=APPLICATION) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     with self._lock:
                         self._due.update(self._published)  # whatever came while not listening

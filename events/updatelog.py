@@ -7,7 +7,7 @@ import itertools
 
 from peewee import fn
 
-from models import Account, Statement, Update, db, new_ids, now_ms
+from models import Account, Statement, Update, db, new_ids, now_ms, postgres
 from schemas import to_json
 
 # What a deleted session's updates become: the seq stays (replay has no gap), the content goes.
@@ -95,11 +95,27 @@ class UpdateLog:
                 .order_by(Update.seq)
                 .limit(limit))
 
+    @staticmethod
+    def _within_bytes(page, page_bytes):
+        """`page` up to the row whose body reaches page_bytes, for PostgreSQL: psycopg fetches every row
+        of a statement at once (500 rows of 100 KB held 50 MB per replay), where SQLite's cursor reads
+        them as _pages asks. The sizes come from the rows' headers: no body is read to count it."""
+        size = fn.octet_length(Update.body)
+        ranked = page.select_extend((fn.SUM(size).over(order_by=[Update.seq]) - size).alias("before")).alias("page")
+        return (Update
+                .select(ranked.c.id, ranked.c.seq, ranked.c.session_id, ranked.c.body, ranked.c.created_at)
+                .from_(ranked)
+                .where(ranked.c.before < page_bytes)
+                .order_by(ranked.c.seq))
+
     def _pages(self, account_id, after, latest, page_rows, page_bytes):
         while after < latest:
             page, size = [], 0
+            query = self.page(account_id, after, latest, page_rows)
+            if postgres():
+                query = self._within_bytes(query, page_bytes)
             with db.connection_context():
-                cursor = db.execute(self.page(account_id, after, latest, page_rows))
+                cursor = db.execute(query)
                 try:
                     for uid, seq, session_id, body, created_at in cursor:
                         page.append((seq, session_id, update_frame(uid, seq, body, created_at)))

@@ -12,13 +12,18 @@ from collections import deque
 
 from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
-from models import at_work, db, in_transaction, off_the_loop, postgres, storage, storage_failure
+from models import Account, Statement, at_work, db, in_transaction, off_the_loop, postgres, storage, storage_failure
 
 # A transaction that changed this many rows commits in a native thread (Writer._commit) while other
 # requests are at work (models.at_work), the worker serving them meanwhile: a 100-message append's
 # commit writes about 70 pages, and now and then a checkpoint syncs the file. A small one here, as the
 # hand-over would cost more than its commit.
 BIG_COMMIT_ROWS = 100
+
+# On PostgreSQL, where writes of one account run side by side (Writer._alone), each first takes the
+# account's row: they take turns, as on SQLite, so what one reads (a tag, a local id) is what the one
+# before it committed, not a row another is inserting meanwhile (a unique-key error, a 500).
+LOCK_ACCOUNT = Statement(lambda account_id: Account.select(Account.id).where(Account.id == account_id).for_update(), 1001)
 
 
 class Busy(Exception):
@@ -180,6 +185,8 @@ class Writer:
         cursor = connection.cursor()
         cursor.execute("BEGIN")  # no savepoint: alone, a failing write undoes the whole transaction
         try:
+            if write.changes.account_id is not None:
+                cursor.execute(*LOCK_ACCOUNT(write.changes.account_id))
             write.result = write.fn(write.changes)
             self._store(write.changes)
             self._commit(connection, cursor, [write])
@@ -224,6 +231,8 @@ class Writer:
             if not in_transaction(connection):
                 raise failed or Busy()
             if self.follower is not None:  # delivered to every listening process at commit
+                # before COMMIT: this process may read the notification (and the log) before COMMIT returns
+                self.follower.expect([w.changes for w in taken if w.error is None])
                 for account_id in {w.changes.account_id for w in taken if w.error is None and w.changes.published}:
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(account_id)))
             if (changes_before is None or connection.total_changes - changes_before < BIG_COMMIT_ROWS
@@ -236,6 +245,8 @@ class Writer:
                 off_the_loop(cursor.execute, "COMMIT")
         except Exception as e:
             error = _failure(e)
+            if self.follower is not None:  # before ROLLBACK: then the next write takes their seqs
+                self.follower.forget([w.changes for w in taken])
             if in_transaction(connection):
                 cursor.execute("ROLLBACK")
             for write in taken:

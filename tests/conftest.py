@@ -1,5 +1,10 @@
-"""Shared fixtures: an app on a temporary database file, its test client, tokens for two accounts,
-and a real server started the way a user starts it (`python app.py serve`)."""
+"""Shared fixtures: an app on a temporary database, its test client, tokens for two accounts, and a
+real server started the way a user starts it (`python app.py serve`).
+
+The engine: SQLite files under tmp_path by default; with SWITCHBOARD_TEST_DB=postgresql every database a
+test names is a fresh PostgreSQL database instead (`database()`, tests/pgcluster.py), tests marked
+`sqlite_only` are deselected, and tests read what was stored through `run_sql`/`snapshot`, which speak to
+either engine."""
 import json
 import os
 import re
@@ -9,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,15 +25,89 @@ from app import create_app, create_token
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON = "application/json"
+ENGINES = ("sqlite", "postgresql")
+TEST_DB = os.environ.get("SWITCHBOARD_TEST_DB") or "sqlite"
+if TEST_DB not in ENGINES:
+    raise pytest.UsageError(f"SWITCHBOARD_TEST_DB={TEST_DB!r}: expected one of {', '.join(ENGINES)}")
+ON_POSTGRES = TEST_DB == "postgresql"
 
 
-def snapshot(path):
+def pytest_collection_modifyitems(config, items):
+    """On PostgreSQL, the tests about SQLite itself are left out (they are listed by the marker)."""
+    if ON_POSTGRES:
+        sqlite_only = [item for item in items if item.get_closest_marker("sqlite_only")]
+        if sqlite_only:
+            config.hook.pytest_deselected(items=sqlite_only)
+            items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+
+
+def database(path):
+    """SWITCHBOARD_DB for the database a test names by a file path: that file on SQLite; on PostgreSQL a
+    database of its own standing for it (the same one each time the test names the path)."""
+    path = str(path)
+    if not ON_POSTGRES or is_postgres(path):
+        return path
+    from pgcluster import database_for
+    url = database_for(path)
+    _named[url] = path
+    return url
+
+
+_named = {}  # PostgreSQL URL -> the path a test named it by
+
+
+def is_postgres(db):
+    return str(db).startswith("postgresql://")
+
+
+if ON_POSTGRES:
+    @pytest.fixture(autouse=True)
+    def _drop_test_databases():
+        """The databases a test made are dropped once it (and its servers) ended."""
+        from pgcluster import _databases, drop_databases_since
+        count = len(_databases)
+        yield
+        drop_databases_since(count)
+
+
+def run_sql(db, sql, params=(), many=None):
+    """Run one statement on the database `db` (a SQLite path or a PostgreSQL URL) in a transaction of its
+    own, committed, with `params` or once for each of `many`; returns its rows (tuples). `?`
+    placeholders on both engines."""
+    with connected(db) as run:
+        return run(sql, params, many)
+
+
+@contextmanager
+def connected(db):
+    """run(sql, params=(), many=None) as run_sql does it, on one connection to `db`, committed at the end."""
+    db = str(db)
+    if is_postgres(db):
+        import psycopg
+        with psycopg.connect(db) as conn, conn.cursor() as cursor:
+            def run(sql, params=(), many=None):
+                if params or many is not None:
+                    sql = sql.replace("%", "%%").replace("?", "%s")
+                if many is not None:
+                    cursor.executemany(sql, many)
+                else:
+                    cursor.execute(sql, params or None)
+                return cursor.fetchall() if cursor.description else []
+            yield run
+        return
+    with closing(sqlite3.connect(db)) as conn, conn:
+        models.register_functions(conn)  # the search index and its triggers call search_text()
+        yield lambda sql, params=(), many=None: (
+            conn.executemany(sql, many) if many is not None else conn.execute(sql, params)).fetchall()
+
+
+def snapshot(db):
     """Every row of every table, to prove a request changed nothing. Token rows are left out:
     authenticating a request may (by design) record the token's last use."""
-    with sqlite3.connect(path) as conn:
-        models.register_functions(conn)  # the message index reads its text through search_text()
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables if t != "token"}
+    with connected(db) as run:
+        tables = run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'" if is_postgres(db)
+                     else "SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {t: sorted(run(f'SELECT * FROM "{t}"'), key=repr) for (t,) in tables if t != "token"}
 
 
 def file_at_version(path, version):
@@ -92,7 +172,7 @@ def assert_refused(app, client, method, path, body, headers, status, error, fiel
 
 @pytest.fixture
 def app(tmp_path):
-    app = create_app({"DB": str(tmp_path / "test.db"), "TESTING": True})
+    app = create_app({"DB": database(tmp_path / "test.db"), "TESTING": True})
     yield app
     models.db.close_all()
 
@@ -126,12 +206,14 @@ def free_port():
 
 
 class LiveServer:
-    """`python app.py serve` on a free port and a database file of its own (or a PostgreSQL URL, with
-    `log_dir` for its output)."""
+    """`python app.py serve` on a free port and a database of its own: a file path (on PostgreSQL, the
+    database standing for it: `database()`) or a PostgreSQL URL, with `log_dir` for its output."""
 
     def __init__(self, db_path, env=None, port=None, log_dir=None, args=()):
-        self.db_path = str(db_path)
-        self.log_dir = log_dir
+        self.db_path = database(db_path)
+        place = Path(_named.get(self.db_path, db_path))  # the path a test named, for the log's name
+        self.log_dir = log_dir or place.parent
+        self.log_name = "server" if log_dir else place.stem
         self.args = list(args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -143,8 +225,7 @@ class LiveServer:
 
     def start(self):
         env = {**os.environ, "SWITCHBOARD_DB": self.db_path, **self.extra_env}
-        self.log_path = (Path(self.log_dir) / f"server.{self.port}.log" if self.log_dir
-                         else Path(self.db_path).with_suffix(f".{self.port}.log"))
+        self.log_path = Path(self.log_dir) / f"{self.log_name}.{self.port}.log"
         self.log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(self.port), *self.args],

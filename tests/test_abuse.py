@@ -14,8 +14,9 @@ import time
 
 import pytest
 import requests
+from simple_websocket import ConnectionClosed
 
-from conftest import ROOT, closed_within, file_at_version, step_adding
+from conftest import ROOT, closed_within, file_at_version, is_postgres, run_sql, step_adding
 
 TIMEOUT = 5
 
@@ -183,6 +184,7 @@ def post_big(server, sid, n=1):
                          json={"messages": [{"content": "x" * 400_000}] * n})
 
 
+@pytest.mark.sqlite_only  # the disk under the SQLite file
 def test_a_full_disk_is_storage_unavailable_everywhere_and_a_start_on_it_works(small_disk, make_server, ws_connect):
     server = make_server(db_path=small_disk / "full.db")
     sid = new_session(server)
@@ -214,6 +216,7 @@ def test_a_full_disk_is_storage_unavailable_everywhere_and_a_start_on_it_works(s
     assert requests.get(again.url + "/health", timeout=TIMEOUT).status_code == 200
 
 
+@pytest.mark.sqlite_only  # the SQLite file itself
 def test_a_database_file_deleted_under_the_server_is_detected(make_server, ws_connect):
     server = make_server()
     sid = new_session(server)
@@ -358,7 +361,10 @@ def test_frames_past_the_incoming_backlog_close_with_1008_after_the_earlier_ones
     sid = new_session(server)
     ws = ws_connect(server)
     for n in range(400):  # 400 writes of 8 KB sent at once: the handler cannot keep up with the reader
-        ws.send("message", {"sid": sid, "content": "z" * 8000}, ack=n)
+        try:
+            ws.send("message", {"sid": sid, "content": "z" * 8000}, ack=n)
+        except ConnectionClosed:  # the backlog filled before this client (on a busy machine) sent them all
+            break
     acks = []
     with pytest.raises(Exception):
         while True:
@@ -377,12 +383,11 @@ def seed_log(server, rows, body_bytes):
     into the file while the server is stopped (posting them would take most of the test's time)."""
     assert server.stop() == 0
     body = json.dumps({"t": "new-message", "sid": "s", "message": {"content": "x" * body_bytes}})
-    with sqlite3.connect(server.db_path) as db:
-        [(account,)] = db.execute("SELECT id FROM account")
-        db.executemany('INSERT INTO "update" (account_id, seq, id, session_id, body, created_at) '
-                       "VALUES (?, ?, ?, 's', ?, ?)",
-                       [(account, seq, f"u{seq}", body, int(time.time() * 1000)) for seq in range(1, rows + 1)])
-        db.execute("UPDATE account SET seq = ?", (rows,))
+    [(account,)] = run_sql(server.db_path, "SELECT id FROM account")
+    run_sql(server.db_path, 'INSERT INTO "update" (account_id, seq, id, session_id, body, created_at) '
+            "VALUES (?, ?, ?, 's', ?, ?)",
+            many=[(account, seq, f"u{seq}", body, int(time.time() * 1000)) for seq in range(1, rows + 1)])
+    run_sql(server.db_path, "UPDATE account SET seq = ?", (rows,))
     token = server.token
     server.start()
     server.token = token
@@ -475,11 +480,10 @@ def test_a_large_import_does_not_hold_the_worker(live_server, tmp_path):
 def seed_sessions(server, count):
     assert server.stop() == 0
     now = int(time.time() * 1000)
-    with sqlite3.connect(server.db_path) as db:
-        [(account,)] = db.execute("SELECT id FROM account")
-        db.executemany('INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, '
-                       "seq, active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, ?, ?)",
-                       [(f"s{n:07d}", account, f"session {n}", now, now, now - n) for n in range(count)])
+    [(account,)] = run_sql(server.db_path, "SELECT id FROM account")
+    run_sql(server.db_path, "INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+            "seq, active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, '', 0, 0, 0, FALSE, ?, ?, ?)",
+            many=[(f"s{n:07d}", account, f"session {n}", now, now, now - n) for n in range(count)])
     token = server.token
     server.start()
     server.token = token
@@ -554,6 +558,7 @@ print(*spans[-1], time.monotonic() - started, ticks - ticked)
 """
 
 
+@pytest.mark.sqlite_only  # SQLite's commit in a native thread; psycopg's waits yield (test_postgres.py)
 def test_a_delete_all_of_100000_sessions_leaves_the_worker_serving(tmp_path):
     """Its statements and its commit (the last pages and the checkpoint that follows) run in a native
     thread: another greenlet, as a request on another connection would be, runs about once a
@@ -593,13 +598,13 @@ def test_the_session_quota_refuses_one_more_with_429_and_changes_nothing(make_se
     h = server.headers
     sids = [new_session(server, "a"), new_session(server, "b"),
             requests.post(server.url + "/api/sessions", json={"title": "c"}, headers=h, timeout=TIMEOUT).json()["id"]]
-    before = sqlite3.connect(server.db_path).execute('SELECT COUNT(*), MAX(seq) FROM "update"').fetchone()
+    before = run_sql(server.db_path, 'SELECT COUNT(*), MAX(seq) FROM "update"')
     for r in (requests.post(server.url + "/v1/sessions", json={"tag": "d", "metadata": ""}, headers=h, timeout=TIMEOUT),
               requests.post(server.url + "/api/sessions", json={"title": "d"}, headers=h, timeout=TIMEOUT),
               requests.post(server.url + "/api/sessions/import", json=export_document(2), headers=h, timeout=TIMEOUT)):
         assert (r.status_code, r.json()["error"]) == (429, "quota_exceeded"), r.text
         assert "3 sessions" in r.json()["message"]
-    assert sqlite3.connect(server.db_path).execute('SELECT COUNT(*), MAX(seq) FROM "update"').fetchone() == before
+    assert run_sql(server.db_path, 'SELECT COUNT(*), MAX(seq) FROM "update"') == before
     # an existing tag is still loaded, and deleting one makes room for one
     assert requests.post(server.url + "/v1/sessions", json={"tag": "a", "metadata": ""}, headers=h,
                          timeout=TIMEOUT).json()["session"]["id"] == sids[0]
@@ -647,6 +652,7 @@ def test_the_websockets_per_token_quota_refuses_one_more_with_an_error_frame(mak
     assert second.expect("ack")["ack"] == 2
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an earlier version (test_postgres.py migrates PostgreSQL's)
 def test_the_quota_counters_are_filled_from_what_is_stored_when_a_database_is_upgraded(tmp_path):
     import models
     path = tmp_path / "before.db"
@@ -670,8 +676,8 @@ def test_an_unexpected_error_in_a_websocket_event_closes_with_1011_and_no_http_a
     server = make_server()
     sid = new_session(server)
     ws = ws_connect(server)
-    with sqlite3.connect(server.db_path) as db:  # a bug, simulated: the table a write needs is gone
-        db.execute("DROP TABLE message")
+    # a bug, simulated: the table a write needs is gone
+    run_sql(server.db_path, "DROP TABLE message CASCADE" if is_postgres(server.db_path) else "DROP TABLE message")
     ws.send("message", {"sid": sid, "content": "into nothing"}, ack=1)
     with pytest.raises(Exception):
         ws.recv(timeout=TIMEOUT)

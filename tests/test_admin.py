@@ -11,7 +11,7 @@ import requests
 from test_cli import cli
 
 from admin import Progress
-from conftest import free_port
+from conftest import database, free_port, run_sql
 
 
 def post(server, path, body):
@@ -25,6 +25,7 @@ def message_ids(db):
         return {row[0] for row in conn.execute("SELECT id FROM message")}
 
 
+@pytest.mark.sqlite_only  # backup copies the SQLite file (on PostgreSQL: pg_dump)
 def test_a_backup_taken_while_four_writers_append_holds_every_acknowledged_write(make_server, tmp_path):
     server = make_server()
     sid = post(server, "/v1/sessions", {"tag": "busy", "metadata": ""})["session"]["id"]
@@ -66,6 +67,7 @@ def test_a_backup_taken_while_four_writers_append_holds_every_acknowledged_write
     assert refused.returncode == 1 and "exists" in refused.stderr
 
 
+@pytest.mark.sqlite_only  # restore replaces the SQLite file (on PostgreSQL: pg_restore)
 def test_restore_refuses_while_a_server_runs_and_round_trips_when_stopped(make_server, tmp_path):
     server = make_server()
     sid = post(server, "/v1/sessions", {"tag": "kept", "metadata": ""})["session"]["id"]
@@ -85,6 +87,7 @@ def test_restore_refuses_while_a_server_runs_and_round_trips_when_stopped(make_s
     assert [m["content"] for m in r.json()["messages"]] == ["in the backup"]
 
 
+@pytest.mark.sqlite_only  # restore replaces the SQLite file
 @pytest.mark.parametrize("content, error", [(b"not a database at all" * 100, "not a SQLite database"),
                                             (None, "not a Switchboard database")])
 def test_restore_refuses_what_is_not_a_switchboard_backup(tmp_path, content, error):
@@ -147,8 +150,7 @@ def test_import_all_names_a_bad_document_and_imports_nothing(tmp_path):
     source.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
     result = cli(db, "import", "--all", str(source), check=False)
     assert result.returncode == 1 and "docs.jsonl:2" in result.stderr and "nothing imported" in result.stderr
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM session").fetchone() == (0,)
+    assert run_sql(database(db), "SELECT count(*) FROM session") == [(0,)]
 
 
 def test_progress_is_one_line_rewritten_on_a_terminal_and_silent_elsewhere():
@@ -213,6 +215,7 @@ def test_export_all_of_an_unknown_account_is_a_clear_error(tmp_path):
     assert result.returncode == 1 and "no account named 'nobody'" in result.stderr
 
 
+@pytest.mark.sqlite_only  # restore replaces the SQLite file
 def test_serve_and_restore_exclude_each_other(tmp_path):
     """A restore holds the file: a server started meanwhile says so instead of serving half a copy."""
     import admin

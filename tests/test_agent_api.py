@@ -4,10 +4,11 @@ database read back directly."""
 import base64
 import json
 import os
-import sqlite3
 import time
 
 import pytest
+
+from conftest import run_sql
 
 S_KEYS = {"id", "seq", "createdAt", "updatedAt", "active", "activeAt", "metadata", "metadataVersion",
           "agentState", "agentStateVersion", "dataEncryptionKey"}
@@ -20,15 +21,11 @@ def now_ms():
 
 
 def query(app, sql, *params):
-    with sqlite3.connect(app.config["DB"]) as conn:
-        return conn.execute(sql, params).fetchall()
+    return run_sql(app.config["DB"], sql, params)
 
 
 def execute(app, sql, *params):
-    conn = sqlite3.connect(app.config["DB"])
-    with conn:
-        conn.execute(sql, params)
-    conn.close()
+    run_sql(app.config["DB"], sql, params)
 
 
 def update_bodies(app, sid=None):
@@ -127,7 +124,7 @@ def test_v1_list_shows_updates_and_messages_in_updated_at_order(client, auth):
 # --- GET /v2/sessions/active ---------------------------------------------------------------------
 
 def _set_activity(app, sid, active, ago_ms):
-    execute(app, "UPDATE session SET active = ?, last_active_at = ? WHERE id = ?", int(active), now_ms() - ago_ms, sid)
+    execute(app, "UPDATE session SET active = ?, last_active_at = ? WHERE id = ?", bool(active), now_ms() - ago_ms, sid)
 
 
 def test_active_is_active_and_alive_within_15_minutes_newest_first(app, client, auth):

@@ -2,13 +2,12 @@
 body, and the database is exactly as it was (compared table by table). Also: another account's session
 ids behave exactly like missing ones on every route, and change nothing."""
 import json
-import sqlite3
 
 import pytest
 
 import models
 from app import create_app, create_token
-from conftest import assert_refused, send, snapshot
+from conftest import assert_refused, database, run_sql, send, snapshot
 
 # Small limits keep the oversized cases small (and the tests fast); the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 8192, "MAX_CONTENT_BYTES": 100, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
@@ -22,7 +21,7 @@ SESSION_PATHS = ["/v1/sessions/{sid}/messages", "/v3/sessions/{sid}/messages", "
 @pytest.fixture
 def world(tmp_path):
     """An app with small limits, alice's session (with a message) and headers for alice and bob."""
-    app = create_app({"DB": str(tmp_path / "bad.db"), "TESTING": True, **LIMITS})
+    app = create_app({"DB": database(tmp_path / "bad.db"), "TESTING": True, **LIMITS})
     with models.db.connection_context():
         alice = {"Authorization": "Bearer " + create_token(models, account="alice")}
         bob = {"Authorization": "Bearer " + create_token(models, account="bob")}
@@ -189,8 +188,7 @@ def test_a_rejected_batch_stores_none_of_its_messages(world):
     r = send(client, "POST", V3.format(sid=sid), {"messages": [{"content": "fine", "localId": "new"},
                                                               {"content": BIG}]}, alice)
     assert r.get_json()["errors"] == {"messages": {"1": {"content": ["Larger than 100 bytes serialized."]}}}
-    with sqlite3.connect(app.config["DB"]) as conn:
-        assert conn.execute("SELECT local_id FROM message").fetchall() == [("l1",)]
+    assert run_sql(app.config["DB"], "SELECT local_id FROM message") == [("l1",)]
 
 
 def test_limits_are_inclusive(world):

@@ -8,7 +8,7 @@ import pytest
 
 import models
 from app import create_app, create_token
-from conftest import assert_refused, send, snapshot
+from conftest import assert_refused, database, send, snapshot
 
 # Small limits keep the oversized cases small; the code path is the same.
 LIMITS = {"MAX_BODY_BYTES": 65536, "MAX_CONTENT_BYTES": 60_000, "MAX_METADATA_BYTES": 100, "MAX_KEY_CHARS": 256}
@@ -17,7 +17,7 @@ LIMITS = {"MAX_BODY_BYTES": 65536, "MAX_CONTENT_BYTES": 60_000, "MAX_METADATA_BY
 
 
 def make_world(tmp_path, config):
-    app = create_app({"DB": str(tmp_path / "bad.db"), "TESTING": True, **config})
+    app = create_app({"DB": database(tmp_path / "bad.db"), "TESTING": True, **config})
     with models.db.connection_context():
         alice = {"Authorization": "Bearer " + create_token(models, account="alice")}
         bob = {"Authorization": "Bearer " + create_token(models, account="bob")}

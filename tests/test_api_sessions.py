@@ -2,13 +2,13 @@
 (caught by an in-process hub subscriber and read back from the update log), streamed reads, and
 export → import → export. Real SQLite files; the last tests run the real server."""
 import json
-import sqlite3
 import threading
 
 import pytest
 import requests
 
 import models
+from conftest import run_sql
 from events import hub
 from schemas import iso
 
@@ -22,8 +22,7 @@ AWKWARD_MS = [2183226373411, 2165497250430, 1079337347472, 541169507341]
 
 
 def query(app, sql, *params):
-    with sqlite3.connect(app.config["DB"]) as conn:
-        return conn.execute(sql, params).fetchall()
+    return run_sql(app.config["DB"], sql, params)
 
 
 def account_id(app, name):
@@ -86,9 +85,8 @@ def import_document(client, auth, document):
 def test_list_is_every_own_session_most_recently_updated_first(app, client, auth, other_auth):
     ids = [new_session(client, auth, title=f"s{i}")["id"] for i in range(3)]
     new_session(client, other_auth, title="bob's")
-    with sqlite3.connect(app.config["DB"]) as conn:
-        for sid, updated_at in zip(ids, [1000, 3000, 2000]):
-            conn.execute("UPDATE session SET updated_at = ? WHERE id = ?", (updated_at, sid))
+    for sid, updated_at in zip(ids, [1000, 3000, 2000]):
+        query(app, "UPDATE session SET updated_at = ? WHERE id = ?", updated_at, sid)
     r = client.get("/api/sessions", headers=auth)
     assert r.status_code == 200
     items = r.get_json()["items"]
@@ -328,9 +326,8 @@ def test_export_import_export_reproduces_every_message(app, client, auth):
     post_message(client, auth, sid, role="system", content={"json": True})
     post_message(client, auth, sid, role="tool", content="ok")
     # created_at values an import must keep to the millisecond
-    with sqlite3.connect(app.config["DB"]) as conn:
-        for seq, ms in enumerate(AWKWARD_MS, start=1):
-            conn.execute("UPDATE message SET created_at = ? WHERE session_id = ? AND seq = ?", (ms, sid, seq))
+    for seq, ms in enumerate(AWKWARD_MS, start=1):
+        query(app, "UPDATE message SET created_at = ? WHERE session_id = ? AND seq = ?", ms, sid, seq)
     first = export(client, auth, sid)
     with hub.subscribe(account_id(app, "alice")) as sub:
         imported = import_document(client, auth, first)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, LiveServer
+from conftest import ROOT, LiveServer, run_sql
 from fake_anthropic import FakeAnthropic, said, text, tool_use
 
 CLAUDE_VERSION = "2.1.328"
@@ -181,8 +180,7 @@ def test_a_finished_turn_says_once_that_claude_waits_and_the_end_closes_it(serve
         transcript = next((run.home / ".claude" / "projects").rglob("*.jsonl"))
         session = claude_session(server, transcript.stem)
         assert session["awaiting_message"] is False  # Stop opened the waiting episode, SessionEnd closed it
-        with sqlite3.connect(server.db_path) as db:
-            queued = db.execute("SELECT event FROM webhook_run WHERE session_id = ?", (session["id"],)).fetchall()
+        queued = run_sql(server.db_path, "SELECT event FROM webhook_run WHERE session_id = ?", (session["id"],))
         assert queued == [("session.waiting",)]
     finally:
         api(server, "DELETE", f"/api/webhooks/{webhook['id']}")

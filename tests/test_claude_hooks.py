@@ -5,7 +5,6 @@ import copy
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 import models
-from conftest import JSON, ROOT, LiveServer, assert_refused, snapshot
+from conftest import JSON, ROOT, LiveServer, assert_refused, run_sql, snapshot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "claude_hooks_2.1.328.json"
 RECORDED = {}  # the first recorded body of each event
@@ -103,8 +102,7 @@ def test_a_repeated_event_is_stored_once(client, auth, app):
     for _ in range(3):
         hook(client, auth, event("PostToolUse"))
     assert len(the_session(client, auth)["messages"]) == 1
-    with sqlite3.connect(app.config["DB"]) as db:
-        assert db.execute("""SELECT count(*) FROM "update" WHERE body LIKE '%new-message%'""").fetchone() == (1,)
+    assert run_sql(app.config["DB"], """SELECT count(*) FROM "update" WHERE body LIKE '%new-message%'""") == [(1,)]
 
 
 def test_metadata_is_kept_current_with_versions_and_a_persons_title_is_never_overwritten(client, auth):
@@ -443,9 +441,8 @@ def test_waits_of_a_server_that_died_are_settled_at_the_next_start(tmp_path, ws_
     server.stop()
     raw.close()
     stop.close()
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT status FROM request").fetchall() == [("pending",)]
-        assert db.execute("SELECT awaiting_message FROM session WHERE tag = 'claude:held'").fetchall() == [(1,)]
+    assert run_sql(server.db_path, "SELECT status FROM request") == [("pending",)]
+    assert run_sql(server.db_path, "SELECT awaiting_message FROM session WHERE tag = 'claude:held'") == [(1,)]
     again = LiveServer(db_path).start()
     try:
         again.token = token

@@ -18,7 +18,7 @@ import pytest
 import requests
 from test_crash import kill_hard
 
-from conftest import ROOT, LiveServer, free_port
+from conftest import ROOT, LiveServer, database, free_port
 
 CLIENT = ROOT / "client.py"
 PY = sys.executable
@@ -291,7 +291,7 @@ def _server_not_started_yet(tmp_path):
     """A database with a token, and a port where nothing listens yet."""
     db_path = tmp_path / "later.db"
     out = subprocess.run([PY, str(ROOT / "app.py"), "create-token"], cwd=ROOT, capture_output=True, text=True,
-                         check=True, env={**os.environ, "SWITCHBOARD_DB": str(db_path)})
+                         check=True, env={**os.environ, "SWITCHBOARD_DB": database(db_path)})
     token = out.stdout.strip().splitlines()[-1]
     server = LiveServer(db_path, port=free_port())
     server.token = token

@@ -2,12 +2,13 @@
 (`python app.py serve`), with the outcome read back from the SQLite file. Both worker classes run
 them: gevent (the default) never preempts a request, gthread's threads do."""
 import random
-import sqlite3
 import threading
 from collections import Counter
 
 import pytest
 import requests
+
+from conftest import connected, run_sql
 
 CREATE_THREADS = 16
 APPEND_THREADS = 8
@@ -49,9 +50,8 @@ def test_concurrent_creates_of_one_tag_make_one_session(live_server):
     run_threads(CREATE_THREADS, create)
     assert Counter(status for status, _ in answers) == {200: CREATE_THREADS}
     assert len({body["session"]["id"] for _, body in answers}) == 1
-    with sqlite3.connect(live_server.db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM session WHERE tag = 'same-tag'").fetchone() == (1,)
-        bodies = conn.execute('SELECT body FROM "update"').fetchall()
+    assert run_sql(live_server.db_path, "SELECT count(*) FROM session WHERE tag = 'same-tag'") == [(1,)]
+    bodies = run_sql(live_server.db_path, 'SELECT body FROM "update"')
     assert len(bodies) == 1 and '"t":"new-session"' in bodies[0][0]
 
 
@@ -81,12 +81,11 @@ def test_concurrent_appends_with_duplicate_local_ids_leave_seqs_1_to_n(live_serv
     run_threads(APPEND_THREADS, append)
 
     assert statuses == {200: APPEND_THREADS * 15}
-    with sqlite3.connect(live_server.db_path) as conn:
-        rows = conn.execute("SELECT local_id, id, seq FROM message WHERE session_id = ? ORDER BY seq",
-                            (sid,)).fetchall()
-        session_seq = conn.execute("SELECT seq FROM session WHERE id = ?", (sid,)).fetchone()[0]
-        new_messages = conn.execute("""SELECT count(*) FROM "update" WHERE session_id = ?
-                                       AND body LIKE '{"t":"new-message"%'""", (sid,)).fetchone()[0]
+    with connected(live_server.db_path) as db:
+        rows = db("SELECT local_id, id, seq FROM message WHERE session_id = ? ORDER BY seq", (sid,))
+        [(session_seq,)] = db("SELECT seq FROM session WHERE id = ?", (sid,))
+        [(new_messages,)] = db("""SELECT count(*) FROM "update" WHERE session_id = ?
+                                  AND body LIKE '{"t":"new-message"%'""", (sid,))
     seqs = [seq for _, _, seq in rows]
     local_ids = [local_id for local_id, _, _ in rows if local_id is not None]
     unnamed = APPEND_THREADS * 7  # odd n in range(15)

@@ -8,14 +8,14 @@ import requests
 import models
 import schemas
 from app import create_app
-from tests.conftest import _bearer
+from conftest import _bearer, database
 
 LIMIT = 120_000  # SWITCHBOARD_MAX_CONTENT_BYTES for these tests: small, so the edges are cheap
 
 
 @pytest.fixture
 def small(tmp_path):
-    app = create_app({"DB": str(tmp_path / "limit.db"), "TESTING": True, "MAX_CONTENT_BYTES": LIMIT})
+    app = create_app({"DB": database(tmp_path / "limit.db"), "TESTING": True, "MAX_CONTENT_BYTES": LIMIT})
     yield app, app.test_client(), _bearer("alice")
     models.db.close_all()
 

@@ -7,8 +7,13 @@ import threading
 import time
 from contextlib import contextmanager
 
+import pytest
 import requests
 from test_agent_bad_input import snapshot
+
+# SQLite's one write lock for the whole file, held by another process; PostgreSQL locks rows, and writes
+# of many processes on one PostgreSQL database are tested in test_postgres.py.
+pytestmark = pytest.mark.sqlite_only
 
 LOCK_SECONDS = 2.0
 TIMEOUT = 10  # every request: longer than the lock and the default busy wait together

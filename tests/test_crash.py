@@ -5,13 +5,14 @@ acknowledged (same localIds, same tags, same deletes) duplicates nothing.
 
 `Stream` and `check_survivors` are shared with bench/stress_crash.py, which runs more rounds."""
 import signal
-import sqlite3
 import threading
 import time
 
 import psutil
 import pytest
 import requests
+
+from conftest import ON_POSTGRES, connected
 
 WRITERS = 4
 SESSIONS = 2  # fewer sessions than writers: two writers race for each session's seqs
@@ -129,19 +130,20 @@ def kill_hard(server):
 
 
 def _messages(db, sid):
-    return db.execute("SELECT local_id, id, seq FROM message WHERE session_id = ? ORDER BY seq", (sid,)).fetchall()
+    return db("SELECT local_id, id, seq FROM message WHERE session_id = ? ORDER BY seq", (sid,))
 
 
 def _assert_consistent(db, sessions):
     """Per session seqs 1..N matching session.seq and no localId twice; the update log 1..account.seq."""
-    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if not ON_POSTGRES:
+        assert db("PRAGMA integrity_check")[0] == ("ok",)
     for sid in sessions:
         rows = _messages(db, sid)
         assert [seq for _, _, seq in rows] == list(range(1, len(rows) + 1))
-        assert db.execute("SELECT seq FROM session WHERE id = ?", (sid,)).fetchone() == (len(rows),)
+        assert db("SELECT seq FROM session WHERE id = ?", (sid,))[0] == (len(rows),)
         assert len({local_id for local_id, _, _ in rows}) == len(rows)
-    for account, last in db.execute("SELECT id, seq FROM account").fetchall():
-        seqs = [s for (s,) in db.execute('SELECT seq FROM "update" WHERE account_id = ? ORDER BY seq', (account,))]
+    for account, last in db("SELECT id, seq FROM account"):
+        seqs = [s for (s,) in db('SELECT seq FROM "update" WHERE account_id = ? ORDER BY seq', (account,))]
         assert seqs == list(range(1, last + 1))
 
 
@@ -158,7 +160,7 @@ def go_away(server, how):
 def check_survivors(server, stream):
     """After the restart: check, retry what was not acknowledged, check again. Returns the figures."""
     assert len(stream.unacked) >= WRITERS, "the server went away while no writer was writing"
-    with sqlite3.connect(server.db_path) as db:
+    with connected(server.db_path) as db:
         _assert_consistent(db, stream.sessions)
         stored = {local_id: (sid, mid, seq) for sid in stream.sessions for local_id, mid, seq in _messages(db, sid)}
         survivors = sum(stored.get(local_id) == answer for local_id, answer in stream.acked.items())
@@ -166,10 +168,10 @@ def check_survivors(server, stream):
         in_flight = [m["localId"] for _, batch in stream.unacked for m in batch]
         committed_unacked = sum(local_id in stored for local_id in in_flight)
         for tag, sid in stream.created.items():
-            assert db.execute("SELECT id FROM session WHERE tag = ?", (tag,)).fetchall() == [(sid,)]
+            assert db("SELECT id FROM session WHERE tag = ?", (tag,)) == [(sid,)]
         for sid in stream.deleted:
-            assert db.execute("SELECT count(*) FROM session WHERE id = ?", (sid,)).fetchone() == (0,)
-            assert db.execute("SELECT count(*) FROM message WHERE session_id = ?", (sid,)).fetchone() == (0,)
+            assert db("SELECT count(*) FROM session WHERE id = ?", (sid,))[0] == (0,)
+            assert db("SELECT count(*) FROM message WHERE session_id = ?", (sid,))[0] == (0,)
 
     with requests.Session() as http:
         for sid, batch in stream.unacked:
@@ -191,15 +193,15 @@ def check_survivors(server, stream):
                       headers=server.headers, timeout=TIMEOUT)
         assert [(m["id"], m["seq"]) for m in r.json()["messages"]] == [(mid, seq)]
 
-    with sqlite3.connect(server.db_path) as db:
+    with connected(server.db_path) as db:
         _assert_consistent(db, stream.sessions)
         after = [local_id for sid in stream.sessions for local_id, _, _ in _messages(db, sid)]
         duplicates = len(after) - len(set(after))
         assert set(after) == set(stream.acked) | set(in_flight)  # everything sent, nothing else
         for tag in stream.unacked_tags:
-            assert db.execute("SELECT count(*) FROM session WHERE tag = ?", (tag,)).fetchone() == (1,)
+            assert db("SELECT count(*) FROM session WHERE tag = ?", (tag,))[0] == (1,)
         for sid in stream.unacked_deletes:
-            assert db.execute("SELECT count(*) FROM session WHERE id = ?", (sid,)).fetchone() == (0,)
+            assert db("SELECT count(*) FROM session WHERE id = ?", (sid,))[0] == (0,)
     return {"acknowledged": len(stream.acked), "survivors": survivors, "in flight": len(in_flight),
             "in flight committed": committed_unacked, "duplicates": duplicates,
             "creates acked": len(stream.created), "deletes acked": len(stream.deleted)}

@@ -1,7 +1,6 @@
 """Group commit (events.Writer.run): writes that arrive together share one transaction, each in its own
 savepoint, all run on the leading writer's connection. Driven in-process with real threads on a real
 SQLite file; the outcome is read back through a connection of its own, so only committed rows count."""
-import sqlite3
 import threading
 import time
 
@@ -10,12 +9,12 @@ import pytest
 import domain
 import models
 from app import create_token
+from conftest import run_sql
 from events import Busy, writer
 
 
 def _sessions(app):
-    with sqlite3.connect(app.config["DB"]) as conn:
-        return sorted(tag for (tag,) in conn.execute("SELECT tag FROM session"))
+    return sorted(tag for (tag,) in run_sql(app.config["DB"], "SELECT tag FROM session"))
 
 
 @pytest.fixture
@@ -96,9 +95,8 @@ def test_writes_queued_behind_an_open_transaction_commit_with_it_and_a_failure_u
     assert seen["after"] == ["first", "second"] == _sessions(app)
     assert len(commits) == 1 and len(commits[0]) == 3  # one transaction for the three writes
     assert outcomes["second"] == outcomes["first"] == leader.ident  # every write ran on the leader's thread
-    with sqlite3.connect(app.config["DB"]) as conn:
-        assert conn.execute('SELECT seq, body FROM "update" ORDER BY seq').fetchall()[-2:] == [
-            (1, '{"t":"test","tag":"first"}'), (2, '{"t":"test","tag":"second"}')]
+    assert run_sql(app.config["DB"], 'SELECT seq, body FROM "update" ORDER BY seq')[-2:] == [
+        (1, '{"t":"test","tag":"first"}'), (2, '{"t":"test","tag":"second"}')]
 
 
 def test_a_failing_first_writer_leaves_nothing_open_and_the_next_write_starts_afresh(app, account):

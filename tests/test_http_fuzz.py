@@ -28,6 +28,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import allow_header_conformance
 from test_agent_bad_input import snapshot
 
+from conftest import ON_POSTGRES
 from schemas import MAX_TEXT_CHARS, http_url, parse_iso
 
 # Generated examples per operation and mode in the suite (bench/fuzz_http.py runs more): with the
@@ -93,8 +94,10 @@ def expressible(case):
     wait; an imported or appended message with a role
     has text of 1..MAX_TEXT_CHARS characters; no two imported messages share a local_id; timestamps are
     instants of the years 1 to 9999 UTC; a webhook's or push endpoint's URL has a valid host; a search
-    query is one FTS5 parses."""
+    query is one FTS5 parses; on PostgreSQL, no text holds U+0000 (refused with 400 there: test_postgres.py)."""
     query = case.query or {}
+    if ON_POSTGRES and "\\u0000" in json.dumps([case.body, query], default=str):
+        return False
     if case.operation.path == "/api/search" and isinstance(query.get("q"), str) and not fts5_parses(query["q"]):
         return False
     if "after_seq" in query and "before_seq" in query:

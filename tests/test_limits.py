@@ -5,7 +5,6 @@ way of anyone else. (Frames over the limit close with 1009 and the auth timeout:
 import json
 import resource
 import socket
-import sqlite3
 import time
 
 import psutil
@@ -15,7 +14,7 @@ from test_agent_bad_input import snapshot
 
 import models
 from app import create_app, create_token
-from conftest import LiveServer, closed_within
+from conftest import LiveServer, closed_within, database, run_sql
 
 TIMEOUT = 5
 
@@ -72,7 +71,7 @@ FIELDS = [
 
 @pytest.fixture
 def limited(tmp_path):
-    app = create_app({"DB": str(tmp_path / "limits.db"), "TESTING": True, **LIMITS})
+    app = create_app({"DB": database(tmp_path / "limits.db"), "TESTING": True, **LIMITS})
     with models.db.connection_context():
         headers = {"Authorization": "Bearer " + create_token(models, account="alice")}
     client = app.test_client()
@@ -141,8 +140,8 @@ def response(sock):
 
 
 def stored(server, tag):
-    with sqlite3.connect(server.db_path) as db:
-        return db.execute("SELECT count(*) FROM session WHERE tag = ?", (tag,)).fetchone()[0]
+    [(count,)] = run_sql(server.db_path, "SELECT count(*) FROM session WHERE tag = ?", (tag,))
+    return count
 
 
 def test_a_body_at_the_limit_is_read_and_one_byte_over_is_refused(server):

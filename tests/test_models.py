@@ -10,11 +10,12 @@ from peewee import IntegrityError
 import domain
 import models
 from app import create_app, create_token
-from conftest import file_at_version
+from conftest import ON_POSTGRES, file_at_version, run_sql
 from events import update_log, writer
 from events.updatelog import ALLOCATE
 
 
+@pytest.mark.sqlite_only  # SQLite's pragmas
 def test_every_pooled_connection_has_the_pragmas(app):
     """Threads holding connections at once get distinct pooled connections; each is configured."""
     barrier = threading.Barrier(4)
@@ -43,7 +44,7 @@ def test_connections_return_to_the_pool_and_the_wal_stays(app, client):
     client.get("/health")
     client.get("/health")
     assert models.db._in_use == {} and len(models.db._connections) == 1
-    assert Path(app.config["DB"] + "-wal").exists()
+    assert ON_POSTGRES or Path(app.config["DB"] + "-wal").exists()
 
 
 def _seed(account="alice"):
@@ -55,9 +56,9 @@ def _seed(account="alice"):
         return account_id, session
 
 
-def _count(path, table, where="1"):
-    with sqlite3.connect(path) as conn:
-        return conn.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchone()[0]
+def _count(db, table, where="1 = 1"):
+    [(count,)] = run_sql(db, f'SELECT count(*) FROM "{table}" WHERE {where}')
+    return count
 
 
 def test_deleting_an_account_cascades_to_everything_it_owns(app):
@@ -91,6 +92,7 @@ def _schema(path):
         return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
 
 
+@pytest.mark.sqlite_only  # SQLite's MIGRATIONS (PostgreSQL's: test_postgres.py)
 def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     models.init_db(str(tmp_path / "migrated.db"))
     models.migrate()
@@ -103,6 +105,7 @@ def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     assert len(_schema(tmp_path / "migrated.db")) > len(models.MODELS)
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an earlier version
 def test_a_version_0_file_is_migrated_and_a_second_start_keeps_the_data(tmp_path):
     path = tmp_path / "old.db"
     sqlite3.connect(path).close()  # an empty file: user_version 0, no tables
@@ -116,6 +119,7 @@ def test_a_version_0_file_is_migrated_and_a_second_start_keeps_the_data(tmp_path
     assert _count(path, "message") == 2 and _count(path, "session") == 1
 
 
+@pytest.mark.sqlite_only  # SQLite's user_version (PostgreSQL's: test_postgres.py)
 def test_a_newer_schema_refuses_to_start_and_is_left_alone(tmp_path):
     path = tmp_path / "future.db"
     with sqlite3.connect(path) as conn:
@@ -177,11 +181,12 @@ def test_tokens_are_stored_only_as_sha256_hashes(app):
     with models.db.connection_context():
         secret = create_token(models, account="alice")
     models.db.close_all()  # checkpoint: every byte written is in the main file (and the WAL, if any)
-    stored = b"".join(p.read_bytes() for p in Path(app.config["DB"]).parent.glob("test.db*"))
-    assert secret.encode() not in stored
-    assert models.hash_secret(secret).encode() in stored
-    with sqlite3.connect(app.config["DB"]) as conn:
-        assert conn.execute("SELECT secret_hash FROM token").fetchall() == [(models.hash_secret(secret),)]
+    if not ON_POSTGRES:  # the SQLite file's bytes
+        stored = b"".join(p.read_bytes() for p in Path(app.config["DB"]).parent.glob("test.db*"))
+        assert secret.encode() not in stored
+        assert models.hash_secret(secret).encode() in stored
+    assert secret not in repr(run_sql(app.config["DB"], "SELECT * FROM token"))
+    assert run_sql(app.config["DB"], "SELECT secret_hash FROM token") == [(models.hash_secret(secret),)]
 
 
 # The reads and writes each request runs, as the code runs them: Peewee queries are rendered by the
@@ -223,6 +228,7 @@ HOT_QUERIES = {
 }
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans
 @pytest.mark.parametrize("name", HOT_QUERIES)
 def test_hot_queries_search_an_index_and_never_sort(tmp_path, name):
     models.init_db(str(tmp_path / "plan.db"))
@@ -237,6 +243,7 @@ def test_hot_queries_search_an_index_and_never_sort(tmp_path, name):
     assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an earlier version
 def test_a_version_1_database_with_data_is_migrated_in_place(tmp_path):
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as db:
@@ -256,6 +263,7 @@ def test_a_version_1_database_with_data_is_migrated_in_place(tmp_path):
     assert not {"session_account_id", "message_session_id", "update_account_id"} & indexes
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an earlier version
 def test_a_version_2_update_log_is_carried_into_version_3(tmp_path):
     path = tmp_path / "v2.db"
     with file_at_version(path, 2) as db:
@@ -280,14 +288,15 @@ def test_prune_deletes_each_accounts_updates_before_the_cutoff_and_nothing_else(
     with models.db.connection_context():
         for name in ("a", "b", "c"):
             models.Account.create(name=name)
-        models.db.cursor().executemany(
-            'INSERT INTO "update" (id, account_id, seq, body, created_at) VALUES (?, ?, ?, \'{}\', ?)',
-            [(models.new_id(), *row) for row in rows])
+        models.Update.insert_many([(models.new_id(), *row, "{}") for row in rows],
+                                  fields=[models.Update.id, models.Update.account, models.Update.seq,
+                                          models.Update.created_at, models.Update.body]).execute()
         assert domain.prune_updates(250) == 4
         left = models.db.execute_sql('SELECT account_id, seq FROM "update" ORDER BY account_id, seq').fetchall()
     assert left == [(1, 3), (3, 1)]
 
 
+@pytest.mark.sqlite_only  # a SQLite file of an earlier version
 def test_a_version_3_file_gains_claude_sessions_requests_and_delivery_in_place(tmp_path):
     path = tmp_path / "v3.db"
     with file_at_version(path, 3) as db:

@@ -3,7 +3,11 @@ meanwhile (models.at_work). gevent starts its pool's threads on first use, so th
 count tells whether anything ran there."""
 import threading
 
+import pytest
 import requests
+
+# On PostgreSQL nothing runs in a native thread: psycopg waits in gevent.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _append(http, server, sid, word, batches=20):

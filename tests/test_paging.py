@@ -1,12 +1,11 @@
 """Paged reads of the management contract: GET /api/sessions?limit=&cursor= and
 GET /api/sessions/:id/messages?after_seq=|before_seq=&limit=."""
 import json
-import sqlite3
 
 import pytest
 
 import models
-from tests.conftest import assert_refused
+from conftest import assert_refused, run_sql
 
 
 def _sessions(client, auth, count):
@@ -45,8 +44,7 @@ def test_without_parameters_the_list_keeps_its_shape(client, auth):
 def test_a_cursor_alone_pages_by_100_and_sessions_with_equal_times_are_ordered_by_id(app, client, auth):
     ids = _sessions(client, auth, 120)
     models.db.close_all()
-    with sqlite3.connect(app.config["DB"]) as conn:
-        conn.execute("UPDATE session SET updated_at = 1000")  # every session ties: the id breaks it
+    run_sql(app.config["DB"], "UPDATE session SET updated_at = 1000")  # every session ties: the id breaks it
     first = client.get("/api/sessions?limit=20", headers=auth).get_json()
     rest = client.get("/api/sessions", query_string={"cursor": first["next_cursor"]}, headers=auth).get_json()
     assert len(rest["items"]) == 100 and rest["next_cursor"] is None
@@ -141,15 +139,15 @@ def varied(app, client, auth, other_auth):
            "claude-a": agent("claude-a", json.dumps({"cwd": "/srv/a"})),
            "bob": agent("bob", json.dumps({"cwd": "/srv/a"}), other_auth)}
     models.db.close_all()
-    with sqlite3.connect(app.config["DB"]) as conn:
-        conn.execute("UPDATE session SET active = 0 WHERE id IN (?, ?)", (ids["plain"], ids["idle"]))
-        conn.execute("UPDATE session SET awaiting_message = 1 WHERE id = ?", (ids["held"],))
-        account = conn.execute("SELECT account_id FROM session WHERE id = ?", (ids["pending"],)).fetchone()[0]
-        for status, key in (("pending", "k1"), ("allowed", "k2")):
-            conn.execute("INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
-                         "VALUES (?, ?, ?, ?, 'permission', ?, 0)", (models.new_id(), account, ids["pending"], key, status))
-        conn.execute("INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
-                     "VALUES (?, ?, ?, 'k3', 'permission', 'allowed', 0)", (models.new_id(), account, ids["claude-a"]))
+    db = app.config["DB"]
+    run_sql(db, "UPDATE session SET active = FALSE WHERE id IN (?, ?)", (ids["plain"], ids["idle"]))
+    run_sql(db, "UPDATE session SET awaiting_message = TRUE WHERE id = ?", (ids["held"],))
+    [(account,)] = run_sql(db, "SELECT account_id FROM session WHERE id = ?", (ids["pending"],))
+    for status, key in (("pending", "k1"), ("allowed", "k2")):
+        run_sql(db, "INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
+                "VALUES (?, ?, ?, ?, 'permission', ?, 0)", (models.new_id(), account, ids["pending"], key, status))
+    run_sql(db, "INSERT INTO request (id, account_id, session_id, key, kind, status, created_at) "
+            "VALUES (?, ?, ?, 'k3', 'permission', 'allowed', 0)", (models.new_id(), account, ids["claude-a"]))
     return ids
 
 

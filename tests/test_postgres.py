@@ -1,6 +1,6 @@
 """The same server on PostgreSQL (SWITCHBOARD_DB=postgresql://...): migrations from empty, the agent and
 management contracts, ordered updates and replay, usage by day, and psycopg's waits cooperating with
-gevent. Each test gets a fresh database on a private cluster (tests/pgcluster.py) started once."""
+gevent. Each test gets a fresh database on the test process's private cluster (tests/pgcluster.py)."""
 import itertools
 import json
 import os
@@ -13,21 +13,18 @@ import time
 import psutil
 import pytest
 import requests
-from test_claude_hooks import decision_path, event, post_hook
+from test_claude_hooks import decision_path, event, post_hook, waiting_hook
 
 import domain
 import models
 from app import create_token
-from conftest import ROOT, LiveServer
-from pgcluster import Cluster, require_postgres
+from conftest import ROOT, LiveServer, snapshot
+from pgcluster import require_postgres, shared
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    require_postgres()
-    started = Cluster().start()
-    yield started
-    started.stop()
+    return shared()
 
 
 @pytest.fixture
@@ -366,6 +363,39 @@ def test_a_revoked_token_closes_its_sockets_on_every_process(two_hosts, ws_conne
         with pytest.raises(Exception):
             ws.recv(timeout=5)
         assert ws.client.close_reason == 4401
+
+
+def test_text_with_a_nul_character_is_refused_with_400_and_changes_nothing(pg_server):
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can): a clear refusal, not a 500."""
+    before = snapshot(pg_server.db_path)
+    for path, body in (("/v1/sessions", {"tag": "a\x00b", "metadata": ""}), ("/api/sessions", {"title": "a\x00b"})):
+        r = requests.post(pg_server.url + path, json=body, headers=pg_server.headers, timeout=5)
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_request"), r.text
+        assert "U+0000" in r.json()["message"]
+    assert snapshot(pg_server.db_path) == before
+    assert "Traceback" not in pg_server.log()
+
+
+def test_a_start_expires_no_request_while_another_process_serves_the_database(pg_url, tmp_path):
+    """The hook waiting on the first process still has its request pending when a second one starts
+    (alone, a starting process expires what a dead one left: test_claude_hooks.py)."""
+    first = LiveServer(pg_url, {"SWITCHBOARD_APPROVAL_WAIT_SECONDS": "30"}, log_dir=tmp_path).start()
+    second = None
+    try:
+        thread, answers, request = waiting_hook(first, event("PermissionRequest"))
+        second = LiveServer(pg_url, log_dir=tmp_path).start()
+        second.token = first.token
+        [listed] = requests.get(f"{second.url}/api/requests", headers=second.headers, timeout=5).json()["items"]
+        assert (listed["id"], listed["status"]) == (request["id"], "pending")
+        r = requests.post(f"{second.url}{decision_path(request)}", json={"decision": "allow"}, headers=second.headers,
+                          timeout=5)
+        assert r.status_code == 200, r.text
+        thread.join(10)
+        assert answers and answers[0]["hookSpecificOutput"]["decision"]["behavior"] == "allow"
+    finally:
+        for server in (first, second):
+            if server is not None:
+                server.stop()
 
 
 def test_maintenance_runs_once_per_interval_whatever_the_number_of_processes(pg_url, tmp_path):

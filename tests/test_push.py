@@ -5,7 +5,6 @@ token), what is queued for which event, and real sends by the real server to a s
 import base64
 import json
 import os
-import sqlite3
 import struct
 import time
 
@@ -19,7 +18,7 @@ from test_webhooks import account_of, emit, emit_from_outside, start_session, wa
 
 import models
 from app import create_app
-from conftest import assert_refused
+from conftest import assert_refused, database, run_sql
 from receiver import Receiver
 
 
@@ -57,15 +56,13 @@ def push_service():
     server.close()
 
 
-def subscriptions(db_path):
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT token_id, endpoint FROM push_subscription ORDER BY id").fetchall()
+def subscriptions(db):
+    return run_sql(db, "SELECT token_id, endpoint FROM push_subscription ORDER BY id")
 
 
-def jobs(db_path):
-    with sqlite3.connect(db_path) as conn:
-        return [(sid, json.loads(payload)) for sid, payload in
-                conn.execute("SELECT subscription_id, payload FROM push_job ORDER BY id")]
+def jobs(db):
+    return [(sid, json.loads(payload)) for sid, payload in
+            run_sql(db, "SELECT subscription_id, payload FROM push_job ORDER BY id")]
 
 
 # --- keys and subscriptions --------------------------------------------------------------------
@@ -74,7 +71,7 @@ def test_the_key_pair_is_made_on_first_start_and_kept(tmp_path, client, auth):
     key = client.get("/api/push/key", headers=auth).get_json()["public_key"]
     raw = unb64url(key)
     assert len(raw) == 65 and raw[0] == 4  # an uncompressed P-256 point: pushManager.subscribe's format
-    again = create_app({"DB": str(tmp_path / "test.db"), "TESTING": True})
+    again = create_app({"DB": database(tmp_path / "test.db"), "TESTING": True})
     assert again.test_client().get("/api/push/key", headers=auth).get_json()["public_key"] == key
     assert client.get("/api/push/key").status_code == 401
 

@@ -5,7 +5,6 @@ import hashlib
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, WS
+from conftest import ROOT, WS, run_sql
 
 TIMEOUT = 5
 
@@ -28,9 +27,8 @@ def cli(server, *args):
 
 
 def token_id(server, secret):
-    with sqlite3.connect(server.db_path) as db:
-        [(found,)] = db.execute("SELECT id FROM token WHERE secret_hash = ?",
-                                (hashlib.sha256(secret.encode()).hexdigest(),)).fetchall()
+    [(found,)] = run_sql(server.db_path, "SELECT id FROM token WHERE secret_hash = ?",
+                         (hashlib.sha256(secret.encode()).hexdigest(),))
     return found
 
 
@@ -154,6 +152,17 @@ def test_tokens_never_appear_in_the_servers_log(make_server):
 
 def test_tokens_are_stored_only_as_their_sha256(live_server):
     secrets = [live_server.token, live_server.new_token(), live_server.new_token("other")]
+    for secret in secrets:  # used: last_used_at is written
+        assert requests.get(live_server.url + "/v1/sessions", headers=bearer(secret), timeout=TIMEOUT).status_code == 200
+    rows = repr(run_sql(live_server.db_path, "SELECT * FROM token"))
+    assert not [secret for secret in secrets if secret[3:] in rows]
+    hashes = {h for (h,) in run_sql(live_server.db_path, "SELECT secret_hash FROM token")}
+    assert hashes == {hashlib.sha256(s.encode()).hexdigest() for s in secrets}
+
+
+@pytest.mark.sqlite_only  # the bytes of the SQLite file and its WAL
+def test_no_token_secret_is_in_the_database_files(live_server):
+    secrets = [live_server.token, live_server.new_token(), live_server.new_token("other")]
     for secret in secrets:  # used: last_used_at is written, so the token rows are in the WAL too
         assert requests.get(live_server.url + "/v1/sessions", headers=bearer(secret), timeout=TIMEOUT).status_code == 200
 
@@ -164,9 +173,6 @@ def test_tokens_are_stored_only_as_their_sha256(live_server):
         for secret in secrets:
             assert secret[3:].encode() not in snapshot
             assert hashlib.sha256(secret.encode()).hexdigest().encode() in snapshot
-    with sqlite3.connect(live_server.db_path) as db:
-        hashes = {h for (h,) in db.execute("SELECT secret_hash FROM token")}
-    assert hashes == {hashlib.sha256(s.encode()).hexdigest() for s in secrets}
 
 
 def test_list_tokens_prints_neither_secrets_nor_their_hashes(live_server):

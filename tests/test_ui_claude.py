@@ -11,7 +11,6 @@ the context and its constructor wrapped to record what the page shows.
 """
 import base64
 import json
-import sqlite3
 import threading
 import time
 
@@ -21,6 +20,7 @@ from playwright.sync_api import expect
 from test_claude_hooks import event
 from test_ui_browser import ARTIFACTS, Person, browser  # noqa: F401 (browser is a fixture)
 
+from conftest import run_sql
 from receiver import Receiver
 
 RECORD_NOTIFICATIONS = """
@@ -648,8 +648,7 @@ def test_push_on_this_device_subscribes_with_the_servers_key_and_unsubscribes(pe
     expected = list(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
     assert page.evaluate("window.__subscribed") == [expected]
     assert page.evaluate("navigator.serviceWorker.getRegistration('/').then(r => r.active.scriptURL)") == server.url + "/sw.js"
-    with sqlite3.connect(server.db_path) as db:
-        assert db.execute("SELECT endpoint FROM push_subscription").fetchall() == [("https://push.example.invalid/send/abc123",)]
+    assert run_sql(server.db_path, "SELECT endpoint FROM push_subscription") == [("https://push.example.invalid/send/abc123",)]
     dialog.get_by_role("button", name="Close").click()
     page.get_by_role("button", name="Settings…").click()
     expect(switch).to_be_checked()  # read back from the browser's subscription
@@ -658,8 +657,7 @@ def test_push_on_this_device_subscribes_with_the_servers_key_and_unsubscribes(pe
     assert deleted.value.status == 204
     assert json.loads(deleted.value.request.post_data) == {"endpoint": "https://push.example.invalid/send/abc123"}
     expect(dialog.locator("#push-status")).to_have_text("Off.")
-    with sqlite3.connect(server.db_path) as db:
-        assert db.execute("SELECT count(*) FROM push_subscription").fetchone() == (0,)
+    assert run_sql(server.db_path, "SELECT count(*) FROM push_subscription") == [(0,)]
 
 
 # --- a phone -----------------------------------------------------------------------------------

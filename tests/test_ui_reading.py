@@ -5,12 +5,13 @@ screen. Fixtures and checks (no page error, console error, unexpected HTTP error
 host) are test_ui_browser.py's."""
 import json
 import re
-import sqlite3
 import time
 
 import pytest
 from playwright.sync_api import expect
 from test_ui_browser import Person, browser, person, server, server_env, viewport  # noqa: F401 (fixtures)
+
+from conftest import ON_POSTGRES, connected, run_sql
 
 # Every way a script could run is made to call pwned(), which reports to the test; a CSP violation
 # (something blocked that should never have been in the page) is reported too, as is a dialog.
@@ -230,6 +231,8 @@ def test_agent_shapes_are_shown_as_what_they_say_and_tool_runs_fold(person):
 
 # --- search ---------------------------------------------------------------------------------------
 
+# PostgreSQL's parser reads "<zebra>" as a tag, not the word zebra (docs/deploy.md lists how its search differs)
+@pytest.mark.xfail(ON_POSTGRES, strict=True, reason="PostgreSQL search differs from FTS5 here")
 def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     page = person.open()
     sid = new_session(person, "long history")
@@ -304,16 +307,16 @@ def seed_sessions(person, server, count, make):
     person.page.goto("about:blank")  # the next open() is a new visit, and nothing waits for this server
     assert server.stop() == 0
     now = int(time.time() * 1000)
-    with sqlite3.connect(server.db_path) as db:
-        [(account,)] = db.execute("SELECT id FROM account")
+    with connected(server.db_path) as db:
+        [(account,)] = db("SELECT id FROM account")
         rows = []
         for n in range(count):
-            values = {"title": f"session {n:05d}", "metadata": "", "active": 0, **make(n)}
+            values = {"title": f"session {n:05d}", "metadata": "", "active": False, **make(n)}
             rows.append((f"s{n:07d}", account, values["title"], values["metadata"], values["active"],
                          now - 60_000 - n * 10, now - n * 10, now - n * 10))
-        db.executemany("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, seq, "
-                       "active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)", rows)
-        db.execute("UPDATE account SET session_count = ?", (count,))
+        db("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, seq, "
+           "active, last_active_at, created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)", many=rows)
+        db("UPDATE account SET session_count = ?", (count,))
     server.start()
     server.token = token
 
@@ -358,13 +361,12 @@ def test_filters_show_active_waiting_and_one_projects_sessions(person, server):
 
     def make(n):
         project = projects[n % 3]
-        return {"active": int(n % 2 == 0),
+        return {"active": n % 2 == 0,
                 "metadata": json.dumps({"agent": "claude-code", "cwd": project}) if project else "encrypted-blob"}
     seed_sessions(person, server, 600, make)
     # Held Claude sessions awaiting the person's message, as the Stop hook leaves them (the server
     # clears the flag when it starts: no hook waits across a restart).
-    with sqlite3.connect(server.db_path) as db:
-        db.execute("UPDATE session SET awaiting_message = 1 WHERE CAST(substr(id, 2) AS INTEGER) % 50 = 7")
+    run_sql(server.db_path, "UPDATE session SET awaiting_message = TRUE WHERE CAST(substr(id, 2) AS INTEGER) % 50 = 7")
     page = person.open()
     items = page.locator(".session-item")
     expect(items).to_have_count(100)

@@ -4,7 +4,6 @@ import base64
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import requests
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from conftest import ROOT, WS
+from conftest import ROOT, WS, run_sql
 
 
 def create(server, tag, headers=None):
@@ -35,6 +34,13 @@ def post(server, sid, *contents, headers=None):
 def updates(ws, count, timeout=5):
     frames = [ws.expect("update", timeout) for _ in range(count)]
     return [f["data"] for f in frames]
+
+
+def update_and_activity(ws, timeout=5):
+    """(body, data) of the durable update and the activity ephemeral a change of presence sends, in
+    either order: on PostgreSQL the update is published from the log, after the ephemeral."""
+    frames = {f["event"]: f["data"] for f in (ws.recv(timeout), ws.recv(timeout))}
+    return frames["update"]["body"], frames["ephemeral"]
 
 
 # --- auth --------------------------------------------------------------------------------------
@@ -274,9 +280,8 @@ def test_since_past_retention_or_ahead_gets_resync(make_server, ws_connect):
     post(server, sid, "1", "2")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with sqlite3.connect(server.db_path) as db:
-            if db.execute('SELECT COUNT(*) FROM "update"').fetchone()[0] == 0:
-                break
+        if run_sql(server.db_path, 'SELECT COUNT(*) FROM "update"') == [(0,)]:
+            break
         time.sleep(0.2)
     else:
         pytest.fail("the update log was never pruned")
@@ -401,8 +406,7 @@ def test_a_reader_that_never_reads_is_dropped_and_others_keep_receiving(make_ser
 def test_heartbeats_emit_activity_and_write_at_most_every_interval(live_server, ws_connect):
     sid = create(live_server, "alive")
     ws = ws_connect(live_server)
-    with sqlite3.connect(live_server.db_path) as db:
-        before = db.execute("SELECT last_active_at FROM session WHERE id = ?", (sid,)).fetchone()[0]
+    [(before,)] = run_sql(live_server.db_path, "SELECT last_active_at FROM session WHERE id = ?", (sid,))
     for thinking in (True, False, True):
         r = requests.post(live_server.url + f"/v1/sessions/{sid}/alive", json={"thinking": thinking},
                           headers=live_server.headers)
@@ -410,8 +414,7 @@ def test_heartbeats_emit_activity_and_write_at_most_every_interval(live_server, 
         data = ws.expect("ephemeral")["data"]
         assert (data["type"], data["id"], data["active"], data["thinking"]) == ("activity", sid, True, thinking)
     ws.silent()  # still active: no durable update for a heartbeat
-    with sqlite3.connect(live_server.db_path) as db:
-        after = db.execute("SELECT last_active_at FROM session WHERE id = ?", (sid,)).fetchone()[0]
+    [(after,)] = run_sql(live_server.db_path, "SELECT last_active_at FROM session WHERE id = ?", (sid,))
     assert after >= before  # at most the first beat wrote (session was already active: none did)
 
 
@@ -419,14 +422,14 @@ def test_end_marks_inactive_at_once_and_alive_reactivates(live_server, ws_connec
     sid = create(live_server, "end")
     ws = ws_connect(live_server)
     requests.post(live_server.url + f"/v1/sessions/{sid}/end", json={}, headers=live_server.headers)
-    assert updates(ws, 1)[0]["body"] == {"t": "update-session", "id": sid, "active": False}
-    assert ws.expect("ephemeral")["data"]["active"] is False
+    body, activity = update_and_activity(ws)
+    assert body == {"t": "update-session", "id": sid, "active": False} and activity["active"] is False
     listed = requests.get(live_server.url + "/v2/sessions/active", headers=live_server.headers).json()
     assert listed["sessions"] == []
     ws.send("session-alive", {"sid": sid, "time": int(time.time() * 1000), "thinking": True}, ack=1)
     assert ws.expect("ack")["ack"] == 1  # the handler answers at once; the effects follow from its queue
-    assert updates(ws, 1)[0]["body"] == {"t": "update-session", "id": sid, "active": True}
-    activity = ws.expect("ephemeral")["data"]
+    body, activity = update_and_activity(ws)
+    assert body == {"t": "update-session", "id": sid, "active": True}
     assert activity["active"] is True and activity["thinking"] is True
     listed = requests.get(live_server.url + "/v2/sessions/active", headers=live_server.headers).json()
     assert [s["id"] for s in listed["sessions"]] == [sid]
@@ -437,8 +440,8 @@ def test_sweeper_marks_silent_sessions_inactive(make_server, ws_connect):
                           "SWITCHBOARD_MAINTENANCE_INTERVAL_SECONDS": "0.2"})
     sid = create(server, "sleepy")
     ws = ws_connect(server)
-    assert updates(ws, 1, timeout=10)[0]["body"] == {"t": "update-session", "id": sid, "active": False}
-    assert ws.expect("ephemeral")["data"]["active"] is False
+    body, activity = update_and_activity(ws, timeout=10)
+    assert body == {"t": "update-session", "id": sid, "active": False} and activity["active"] is False
 
 
 # --- shutdown ----------------------------------------------------------------------------------
@@ -460,8 +463,7 @@ def test_revoking_a_token_closes_its_open_sockets_at_once(make_server, ws_connec
     doomed_token = server.new_token("default")
     doomed = ws_connect(server, token=doomed_token)
     keeper = ws_connect(server)
-    with sqlite3.connect(server.db_path) as db:
-        token_id = db.execute("SELECT MAX(id) FROM token").fetchone()[0]
+    [(token_id,)] = run_sql(server.db_path, "SELECT MAX(id) FROM token")
     subprocess.run([sys.executable, "app.py", "revoke-token", str(token_id)], cwd=ROOT, check=True,
                    env={**os.environ, "SWITCHBOARD_DB": server.db_path}, capture_output=True)
     assert doomed.expect("error", timeout=5)["data"] == {"error": "unauthorized", "message": "Token revoked."}

@@ -1,14 +1,13 @@
 """Usage reports (POST /v1/sessions/:id/usage) and their sums: replace-by-key, pricing from the table
 when no cost is sent, the session object's `usage`, GET /api/usage, isolation and bad input."""
 import json
-import sqlite3
 
 import pytest
 
 import models
 import prices
 from app import create_app
-from conftest import assert_refused
+from conftest import assert_refused, database, run_sql
 
 DAY = 86_400_000
 T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
@@ -72,7 +71,7 @@ def test_a_prices_file_adds_and_overrides_families(tmp_path):
     path.write_text(json.dumps({"sonnet": {"input": 1, "output": 2, "cache_write": 0, "cache_read": 0},
                                 "Mistral": {"input": 0.5, "output": 0.5, "cache_write": 0, "cache_read": 0}}))
     try:
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(path)})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(path)})
         assert prices.cost("claude-sonnet-4", 1_000_000, 1_000_000, 0, 0) == 3
         assert prices.cost("mistral-large", 2_000_000, 0, 0, 0) == 1
         assert prices.cost("claude-haiku-4-5", 1_000_000, 0, 0, 0) == 1  # the defaults stay
@@ -88,17 +87,17 @@ def test_a_bad_prices_file_stops_the_start_with_a_reason(tmp_path, content):
     path = tmp_path / "prices.json"
     path.write_text(content)
     with pytest.raises(SystemExit, match="SWITCHBOARD_PRICES_FILE"):
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(path)})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(path)})
     with pytest.raises(SystemExit, match="SWITCHBOARD_PRICES_FILE"):
-        create_app({"DB": str(tmp_path / "t.db"), "PRICES_FILE": str(tmp_path / "missing.json")})
+        create_app({"DB": database(tmp_path / "t.db"), "PRICES_FILE": str(tmp_path / "missing.json")})
     models.db.close_all()
 
 
 def test_a_report_is_announced_as_update_session_with_the_sums(app, client, auth):
     sid = new_session(client, auth)
     report(client, auth, sid, key="k", tokens={"input": 5}, cost={"total": 0.125})
-    with sqlite3.connect(app.config["DB"]) as conn:
-        body = json.loads(conn.execute('SELECT body FROM "update" ORDER BY seq DESC LIMIT 1').fetchone()[0])
+    [(body,)] = run_sql(app.config["DB"], 'SELECT body FROM "update" ORDER BY seq DESC LIMIT 1')
+    body = json.loads(body)
     assert body == {"t": "update-session", "id": sid, "usage": {
         "input_tokens": 5, "output_tokens": 0, "cache_creation_tokens": 0, "cache_read_tokens": 0, "cost_usd": 0.125}}
 
@@ -107,8 +106,7 @@ def test_deleting_a_session_deletes_its_reports(app, client, auth):
     sid = new_session(client, auth)
     report(client, auth, sid, key="k", tokens={"input": 5})
     client.delete(f"/api/sessions/{sid}", headers=auth)
-    with sqlite3.connect(app.config["DB"]) as conn:
-        assert conn.execute('SELECT count(*) FROM "usage_report"').fetchone()[0] == 0
+    assert run_sql(app.config["DB"], 'SELECT count(*) FROM "usage_report"') == [(0,)]
     assert client.get("/api/usage", headers=auth).json["items"] == []
 
 
@@ -244,8 +242,7 @@ def test_concurrent_reports_of_one_key_leave_one_report_and_consistent_sums(live
     for t in threads:
         t.join(60)
     assert not errors
-    with sqlite3.connect(live_server.db_path) as conn:
-        rows = conn.execute('SELECT key, input_tokens FROM usage_report WHERE session_id = ?', (sid,)).fetchall()
+    rows = run_sql(live_server.db_path, 'SELECT key, input_tokens FROM usage_report WHERE session_id = ?', (sid,))
     assert sorted(key for key, _ in rows) == sorted(["shared"] + [f"own-{n}" for n in range(8)])
     assert {key: n for key, n in rows if key != "shared"} == {f"own-{n}": n * 100 + 14 for n in range(8)}
     usage = requests.get(f"{live_server.url}/api/sessions/{sid}", headers=headers, timeout=10).json()["usage"]

@@ -5,7 +5,6 @@ repeat it; Claude working again (a prompt, a tool, the session's end) closes the
 Claude Code's recorded hook bodies against the real server, delivered to a webhook receiver on
 127.0.0.1 and checked with the Standard Webhooks reference library; the page's count in Chromium."""
 import json
-import sqlite3
 import threading
 
 import pytest
@@ -15,6 +14,7 @@ from playwright.sync_api import expect
 from test_claude_hooks import event, post_hook, waiting_hook
 from test_webhooks import add_live, verify
 
+from conftest import run_sql
 from receiver import Receiver
 
 browser = test_ui_browser.browser  # the browser tests' Chromium, shared as it is
@@ -39,14 +39,13 @@ def server(make_server, server_env):
 
 def waiting_runs(server):
     """(session id, payload) of every session.waiting run queued so far (queued in the hook's write)."""
-    with sqlite3.connect(server.db_path) as db:
-        return [(sid, json.loads(payload)) for sid, payload in db.execute(
-            "SELECT session_id, payload FROM webhook_run WHERE event = 'session.waiting' ORDER BY id")]
+    return [(sid, json.loads(payload)) for sid, payload in run_sql(
+        server.db_path, "SELECT session_id, payload FROM webhook_run WHERE event = 'session.waiting' ORDER BY id")]
 
 
 def awaiting(server, session_id="s-1"):
-    with sqlite3.connect(server.db_path) as db:
-        return db.execute("SELECT awaiting_message FROM session WHERE tag = ?", ("claude:" + session_id,)).fetchone()[0]
+    [(awaiting,)] = run_sql(server.db_path, "SELECT awaiting_message FROM session WHERE tag = ?", ("claude:" + session_id,))
+    return awaiting
 
 
 def hook(server, name, **fields):

@@ -17,7 +17,7 @@ import models
 import notifications
 import webhooks
 from app import create_app
-from conftest import ROOT, assert_refused
+from conftest import ROOT, assert_refused, database, run_sql
 from events import writer
 from receiver import Hang, Receiver
 
@@ -37,10 +37,10 @@ def add(client, auth, url="http://127.0.0.1:9/hook", **fields):
     return r.get_json()
 
 
-def runs_table(db_path):
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM webhook_run ORDER BY id")]
+def runs_table(db):
+    columns = [field.column_name for field in models.WebhookRun._meta.sorted_fields]
+    rows = run_sql(db, f"SELECT {', '.join(columns)} FROM webhook_run ORDER BY id")
+    return [dict(zip(columns, row)) for row in rows]
 
 
 def emit(account_id, session_id, body):
@@ -50,9 +50,9 @@ def emit(account_id, session_id, body):
         writer.run(account_id, lambda changes: changes.add(session_id, body))
 
 
-def account_of(db_path, name):
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT id FROM account WHERE name = ?", (name,)).fetchone()[0]
+def account_of(db, name):
+    [(account,)] = run_sql(db, "SELECT id FROM account WHERE name = ?", (name,))
+    return account
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_the_formats_say_what_happened_without_message_content():
 
 def run_cli(db_path, *args, check=True):
     return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True, text=True,
-                          env={"SWITCHBOARD_DB": str(db_path), "PATH": "/usr/bin:/bin"}, check=check)
+                          env={"SWITCHBOARD_DB": database(db_path), "PATH": "/usr/bin:/bin"}, check=check)
 
 
 def test_the_cli_adds_lists_and_removes_webhooks(tmp_path):
@@ -397,6 +397,7 @@ NOTIFY_QUERIES = {
 }
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans
 @pytest.mark.parametrize("name", NOTIFY_QUERIES)
 def test_the_queue_queries_search_an_index_and_never_sort(tmp_path, name):
     models.init_db(str(tmp_path / "plan.db"))
@@ -415,14 +416,14 @@ def test_finished_runs_are_pruned_after_their_retention_and_pending_ones_kept(ap
     for text in ("a", "b", "c"):
         client.post(f"/api/sessions/{sid}/messages", json={"role": "user", "content": text}, headers=auth)
     first, second, third = runs_table(app.config["DB"])
-    with sqlite3.connect(app.config["DB"]) as conn:
-        conn.execute("UPDATE webhook_run SET status = 'delivered' WHERE id IN (?, ?)", (first["id"], third["id"]))
+    run_sql(app.config["DB"], "UPDATE webhook_run SET status = 'delivered' WHERE id IN (?, ?)", (first["id"], third["id"]))
     with models.db.connection_context():
         assert notifications.prune(models.now_ms() - 60_000) == 0  # all younger than a minute
         assert notifications.prune(models.now_ms() + 1) == 2
     assert [r["id"] for r in runs_table(app.config["DB"])] == [second["id"]]  # still pending: kept
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan
 def test_the_prune_is_a_range_of_the_primary_key(tmp_path):
     models.init_db(str(tmp_path / "plan.db"))
     models.migrate()
