@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 
-from flask import Flask, g, request
+from flask import Flask
 
 __version__ = "0.2.0"
 
@@ -153,9 +153,6 @@ def create_app(config=None):
         # Nothing else happens before the blueprint's authentication: the body is read after it
         # (routes.read_body), and the pool's connections are taken on first use.
         time.sleep(0)
-        if request.environ.get("HTTP_UPGRADE", "").lower() != "websocket":
-            models.at_work.count += 1
-            g.at_work = True
 
     app.after_request(close_unread_body)
     app.teardown_request(release_body)
@@ -164,8 +161,6 @@ def create_app(config=None):
     def release(exc):
         if not models.db.is_closed():
             models.db.close()
-        if g.pop("at_work", False):
-            models.at_work.count -= 1
 
     # errors: always the JSON shape {error, message, errors?} (errors.py)
     errors.init_app(app)

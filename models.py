@@ -3,7 +3,6 @@
 This module owns the SQLite file: its pragmas, its tables and the numbered migrations that bring an
 older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
-import contextlib
 import functools
 import hashlib
 import json
@@ -133,37 +132,6 @@ def hash_secret(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-# A write of at least this many rows runs off the event loop (Statement.write) while other requests are
-# at work: 100-message appends from 16 clients went from 0.6 to about 0.9 of their rate without the
-# search index (bench/search.py). A handing over costs tens of µs, more than a few rows take.
-OFF_THE_LOOP_ROWS = 10
-
-
-class _AtWork:
-    """How many requests are at work: being read, checked, written or answered, not waiting for a
-    change (a long-poll, an approval) and not a websocket. Handing SQLite's part of a request to a
-    native thread pays only when another request can use the worker meanwhile: alone (one agent
-    sending batch after batch), the hand-overs only added to each answer's time (bench/client.py)."""
-
-    def __init__(self):
-        self.count = 0
-
-    def others(self):
-        return self.count > 1
-
-    @contextlib.contextmanager
-    def waiting(self):
-        """Around a request's wait for something to change."""
-        self.count -= 1
-        try:
-            yield
-        finally:
-            self.count += 1
-
-
-at_work = _AtWork()
-
-
 class Statement:
     """A query rendered once per database, with its placeholders, and run many times with new values:
     for the statements every request runs, whose rendering by Peewee cost more than running them.
@@ -202,16 +170,9 @@ class Statement:
         return f"{head} VALUES {', '.join([values] * len(rows))}", [v for row in rows for v in row]
 
     def write(self, rows, step):
-        """Write `rows` (see rows()), `step` to a statement. On SQLite a statement of at least
-        OFF_THE_LOOP_ROWS rows runs off the event loop when other requests are at work (sqlite3
-        releases the GIL), so the worker reads and checks them on the other core meanwhile; psycopg
-        waits in gevent already."""
+        """Write `rows` (see rows()), `step` to a statement."""
         for start in range(0, len(rows), step):
-            sql, params = self.rows(rows[start:start + step])
-            if len(rows) < OFF_THE_LOOP_ROWS or postgres() or not at_work.others():
-                db.execute_sql(sql, params)
-            else:
-                fetch_off_the_loop(sql, params)
+            db.execute_sql(*self.rows(rows[start:start + step]))
 
     def many(self, rows):
         """(sql, params of each row) for executemany."""

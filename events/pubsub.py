@@ -10,7 +10,6 @@ import threading
 from collections import defaultdict
 from contextlib import contextmanager
 
-from models import at_work
 from schemas import to_json
 
 log = logging.getLogger("switchboard")
@@ -94,8 +93,7 @@ class Watcher(Subscriber):
 
     def wait(self, timeout):
         """True if something changed within `timeout` seconds; re-armed for the next wait."""
-        with at_work.waiting():
-            changed = self.changed.wait(max(0.0, timeout))
+        changed = self.changed.wait(max(0.0, timeout))
         self.changed.clear()
         return changed
 

@@ -12,15 +12,12 @@ from collections import deque
 
 from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
-from models import Account, Statement, at_work, db, in_transaction, off_the_loop, postgres, storage, storage_failure
+from models import Account, Statement, db, in_transaction, off_the_loop, postgres, storage, storage_failure
 
-# The commit of a transaction that changed this many rows runs in a native thread (Writer._commit), the
-# worker serving others meanwhile: a delete-all's writes megabytes and checkpoints the WAL (120-200 ms).
-# One that changed BUSY_COMMIT_ROWS (a 100-message append writes about 70 pages, and now and then a
-# checkpoint syncs the file) does while other requests are at work (models.at_work). A smaller one
-# here, as the hand-over would cost more than its commit.
+# A transaction that changed this many rows commits in a native thread (Writer._commit); a small one
+# here, as the hand-over would cost more than its commit (a 100-message append's, handed over, cost the
+# worker a third more CPU per message: bench/search.py).
 BIG_COMMIT_ROWS = 10_000
-BUSY_COMMIT_ROWS = 100
 
 # On PostgreSQL, where writes of one account run side by side (Writer._alone), each first takes the
 # account's row: they take turns, as on SQLite, so what one reads (a tag, a local id) is what the one
@@ -237,8 +234,7 @@ class Writer:
                 self.follower.expect([w.changes for w in taken if w.error is None])
                 for account_id in {w.changes.account_id for w in taken if w.error is None and w.changes.published}:
                     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(account_id)))
-            changed = 0 if changes_before is None else connection.total_changes - changes_before
-            if changed < BUSY_COMMIT_ROWS or (changed < BIG_COMMIT_ROWS and not at_work.others()):
+            if changes_before is None or connection.total_changes - changes_before < BIG_COMMIT_ROWS:
                 cursor.execute("COMMIT")
             else:
                 # Writing the pages that were still in memory and the automatic checkpoint that
