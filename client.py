@@ -615,6 +615,13 @@ class _Wrapper:
 
     def run(self):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Caught before the command starts: it then gets their default actions (an exec resets caught
+        # signals, but keeps ignored ones: a wrapper started with SIGINT ignored, as a shell's
+        # background job is, made a command Ctrl-C could not stop).
+        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+        self.proc, self.pending = None, []
+        for number in forwarded:
+            signal.signal(number, self.forward)
         try:
             # Its own process group: Ctrl-C reaches the command once, through the wrapper (below).
             self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -622,9 +629,8 @@ class _Wrapper:
         except OSError as e:
             print(f"switchboard: cannot run {self.command[0]!r}: {e}", file=sys.stderr)
             return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
-        forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-        for number in forwarded:
-            signal.signal(number, self.forward)
+        for number in self.pending:  # arrived while it was starting
+            self.forward(number, None)
         # Room for a burst: the command writes on while the readers wait their turn for the GIL.
         for pipe in (self.proc.stdout, self.proc.stderr):
             try:
@@ -658,6 +664,9 @@ class _Wrapper:
         return self.finish(code, None, f"Exited with code {code}.")
 
     def forward(self, number, frame):
+        if self.proc is None:
+            self.pending.append(number)
+            return
         try:
             os.killpg(self.proc.pid, number)
         except ProcessLookupError:

@@ -37,12 +37,12 @@ def oldest_python():
     pytest.skip(reason)
 
 
-def wrap(server, *command, token=None, tag=None, options=(), python=PY, client=CLIENT, env=None):
+def wrap(server, *command, token=None, tag=None, options=(), python=PY, client=CLIENT, env=None, preexec_fn=None):
     args = [python, str(client), "run", "--url", server.url, "--token", token or server.token]
     if tag:
         args += ["--tag", tag]
     return subprocess.Popen([*args, *options, "--", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})})
+                            text=True, env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
 
 
 def finished(proc, timeout=WAIT):
@@ -203,8 +203,12 @@ def test_sigint_reaches_the_command_which_decides_how_to_end(live_server):
     assert outputs(found) == ["ready", "interrupted"] and exit_message(found)["metadata"]["exitCode"] == 42
 
 
-def test_a_command_killed_by_sigint_is_reported_as_such(live_server):
-    proc = wrap(live_server, "sh", "-c", "echo ready; exec sleep 60", tag="killed")
+@pytest.mark.parametrize("ignored", [False, True], ids=["", "started-with-sigint-ignored"])
+def test_a_command_killed_by_sigint_is_reported_as_such(live_server, ignored):
+    """Also when the wrapper starts with SIGINT ignored (a shell's background job): the command must
+    not inherit that."""
+    proc = wrap(live_server, "sh", "-c", "echo ready; exec sleep 60", tag="killed",
+                preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)
     _wait_for_line(proc, "ready")
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
