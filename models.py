@@ -649,10 +649,10 @@ class MessageSearch(SearchIndex):
     )
 
     class Meta:
-        # No prefix indexes: the 2- and 3-character ones made a prefix query fast (err* on a million
-        # messages: p99 615 ms without them) and cost about 15 µs of CPU per 40-word message written,
-        # more than the rest of the index (bench/README.md). A search runs off the event loop, so a
-        # slow prefix query delays its own answer only.
+        # No prefix indexes: the 2- and 3-character ones cost about 15 µs of CPU per 40-word message
+        # written, more than the rest of the index. Without them a prefix query gathers every word it
+        # matches first: err* on a million messages takes tens of ms (bench/README.md), off the event
+        # loop, so it delays its own answer only.
         options = {"columnsize": 0, "content": "message_text", "content_rowid": "rowid"}
 
 
