@@ -240,16 +240,7 @@ def test_a_database_file_deleted_under_the_server_is_detected(make_server, ws_co
 
 def raw_websocket(server, token, since=None):
     """An authenticated websocket on a raw socket with a small receive buffer, which reads only when told."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
-    sock.settimeout(TIMEOUT)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(b"GET /v1/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(1)
-    assert data.startswith(b"HTTP/1.1 101"), data
+    sock = upgraded(server, receive_buffer=32 << 10)
     auth = {"token": token, "clientType": "user-scoped"}
     if since is not None:
         auth["since"] = since
@@ -259,9 +250,13 @@ def raw_websocket(server, token, since=None):
     return sock
 
 
-def upgraded(server):
+def upgraded(server, receive_buffer=None):
     """A websocket upgraded on a raw socket that never sends its auth frame."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock = socket.socket()
+    if receive_buffer:  # set before connecting: the window it offers is agreed then
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", server.port))
     sock.sendall(b"GET /v1/updates HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     data = b""
