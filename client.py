@@ -77,6 +77,9 @@ def _pause(attempt, retry_after=None):
     return delay if retry_after is None else min(max(retry_after, delay), RETRY_AFTER_MAX)
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _retry_after(value):
     if not value:
         return None
@@ -121,7 +124,7 @@ class Switchboard:
 
     # --- HTTP -----------------------------------------------------------------------------------
 
-    def _once(self, method, path, payload, timeout, stale_retry=True):
+    def _once(self, method, path, payload, timeout, stale_retry=True, meanwhile=None):
         connection = getattr(self._local, "connection", None)
         if connection is None:
             kind, host, port = self._connect_to
@@ -135,6 +138,8 @@ class Switchboard:
             headers["Content-Type"] = "application/json"
         try:
             connection.request(method, self._base + path, body=payload, headers=headers)
+            if meanwhile is not None:
+                meanwhile()
             response = connection.getresponse()
             data = response.read()
         except BaseException as e:
@@ -150,22 +155,25 @@ class Switchboard:
             self._local.connection = None
         return response.status, response, data
 
-    def request(self, method, path, body=None, *, query=None, timeout=None, deadline=None, recover=None):
+    def request(self, method, path, body=None, *, query=None, timeout=None, deadline=None, recover=None,
+                meanwhile=None):
         """One API call; its JSON answer. Network errors, 5xx, 429 and 503 are retried with backoff until
         `deadline` (a time.monotonic() value, or a function giving one; None: `retry_for` from now).
+        `body`: a JSON value, or bytes already encoded.
 
         `recover`, for a request that is not safe to repeat, runs before each retry that follows a
-        failure that may have reached the server; when it returns an answer, that is the answer."""
+        failure that may have reached the server; when it returns an answer, that is the answer.
+        `meanwhile()` runs while the server works on each attempt."""
         if query:
             path += "?" + urllib.parse.urlencode(query)
-        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        payload = body if body is None or isinstance(body, bytes) else _encode(body).encode("utf-8")
         if deadline is None and self.retry_for is not None:
             deadline = time.monotonic() + self.retry_for
         for attempt in itertools.count():
             retry_after, problem = None, None
             try:
                 status, response, data = self._once(method, path, payload, timeout or self.timeout,
-                                                    stale_retry=recover is None)
+                                                    stale_retry=recover is None, meanwhile=meanwhile)
             except (OSError, http.client.HTTPException) as e:
                 problem = _Ambiguous(f"{self.url}: {e.__class__.__name__}: {e}")
             else:
@@ -200,11 +208,15 @@ class Switchboard:
 
 
 class _Item:
-    """One message waiting to be sent."""
-    __slots__ = ("content", "role", "local_id", "metadata")
+    """One message waiting to be sent; one without a role also as it goes in a batch's JSON (`json`),
+    encoded ahead, while the server works on the batch before it."""
+    __slots__ = ("content", "role", "local_id", "metadata", "json")
 
-    def __init__(self, content, role, local_id, metadata=None):
+    def __init__(self, content, role, local_id, metadata=None, encoded=None):
         self.content, self.role, self.local_id, self.metadata = content, role, local_id, metadata
+        if role is None and encoded is None:
+            encoded = _encode({"content": content, "localId": local_id})
+        self.json = encoded
 
 
 class _Output:
@@ -312,8 +324,9 @@ class Session:
             raise self.error
         if self._closing:
             raise SwitchboardError("this session object was closed: send() after end() or close()")
-        size = len(content) if isinstance(content, str) else len(json.dumps(content))
-        return self._put(_Item(content, role, local_id or self._new_local_id()), 1, size)
+        item = _Item(content, role, local_id or self._new_local_id())
+        size = len(item.json or content) if isinstance(item.json or content, str) else len(_encode(content))
+        return self._put(item, 1, size)
 
     def _new_local_id(self):
         return f"{self._run}-{next(self._numbers)}"
@@ -409,17 +422,20 @@ class Session:
         if missing:
             raise SwitchboardError(f"{missing} message(s) could not be delivered: the server stayed unreachable")
 
-    def _take(self):
-        """The next entry's messages into _ready, waiting for one as needed; False once closed and empty.
-        An entry waits up to LINGER for others to fill a batch, unless a flush or close is asked for."""
+    def _take(self, block=True):
+        """The next entry's messages into _ready, waiting for one as needed (unless not `block`); False
+        once closed and empty. An entry waits up to LINGER for others to fill a batch, unless a flush or
+        close is asked for."""
         with self._cond:
             while True:
                 if self._entries:
                     due = self._oldest + LINGER - time.monotonic()
                     if self._lines >= BATCH or self._closing or self._flushing or due <= 0:
                         break
+                    if not block:
+                        return False
                     self._cond.wait(due)
-                elif self._closing:
+                elif self._closing or not block:
                     return False
                 else:
                     self._cond.wait()
@@ -431,16 +447,23 @@ class Session:
         if isinstance(entry, _Item):
             self._ready.append((entry, True))
             return True
-        items = []
+        items, head = [], '{"content":{"type":"output","stream":"' + entry.stream + '","text":'
         for line in entry.data.decode("utf-8", "replace").split("\n")[:-1]:
             if line.endswith("\r"):
                 line = line[:-1]
             for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
-                content = {"type": "output", "stream": entry.stream, "text": line[start:start + MAX_LINE_CHARS]}
-                items.append((_Item(content, None, self._new_local_id()), False))
+                local_id = self._new_local_id()
+                encoded = f'{head}{_encode(line[start:start + MAX_LINE_CHARS])}}},"localId":"{local_id}"}}'
+                items.append((_Item(None, None, local_id, encoded=encoded), False))
         items[-1] = (items[-1][0], True)
         self._ready.extend(items)
         return True
+
+    def _prepare(self):
+        """While the server works on a batch: the messages of the next one turned into JSON, as far as
+        they have arrived (nothing waits here)."""
+        while len(self._ready) < BATCH and self._take(block=False):
+            pass
 
     def _next_batch(self):
         """Up to BATCH messages without a role, or one with a role; None once closed and empty."""
@@ -525,10 +548,9 @@ class Session:
 
     def _deliver(self, batch, deadline):
         if batch[0].role is None:
-            answer = self.client.request(
-                "POST", f"/v3/sessions/{self.id}/messages",
-                {"messages": [{"content": item.content, "localId": item.local_id} for item in batch]},
-                deadline=deadline)
+            body = '{"messages":[' + ",".join(item.json for item in batch) + "]}"
+            answer = self.client.request("POST", f"/v3/sessions/{self.id}/messages", body.encode("utf-8"),
+                                         deadline=deadline, meanwhile=self._prepare)
             self._acknowledged(m["seq"] for m in answer["messages"])
             return
         # A message with a role goes through the management API, which takes no localId: it rides in
@@ -539,7 +561,7 @@ class Session:
         answer = self.client.request(
             "POST", f"/api/sessions/{self.id}/messages",
             {"role": item.role, "content": item.content, "metadata": metadata},
-            deadline=deadline, recover=lambda: self._find_sent(item.local_id))
+            deadline=deadline, recover=lambda: self._find_sent(item.local_id), meanwhile=self._prepare)
         self._acknowledged([answer["seq"]])
 
     def _find_sent(self, local_id):

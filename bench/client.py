@@ -82,12 +82,13 @@ def wrapped(server, lines, tag):
                            server.token, "--tag", tag, "--", sys.executable, "-c", PRINTER.format(lines=lines)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
     elapsed = time.perf_counter() - started
+    server_cpu = worker_cpu(server) - server_before  # before the check below reads every line back
     command_seconds, command_cpu = own_run(proc.stderr)
     wrapper_cpu = children_cpu() - cpu_before - command_cpu
     stored = stored_lines(server, tag)
     assert stored == lines + 1, f"{stored} of {lines} lines (+ the RUN line) stored"  # and the exit message
     return {"rate": lines / elapsed, "wrapper_us": wrapper_cpu / lines * 1e6,
-            "server_us": (worker_cpu(server) - server_before) / lines * 1e6, "command": command_seconds}
+            "server_us": server_cpu / lines * 1e6, "command": command_seconds}
 
 
 def stored_lines(server, tag):
@@ -215,14 +216,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--polls", type=int, default=1000)
+    parser.add_argument("--polls", type=int, default=1000, help="0: skip the long-poll part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         server = LiveServer(Path(directory) / "bench.db").start()
         try:
             print(f"load average before: {open('/proc/loadavg').read().split()[:3]}")
             bench_wrapper(server, args.lines, args.rounds)
-            bench_longpoll(server, args.polls)
+            if args.polls:
+                bench_longpoll(server, args.polls)
             print(f"\nload average after: {open('/proc/loadavg').read().split()[:3]}")
         finally:
             server.stop()
