@@ -22,16 +22,17 @@ log = logging.getLogger("switchboard")
 CHANNEL = "switchboard_updates"
 APPLICATION = "switchboard-follower"  # the listening connection's name, then its process's id
 PAGE_ROWS = 500
-# The ids of the processes serving the database now (their listening connections' names), as a
-# subquery: read by the statement it is part of, so it holds every process that had its listener
-# connected when that statement began. A connection closes with its process, at once when it is killed.
-# A listener of a version that named it without an id stands for the id '' (domain.expire_leftovers).
-SERVING = SQL('(SELECT substr("application_name", %s) FROM "pg_stat_activity" '
-              'WHERE "datname" = current_database() AND "application_name" LIKE %s)',
-              [len(APPLICATION) + 2, APPLICATION + "%"])
 
 
 class Follower:
+    # The ids of the processes serving the database now (their listening connections' names), as a
+    # subquery: read by the statement it is part of, so it holds every process that had its listener
+    # connected when that statement began. A connection closes with its process, at once when it is killed.
+    # A listener of a version that named it without an id stands for the id '' (domain.expire_leftovers).
+    SERVING = SQL('(SELECT substr("application_name", %s) FROM "pg_stat_activity" '
+                  'WHERE "datname" = current_database() AND "application_name" LIKE %s)',
+                  [len(APPLICATION) + 2, APPLICATION + "%"])
+
     def __init__(self, hub):
         self.hub = hub
         self._lock = threading.Lock()
