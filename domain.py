@@ -461,8 +461,8 @@ def _deliver(changes, session_id, now):
 
 
 def _open_request(changes, session, key, request, now):
-    # A repeated hook (Claude Code retried it, perhaps through another process) waits on the request
-    # its first try opened: from now on in this process, which the request names as its waiter.
+    # A repeated hook (the same event sent again, perhaps reaching another process) waits on the
+    # request the first one opened: from now on in this process, which the request names its waiter.
     ours = (Request.session == session.id) & (Request.key == key)
     existing = (db.execute(Request
                            .update(waiter=waiters.this)
