@@ -189,14 +189,15 @@ def create_app(config=None):
         write_interval_ms=int(app.config["PRESENCE_WRITE_INTERVAL_SECONDS"] * 1000),
         timeout_ms=int(app.config["PRESENCE_TIMEOUT_SECONDS"] * 1000),
     )
-    if app.config.get("SERVING") and not (following and events.follower.others_serving()):
-        # What a previous process was waiting on: its hooks got no answer from it. On PostgreSQL
-        # only when no other process serves the database: what they wait on is theirs to expire.
-        with models.db.connection_context():
-            domain.expire_leftovers()
+    # approvals: each request names the process its hook waits in; one whose process is gone is
+    # expired, at start and every maintenance interval (on PostgreSQL the living ones are those
+    # listening: this one too, before it serves anything)
+    domain.waiters.configure(alive=events.follower.SERVING if following else None)
     if following:
-        events.follower.start(app.config["DB"])
+        events.follower.start(app.config["DB"], domain.waiters.this)
     if app.config.get("SERVING"):
+        with models.db.connection_context():
+            domain.expire_leftovers()  # left by processes that are gone (this one's predecessor, for one)
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
@@ -229,8 +230,9 @@ def _close_sockets_on_shutdown(hub):
 
 
 def _maintain(config):
-    """Every interval: mark silent sessions inactive, delete sessions idle past their retention (if
-    one is set), prune the update log and finished webhook runs past their own."""
+    """Every interval: mark silent sessions inactive, expire approval requests whose process is gone,
+    delete sessions idle past their retention (if one is set), prune the update log and finished
+    webhook runs past their own."""
     import domain
     import models
     import notifications
@@ -241,6 +243,7 @@ def _maintain(config):
                 if not models.claim_maintenance(int(config["MAINTENANCE_INTERVAL_SECONDS"] * 1000)):
                     continue
                 domain.presence.sweep()
+                domain.expire_leftovers()
                 if config["RETENTION_DAYS"] > 0:
                     domain.delete_idle_sessions(models.now_ms() - int(config["RETENTION_DAYS"] * 86_400_000))
                 domain.prune_updates(models.now_ms() - int(config["UPDATE_RETENTION_DAYS"] * 86_400_000))

@@ -6,7 +6,10 @@ recording the updates it causes, which the hub publishes after commit. Nothing h
 """
 import itertools
 import json
+import secrets
 import threading
+
+from peewee import fn
 
 import claude
 import models
@@ -292,6 +295,27 @@ def import_session(account_id, document, origin=None):
 
 # --- Claude Code sessions: hook events, requests (approvals), steering and hold (routes/hooks.py) ---
 
+class Waiters:
+    """Which process waits on each pending request, and which processes are alive to answer.
+
+    A PermissionRequest hook waits in the process it reached, whose id the request keeps (`waiter`).
+    `alive` gives the ids of the processes alive now: on SQLite only this one serves the file; on
+    PostgreSQL those whose follower listens (events/follower.py), a subquery read by the very
+    statement that expires the others."""
+
+    def __init__(self):
+        self.configure()
+
+    def configure(self, alive=None):
+        """A new id for this process: made by the process that serves (create_app; gunicorn forks its
+        workers before they load the app), from the system's randomness, so no two processes share one."""
+        self.this = secrets.token_hex(8)
+        self.alive = [self.this] if alive is None else alive
+
+
+waiters = Waiters()
+
+
 class RequestNotFound(LookupError):
     pass
 
@@ -437,14 +461,19 @@ def _deliver(changes, session_id, now):
 
 
 def _open_request(changes, session, key, request, now):
-    existing = db.execute(Request
-                          .select(*models.REQUEST_FIELDS)
-                          .where((Request.session == session.id) & (Request.key == key))).fetchone()
+    # A repeated hook (the same event sent again, perhaps reaching another process) waits on the
+    # request the first one opened: from now on in this process, which the request names its waiter.
+    ours = (Request.session == session.id) & (Request.key == key)
+    existing = (db.execute(Request
+                           .update(waiter=waiters.this)
+                           .where(ours & (Request.status == "pending"))
+                           .returning(*models.REQUEST_FIELDS)).fetchone()
+                or db.execute(Request.select(*models.REQUEST_FIELDS).where(ours)).fetchone())
     if existing is not None:
         return _request(existing)
     tool, tool_input, suggestions = request
     row = dict(zip(models.REQUEST_COLUMNS, (new_id(), session.account_id, session.id, key, "permission", tool, tool_input,
-                                      suggestions, "pending", None, now, None)))
+                                      suggestions, "pending", None, now, None, waiters.this)))
     db.execute_sql(models.INSERT_REQUEST.render(), tuple(row.values()))
     _request_changed(changes, row, created=True)
     return row
@@ -518,19 +547,23 @@ def _set_waiting(changes, session_id, awaiting):
 
 
 def expire_leftovers():
-    """At start: requests still pending were waited on by a process that is gone; their hooks got no
-    answer from it. Returns how many requests expired. A session awaiting the person still does: its
+    """Expire the pending requests whose waiter is not alive: its hook got no answer from it and never
+    will, and the person would be shown an approval nobody waits on. Run at start and by the
+    maintenance runner. Returns how many expired. A session awaiting the person still does: its
     Claude, whose held Stop got no answer either, stopped and waits in its terminal."""
+    # A request without a waiter was opened by a version that kept none: alive only while such a
+    # version's process serves (its follower's name holds no id: the id '').
+    left = (Request.status == "pending") & fn.COALESCE(Request.waiter, "").not_in(waiters.alive)
     expired = 0
     def write(changes):
         rows = db.execute(Request
                           .update(status="expired", decided_at=now_ms())
-                          .where((Request.account == changes.account_id) & (Request.status == "pending"))
+                          .where((Request.account == changes.account_id) & left)
                           .returning(*models.REQUEST_FIELDS)).fetchall()
         for row in rows:
             _request_changed(changes, _request(row))
         return len(rows)
-    for (account_id,) in list(Request.select(Request.account).distinct().tuples()):
+    for (account_id,) in list(Request.select(Request.account).where(left).distinct().tuples()):
         expired += writer.run(account_id, write)
     return expired
 

@@ -310,6 +310,7 @@ class Request(BaseModel):
     reason = TextField(null=True)
     created_at = BigIntegerField(default=now_ms)
     decided_at = BigIntegerField(null=True)
+    waiter = CharField(null=True)  # the serving process whose hook waits on it (domain.Waiters)
 
     class Meta:
         indexes = (
@@ -432,7 +433,7 @@ DELIVER = Statement(lambda now, session_id: (
     .where((Message.session == session_id) & _QUEUED_FOR_CLAUDE)
     .returning(Message.id, Message.seq, Message.content)), 1001, "\0s")
 INSERT_REQUEST = Statement(lambda *row: Request.insert_many([row], fields=REQUEST_FIELDS),
-                           "\0i", 1001, "\0s", "\0k", "\0K", "\0t", "\0n", "\0g", "\0S", "\0r", 1002, 1003)
+                           "\0i", 1001, "\0s", "\0k", "\0K", "\0t", "\0n", "\0g", "\0S", "\0r", 1002, 1003, "\0w")
 
 
 def delete_sessions_step(account_id, limit):
@@ -474,6 +475,10 @@ def session_bytes(session_id):
 
 # A deleted session's updates are found without reading the rest of the log (domain.delete_session).
 Update.add_index(Update.index(Update.session_id, name="update_session_id").where(Update.session_id.is_null(False)))
+
+# The pending requests, and whose hook waits on each: what the maintenance runner checks every interval.
+Request.add_index(Request.index(Request.account, Request.waiter, name="request_pending")
+                  .where(Request.status == "pending"))
 
 # Only pending runs are ever due: the index the worker polls holds them alone, not every run kept.
 WebhookRun.add_index(WebhookRun.index(WebhookRun.next_attempt_at, name="webhook_run_due")
@@ -1110,6 +1115,12 @@ MIGRATIONS = [
         'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN INSERT INTO "message_search" ("message_search", "rowid", "text") SELECT \'delete\', old."rowid", "text" FROM (SELECT search_text(old."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
         'INSERT INTO "message_search" ("message_search") VALUES (\'rebuild\')',
     ],
+    # 12: the process whose hook waits on a request, and the pending requests found by it: a request
+    # whose process is gone is expired (domain.expire_leftovers).
+    [
+        'ALTER TABLE "request" ADD COLUMN "waiter" VARCHAR(255)',
+        'CREATE INDEX "request_pending" ON "request" ("account_id", "waiter") WHERE ("status" = \'pending\')',
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1223,6 +1234,11 @@ END $$""",
         .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
         .replace("RETURN (WITH RECURSIVE", "RETURN left((WITH RECURSIVE")
         .replace("'media_type', 'stream'));", "'media_type', 'stream')), 100000);"),
+    ],
+    # 4: SQLite's step 12 (the waiter of a request).
+    [
+        'ALTER TABLE "request" ADD COLUMN "waiter" TEXT',
+        'CREATE INDEX "request_pending" ON "request" ("account_id", "waiter") WHERE ("status" = \'pending\')',
     ],
 ]
 

@@ -5,12 +5,14 @@ and, for the accounts its subscribers follow, reads the log after the last seq i
 order, and hands the frames to its hub. An account's seqs are allocated in commit order (its row is
 locked until commit), so reading by seq never skips one committed later. A lost notification only
 delays: every `catch_up` seconds the follower compares each followed account's latest seq with its own.
+The listening connection also says that its process is alive (SERVING): its name carries the process's id.
 """
 import logging
 import threading
 import time
 
 import psycopg
+from peewee import SQL
 
 from events.updatelog import update_frame
 from models import Account, Update, db
@@ -18,11 +20,19 @@ from models import Account, Update, db
 log = logging.getLogger("switchboard")
 
 CHANNEL = "switchboard_updates"
-APPLICATION = "switchboard-follower"  # the listening connection's name: one per serving process
+APPLICATION = "switchboard-follower"  # the listening connection's name, then its process's id
 PAGE_ROWS = 500
 
 
 class Follower:
+    # The ids of the processes serving the database now (their listening connections' names), as a
+    # subquery: read by the statement it is part of, so it holds every process that had its listener
+    # connected when that statement began. A connection closes with its process, at once when it is killed.
+    # A listener of a version that named it without an id stands for the id '' (domain.expire_leftovers).
+    SERVING = SQL('(SELECT substr("application_name", %s) FROM "pg_stat_activity" '
+                  'WHERE "datname" = current_database() AND "application_name" LIKE %s)',
+                  [len(APPLICATION) + 2, APPLICATION + "%"])
+
     def __init__(self, hub):
         self.hub = hub
         self._lock = threading.Lock()
@@ -32,10 +42,14 @@ class Follower:
         self._wake = threading.Event()
         self.running = False
 
-    def start(self, url, catch_up=1.0):
+    def start(self, url, process, catch_up=1.0):
+        """Listen as the process `process`: connected when this returns, so the process is seen alive
+        (SERVING) before it serves anything; a request its hook waits on is never taken for a dead one's."""
         self.running = True
         self.hub.on_subscribe = self.follow
-        threading.Thread(target=self._listen, args=(url,), daemon=True, name="follower-listen").start()
+        name = f"{APPLICATION} {process}"
+        threading.Thread(target=self._listen, args=(url, name, self._connect(url, name)), daemon=True,
+                         name="follower-listen").start()
         threading.Thread(target=self._run, args=(catch_up,), daemon=True, name="follower").start()
 
     def follow(self, account_id):
@@ -54,13 +68,6 @@ class Follower:
                 db.close()
         with self._lock:
             self._published.setdefault(account_id, seq)
-
-    @staticmethod
-    def others_serving():
-        """Whether another process serves this database now (its follower is listening)."""
-        with db.connection_context():
-            return db.execute_sql("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-                                  "AND application_name = %s)", (APPLICATION,)).fetchone()[0]
 
     def expect(self, writes):
         """A local transaction is about to commit these Changes: their updates are not sent back to
@@ -84,11 +91,16 @@ class Follower:
             self._due.update(changes.account_id for changes in writes)
         self._wake.set()
 
-    def _listen(self, url):
+    @staticmethod
+    def _connect(url, name):
+        connection = psycopg.connect(url, autocommit=True, application_name=name)
+        connection.execute(f"LISTEN {CHANNEL}")
+        return connection
+
+    def _listen(self, url, name, connection):
         while True:
             try:
-                with psycopg.connect(url, autocommit=True, application_name=APPLICATION) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
+                with connection or self._connect(url, name) as connection:
                     with self._lock:
                         self._due.update(self._published)  # whatever came while not listening
                     self._wake.set()
@@ -99,6 +111,7 @@ class Follower:
             except Exception:
                 log.exception("listening for updates failed; reconnecting")
                 time.sleep(1)
+            connection = None
 
     def _run(self, catch_up):
         next_check = time.monotonic() + catch_up

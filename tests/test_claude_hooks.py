@@ -465,6 +465,30 @@ def test_waits_of_a_server_that_died_are_settled_at_the_next_start(tmp_path, ws_
         again.stop()
 
 
+def test_the_maintenance_runner_expires_what_a_gone_process_waited_on_never_what_a_live_hook_waits_on(
+        make_server, ws_connect):
+    """Every 0.1 s the runner expires the pending requests whose process is gone (here one planted as a
+    dead process's); the one a hook waits on through this server stays pending and is decided."""
+    server = make_server({"SWITCHBOARD_APPROVAL_WAIT_SECONDS": "30", "SWITCHBOARD_MAINTENANCE_INTERVAL_SECONDS": "0.1"})
+    thread, answers, live = waiting_hook(server, event("PermissionRequest"))
+    ws = ws_connect(server)
+    now = int(time.time() * 1000)
+    run_sql(server.db_path, 'INSERT INTO "request" ("id", "account_id", "session_id", "key", "kind", "status", '
+            '"created_at", "waiter") SELECT ?, "account_id", "session_id", ?, ?, ?, ?, ? FROM "request"',
+            ("0left", "left", "permission", "pending", now, "a-process-that-is-gone"))
+    deadline = time.monotonic() + 5
+    while (body := next_update(ws))["t"] != "update-request":
+        assert time.monotonic() < deadline
+    assert (body["request"]["id"], body["request"]["status"]) == ("0left", "expired")
+    time.sleep(1)  # ten more runs
+    statuses = dict(run_sql(server.db_path, 'SELECT "id", "status" FROM "request"'))
+    assert statuses == {"0left": "expired", live["id"]: "pending"}
+    assert thread.is_alive()
+    requests.post(server.url + decision_path(live), json={"decision": "allow"}, headers=server.headers, timeout=5)
+    thread.join(10)
+    assert answers[0]["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+
+
 def next_update(ws):
     """The next update's body, ephemerals skipped."""
     while True:

@@ -9,16 +9,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 import psutil
+import psycopg
 import pytest
 import requests
-from test_claude_hooks import decision_path, event, post_hook, waiting_hook
+from test_claude_hooks import decision_path, event, next_update, post_hook, waiting_hook
 
 import domain
+import events
 import models
 from app import create_token
-from conftest import ROOT, LiveServer, snapshot
+from conftest import ROOT, LiveServer, run_sql, snapshot
 from pgcluster import require_postgres, shared
 
 
@@ -396,6 +399,149 @@ def test_a_start_expires_no_request_while_another_process_serves_the_database(pg
         for server in (first, second):
             if server is not None:
                 server.stop()
+
+
+def test_a_follower_is_listening_in_its_process_name_when_start_returns(pg_url):
+    """The process is seen alive before it serves anything (no request its hook opens can look like a
+    dead process's to another's maintenance): start() returns connected, or raises."""
+    missing = pg_url.replace(urllib.parse.urlsplit(pg_url).path, "/no_such_database")
+    script = ("import sys, events, models\n"
+              "models.init_db(sys.argv[1])\n"
+              "models.db.connect()\n"
+              "try:\n"
+              "    events.Follower(events.hub).start(sys.argv[2], 'p0')\n"
+              "except Exception as e:\n"
+              "    print(type(e).__name__)\n"
+              "events.follower.start(sys.argv[1], 'p1')\n"
+              "print(models.db.execute(events.follower.SERVING).fetchall())\n")
+    out = subprocess.run([sys.executable, "-c", script, pg_url, missing], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout.split("\n") == ["OperationalError", "[('p1',)]", ""], out.stderr
+
+
+def _gone(pg_url, name):
+    """Wait until no connection named `name` is open (a closed connection's backend ends just after)."""
+    deadline = time.monotonic() + 5
+    while run_sql(pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = ?", (name,)):
+        assert time.monotonic() < deadline, f"{name} still connected"
+        time.sleep(0.02)
+
+
+def test_a_pending_request_expires_once_the_process_named_its_waiter_stops_listening(pg_url):
+    """A request is alive while its waiter's listener is connected; one without a waiter (opened by a
+    version that kept none) while a listener of such a version (named without an id) is."""
+    models.init_db(pg_url)
+    models.migrate()
+    with models.db.connection_context():
+        create_token(models)
+        account = models.Account.get(name="default").id
+        session, _ = domain.create_session(account, tag="t", metadata="")
+    run_sql(pg_url, 'INSERT INTO "request" ("id", "account_id", "session_id", "key", "kind", "status", "created_at", '
+            '"waiter") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            many=[(f"r{i}", account, session.id, f"k{i}", "permission", "pending", 1, waiter)
+                  for i, waiter in enumerate(("p1", "p2", None))])
+    names = ("switchboard-follower p1", "switchboard-follower p2", "switchboard-follower")
+    listeners = {name: psycopg.connect(pg_url, application_name=name, autocommit=True) for name in names}
+    domain.waiters.configure(alive=events.follower.SERVING)
+
+    def expire():
+        with models.db.connection_context():
+            domain.expire_leftovers()
+        return dict(run_sql(pg_url, 'SELECT "id", "status" FROM "request"'))
+    try:
+        assert expire() == {"r0": "pending", "r1": "pending", "r2": "pending"}
+        listeners.pop(names[0]).close()
+        _gone(pg_url, names[0])
+        assert expire() == {"r0": "expired", "r1": "pending", "r2": "pending"}
+        listeners.pop(names[2]).close()
+        _gone(pg_url, names[2])
+        assert expire() == {"r0": "expired", "r1": "pending", "r2": "expired"}
+    finally:
+        for listener in listeners.values():
+            listener.close()
+        domain.waiters.configure()
+        models.db.close_all()
+
+
+def _waiting_on(server, command, answers):
+    """A PermissionRequest for `command` posted through `server` in a thread (its answer appended to
+    `answers`; a server killed under it answers nothing); returns its request once pending there."""
+    body = event("PermissionRequest", tool_input={"command": command})
+
+    def post():
+        try:
+            answers.append(post_hook(server, body))
+        except requests.ConnectionError:
+            pass
+    thread = threading.Thread(target=post)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while True:
+        pending = requests.get(f"{server.url}/api/requests?status=pending", headers=server.headers, timeout=5).json()
+        found = [r for r in pending["items"] if r["input"]["command"] == command]
+        if found:
+            return thread, found[0]
+        assert time.monotonic() < deadline, "no pending request"
+        time.sleep(0.02)
+
+
+def _waiter(server, request):
+    return run_sql(server.db_path, 'SELECT "waiter" FROM "request" WHERE "id" = ?', (request["id"],))[0][0]
+
+
+def test_what_a_killed_process_waited_on_expires_within_a_maintenance_interval_while_another_serves(
+        pg_url, tmp_path, ws_connect):
+    """Two servers on one database, the runner every 0.5 s. Hooks wait through the first and through the
+    second, and a hook first waiting through the first is repeated through the second (it takes the
+    request over). The first is killed: its request expires, and a browser on the second sees it; the
+    second's requests stay pending, and are decided."""
+    interval = 0.5
+    env = {"SWITCHBOARD_APPROVAL_WAIT_SECONDS": "60", "SWITCHBOARD_MAINTENANCE_INTERVAL_SECONDS": str(interval)}
+    first = LiveServer(pg_url, env, log_dir=tmp_path).start()
+    second = LiveServer(pg_url, env, log_dir=tmp_path).start()
+    second.token = first.token
+    try:
+        first_answers, second_answers = [], []
+        _, abandoned = _waiting_on(first, "rm -rf build", first_answers)
+        kept_thread, kept = _waiting_on(second, "make test", second_answers)
+        _, moved = _waiting_on(first, "make deploy", first_answers)
+        first_id = _waiter(first, moved)
+        assert _waiter(first, abandoned) == first_id != _waiter(second, kept)
+        moved_thread, again = _waiting_on(second, "make deploy", second_answers)
+        assert again["id"] == moved["id"]  # the repeated hook found its request
+        deadline = time.monotonic() + 10
+        while _waiter(second, moved) == first_id:  # taken over by the second (set as its wait began)
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        ws = ws_connect(second)
+        for process in psutil.Process(first.proc.pid).children(recursive=True) + [psutil.Process(first.proc.pid)]:
+            process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while (body := next_update(ws))["t"] != "update-request":
+            assert time.monotonic() - killed < 10
+        # The second's runner finds the first gone at its next turn: within an interval, or two when the
+        # first had just taken the interval's turn (claim_maintenance).
+        assert time.monotonic() - killed < 2 * interval + 1
+        assert (body["request"]["id"], body["request"]["status"]) == (abandoned["id"], "expired")
+        [ran_at] = run_sql(second.db_path, 'SELECT "ran_at" FROM "maintenance"')[0]
+        deadline = time.monotonic() + 10
+        while run_sql(second.db_path, 'SELECT "ran_at" FROM "maintenance"')[0][0] < ran_at + 2 * interval * 900:
+            assert time.monotonic() < deadline, "the runner stopped"
+            time.sleep(0.05)
+        statuses = {r["id"]: r["status"] for r in requests.get(f"{second.url}/api/requests", headers=second.headers,
+                                                                timeout=5).json()["items"]}
+        assert statuses == {abandoned["id"]: "expired", kept["id"]: "pending", moved["id"]: "pending"}
+        for request in (kept, moved):
+            r = requests.post(second.url + decision_path(request), json={"decision": "allow"}, headers=second.headers,
+                              timeout=5)
+            assert r.status_code == 200, r.text
+        kept_thread.join(10)
+        moved_thread.join(10)
+        assert [a["hookSpecificOutput"]["decision"] for a in second_answers] == [{"behavior": "allow"}] * 2
+        assert first_answers == []
+    finally:
+        for server in (first, second):
+            server.stop()
 
 
 def test_maintenance_runs_once_per_interval_whatever_the_number_of_processes(pg_url, tmp_path):
