@@ -12,7 +12,7 @@ import requests
 
 import domain
 import models
-from conftest import ON_POSTGRES, assert_refused, file_at_version, is_postgres, step_adding
+from conftest import assert_refused, file_at_version, is_postgres, step_adding
 from tests.test_crash import kill_hard
 
 
@@ -61,10 +61,6 @@ def _index_matches_messages(path):
     return indexed == messages
 
 
-# Where search on PostgreSQL still answers otherwise than FTS5 (models._tsquery and the tsvector columns):
-# its 'simple' parser keeps "axolotl.txt" as one word, folds no accents, and takes "col:word" for words.
-PG_SEARCH_GAP = pytest.mark.xfail(ON_POSTGRES, strict=True, reason="PostgreSQL search differs from FTS5 here")
-
 CLAUDE_BLOCKS = [
     {"type": "text", "text": "I will list the quokka files"},
     {"type": "thinking", "thinking": "pondering marmots", "signature": "c2lnbmF0dXJlc2VjcmV0"},
@@ -80,7 +76,7 @@ CLAUDE_BLOCKS = [
     (CLAUDE_BLOCKS, "quokka"),
     (CLAUDE_BLOCKS, "marmots"),
     (CLAUDE_BLOCKS, "narwhal"),
-    pytest.param(CLAUDE_BLOCKS, "axolotl", marks=PG_SEARCH_GAP),
+    (CLAUDE_BLOCKS, "axolotl"),
 ])
 def test_text_inside_json_content_is_found(client, auth, content, word):
     sid = _session(client, auth)
@@ -101,7 +97,6 @@ def test_keys_identifiers_and_encrypted_content_are_not_indexed(client, auth, wo
     assert _search(client, auth, f'"{word}"')["items"] == []
 
 
-@PG_SEARCH_GAP
 def test_phrase_prefix_unicode_and_snippet_segments(client, auth):
     sid = _session(client, auth)
     phrase, apart, prefix, accents = _append(
@@ -183,7 +178,7 @@ def test_an_import_is_indexed_in_its_transaction(app, client, auth):
 
 
 @pytest.mark.parametrize("q", ['"unterminated', "AND", "(", "a OR", "*", "NEAR(",
-                               pytest.param("nocolumn:word", marks=PG_SEARCH_GAP), "^"])
+                               "nocolumn:word", "^"])
 def test_a_query_fts5_cannot_parse_is_a_400(app, client, auth, q):
     _append(client, auth, _session(client, auth), "anything")
     answer = assert_refused(app, client, "GET", "/api/search?" + requests.compat.urlencode({"q": q}), None, auth,
