@@ -717,6 +717,8 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     """
     phase, after = cursor or _NO_CURSOR
     hits = []
+    if query.startswith("*"):  # FTS5's special queries (*reads, *id) answer with its internals, not hits
+        raise BadQuery(f"unknown special query: {query[1:]}")
     if postgres():
         tsquery, phrases = _QueryParser(query).parse()
         if tsquery is None:
@@ -812,8 +814,6 @@ class _QueryParser:
     What PostgreSQL cannot say is widened: NEAR(a b) is a AND b, ^a is a anywhere."""
 
     def __init__(self, text):
-        if text.startswith("*"):
-            raise BadQuery(f"unknown special query: {text[1:]}")
         self.tokens, self.at = _query_tokens(text), 0
 
     def parse(self):

@@ -233,7 +233,7 @@ def test_search_on_postgresql_answers_as_on_sqlite(pg_url):
         assert found('"disk is full"') == [("Disk full on prod", 1)]
         assert found("zebra OR usage") == [("Other", 1), ("Disk full on prod", 2)]
         assert found("disk NOT usage") == [("Disk full on prod", None), ("Disk full on prod", 1)]
-        assert found("(zebra OR usage) report") == [("Other", 1)]
+        assert found("(zebra OR usage) AND report") == [("Other", 1)]
         assert found("diskette") == [] and found("encrypted") == []
         assert found("disk", session_id=other.id) == [("Other", 1)]
         pages, cursor = [], None
@@ -243,7 +243,7 @@ def test_search_on_postgresql_answers_as_on_sqlite(pg_url):
             if cursor is None:
                 break
         assert pages == [[hit] for hit in found("disk")]
-        for bad in ('"unterminated', "OR disk", "disk NOT", "(disk", "disk)", "!!"):
+        for bad in ('"unterminated', "OR disk", "disk NOT", "(disk", "disk)", "!!", "(zebra OR usage) report"):
             with pytest.raises(models.BadQuery):
                 models.search(alice, bad)
         domain.delete_session(prod)
