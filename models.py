@@ -766,17 +766,28 @@ _PG_MESSAGE_HITS = ('SELECT "m"."session_id", "s"."title", "m"."id", "m"."seq", 
                     'CAST(%s AS tsquery) AS "q" WHERE "m"."search" @@ "q" AND "s"."account_id" = %s '
                     'AND "m"."search_position" < %s AND (%s::text IS NULL OR "m"."session_id" = %s) '
                     'ORDER BY "m"."search_position" DESC LIMIT %s')
-_WORD = re.compile(f"[^ {unicode61.SEPARATORS}]+")
-_DIACRITIC = re.compile(f"[{unicode61.DIACRITICS}]")
-_FOLD = str.maketrans(unicode61.FOLD_FROM, unicode61.FOLD_TO)
+# Each separator to a space and each letter that folds to its folded form, a character for a character
+# (a table: a regular expression naming the separators takes three times as long to split a text).
+_SPACED = {**str.maketrans(unicode61.FOLD_FROM, unicode61.FOLD_TO),
+           **{code: " " for first, last in unicode61.SEPARATORS for code in range(first, last + 1)}}
+_DIACRITIC = re.compile(f"[{''.join(map(chr, unicode61.DIACRITICS))}]")
+_NOT_SPACES = re.compile("[^ ]+")
 
 
 def _words(text):
     """(start, end, word) of each word of `text` as FTS5 indexes it: accents dropped, case folded."""
-    for match in _WORD.finditer(text):
-        word = _DIACRITIC.sub("", match.group()).translate(_FOLD)
+    spaced = text.translate(_SPACED)  # the offsets stay the text's
+    accents = _DIACRITIC.search(spaced) is not None
+    for match in _NOT_SPACES.finditer(spaced):
+        word = _DIACRITIC.sub("", match.group()) if accents else match.group()
         if word:
             yield match.start(), match.end(), word
+
+
+def _bracket(code_points):
+    """A regular expression's bracket body for PostgreSQL naming `code_points` ((first, last) or one)."""
+    return "".join(f"\\U{first:08x}-\\U{last:08x}" if last > first else f"\\U{first:08x}"
+                   for first, last in (c if isinstance(c, tuple) else (c, c) for c in code_points))
 
 
 _QUERY_SPACE = re.compile(r"[ \t\n\r]*")
@@ -923,7 +934,7 @@ def _all(parts):
     return (" & ".join(queries) or None), [phrase for _, phrases in parts for phrase in phrases]
 
 
-_SENTENCE_END = re.compile(r"[.:][ \t\n\r]+\Z")
+_SENTENCE_END = re.compile(r"[.:][ \t\n\r]+")
 
 
 def _marked(text, phrases, size=None):
@@ -931,25 +942,32 @@ def _marked(text, phrases, size=None):
     FTS5's highlight() marks it or, given a size, its snippet() cuts it: the `size` words it scores
     best ("…" where cut), as ext/fts5/fts5_aux.c does."""
     words = list(_words(text))
-    found = sorted((at, at + len(phrase), n) for n, phrase in enumerate(phrases)
-                   for at in range(len(words) - len(phrase) + 1)
-                   if all(word == term or prefix and word.startswith(term)
-                          for (_, _, word), (term, prefix) in zip(words[at:], phrase)))
+    terms = [word for _, _, word in words]
+
+    def match(at, term, prefix):
+        return terms[at] == term or prefix and terms[at].startswith(term)
+    found = sorted(((at, at + len(phrase), n) for n, phrase in enumerate(phrases)
+                    for at in range(len(words) - len(phrase) + 1)
+                    if match(at, *phrase[0]) and all(match(at + k, *term) for k, term in enumerate(phrase[1:], 1))),
+                   key=lambda instance: (instance[0], instance[2]))
+    starts = [at for at, _, _ in found]
 
     def score(first_word):
-        seen, total, start, end = set(), 0, None, 0
-        for at, stop, n in found:
-            if first_word <= at < first_word + size:
-                total += 1 if n in seen else 1000
-                seen.add(n)
-                start, end = at if start is None else start, stop
-        return total, start, end
+        """1000 for each phrase found from `first_word` on within `size` words, 1 for each repeat; the
+        first instance's word and the last's end."""
+        seen, total = set(), 0
+        within = found[bisect.bisect_left(starts, first_word):bisect.bisect_left(starts, first_word + size)]
+        for _, _, n in within:
+            total += 1 if n in seen else 1000
+            seen.add(n)
+        return total, within[0][0] if within else 0, within[-1][1] if within else 0
 
     first, last, best = 0, len(words) - 1, 0
     if size is not None:
         # the window around each instance, centred; or from the start of its sentence, scored a little higher
-        sentences = [i for i in range(len(words)) if i == 0 or _SENTENCE_END.search(text, words[i - 1][1], words[i][0])]
-        for at, _, _ in found:
+        after_stop = {match.end() for match in _SENTENCE_END.finditer(text)}
+        sentences = [i for i, (start, _, _) in enumerate(words) if i == 0 or start in after_stop]
+        for at in starts:
             total, start, end = score(at)
             if total > best:
                 best, first = total, max(0, min(start - int((size - (end - start)) / 2), len(words) - size))
@@ -963,21 +981,21 @@ def _marked(text, phrases, size=None):
             spans[-1][1] = max(spans[-1][1], stop - 1)
         else:
             spans.append([at, stop - 1])
-    spans = [span for span in spans if span[0] >= first]
+    spans = [span for span in reversed(spans) if span[0] >= first]  # the next one last
     out, offset = ["…"] if first else [], words[first][0] if first else 0
     for at in range(first, min(last, len(words) - 1) + 1):
         start, end, _ = words[at]
-        if spans and at == spans[0][0]:
+        if spans and at == spans[-1][0]:
             out += [text[offset:start], _OPEN]
             offset = start
-        if spans and at == spans[0][1]:
+        if spans and at == spans[-1][1]:
             out += [text[offset:end], _CLOSE]
             offset = end
-            spans.pop(0)
+            spans.pop()
         if at == last:
             out.append(text[offset:end])
             offset = end
-            if spans and spans[0][0] <= at < spans[0][1]:
+            if spans and spans[-1][0] <= at < spans[-1][1]:
                 out.append(_CLOSE)
     out.append(text[offset:] if last >= len(words) - 1 else "…")
     return "".join(out)
@@ -1341,8 +1359,8 @@ END $$"""
 # where FTS5 does not). A word of 2,048 bytes or more, which a tsvector cannot hold, is left out.
 _SEARCH_VECTOR_FUNCTION = f"""CREATE FUNCTION switchboard_search_vector(doc text) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE spaced text := regexp_replace(regexp_replace(doc, '[{unicode61.SEPARATORS}]', ' ', 'g'),
-                                      '[{unicode61.DIACRITICS}]', '', 'g');
+DECLARE spaced text := regexp_replace(regexp_replace(doc, '[{_bracket(unicode61.SEPARATORS)}]', ' ', 'g'),
+                                      '[{_bracket(unicode61.DIACRITICS)}]', '', 'g');
 BEGIN
     spaced := coalesce((SELECT translate(spaced, string_agg(letter, ''),
                                          string_agg(substr('{unicode61.FOLD_TO}', strpos('{unicode61.FOLD_FROM}', letter), 1), ''))
