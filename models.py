@@ -1352,20 +1352,27 @@ BEGIN
 END $$"""
 
 # What PostgreSQL's search columns hold: the words of a text as _words() makes them, and where they
-# are. Separators become spaces, accents go, then each letter that folds is replaced, looked up once
-# per distinct letter (translate() with the whole table compares every character with all of it).
-# The vector is written out, not parsed by to_tsvector(), whose parser sorts characters by the
-# database's locale (in C.UTF-8 it splits "x²", "🤖bot" or a private-use character off a word,
-# where FTS5 does not). A word of 2,048 bytes or more, which a tsvector cannot hold, is left out.
+# are. Separators become spaces, accents go, ASCII letters are lowered; a text with other letters has
+# each that folds replaced, looked up once per distinct letter (translate() with the whole table
+# compares every character with all of it), and its vector written out: to_tsvector()'s parser sorts
+# characters by the database's locale (in C.UTF-8 it splits "x²", "🤖bot" or a private-use character
+# off a word, where FTS5 does not). On words of a-z and 0-9 the parser agrees in every locale, and is
+# faster, but for "1e5x" (a number then a word) and a word of 2,048 bytes or more (left out, where a
+# written-out vector counts its place): those take the written-out way too.
 _SEARCH_VECTOR_FUNCTION = f"""CREATE FUNCTION switchboard_search_vector(doc text) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE spaced text := regexp_replace(regexp_replace(doc, '[{_bracket(unicode61.SEPARATORS)}]', ' ', 'g'),
-                                      '[{_bracket(unicode61.DIACRITICS)}]', '', 'g');
+DECLARE spaced text := lower(regexp_replace(regexp_replace(doc, '[{_bracket(unicode61.SEPARATORS)}]', ' ', 'g'),
+                                            '[{_bracket(unicode61.DIACRITICS)}]', '', 'g') COLLATE "C");
 BEGIN
-    spaced := coalesce((SELECT translate(spaced, string_agg(letter, ''),
-                                         string_agg(substr('{unicode61.FOLD_TO}', strpos('{unicode61.FOLD_FROM}', letter), 1), ''))
-                        FROM (SELECT DISTINCT matched[1] AS letter
-                              FROM regexp_matches(spaced, '[{unicode61.FOLD_FROM}]', 'g') AS matched) AS letters), spaced);
+    IF spaced ~ '[^ 0-9a-z]' THEN
+        spaced := coalesce((SELECT translate(spaced, string_agg(letter, ''),
+                                             string_agg(substr('{unicode61.FOLD_TO}', strpos('{unicode61.FOLD_FROM}', letter), 1), ''))
+                            FROM (SELECT DISTINCT matched[1] AS letter
+                                  FROM regexp_matches(spaced, '[{unicode61.FOLD_FROM}]', 'g') AS matched) AS letters), spaced);
+    END IF;
+    IF spaced !~ '[^ 0-9a-z]|[0-9]e[0-9]|[0-9a-z]{{255}}' THEN
+        RETURN to_tsvector('simple', spaced);
+    END IF;
     RETURN (SELECT coalesce(string_agg('''' || word || ''':' || position, ' ')::tsvector, '')
             FROM regexp_split_to_table(btrim(spaced, ' '), ' +') WITH ORDINALITY AS words(word, position)
             WHERE octet_length(word) BETWEEN 1 AND 2047);

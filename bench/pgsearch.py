@@ -81,7 +81,7 @@ def migration_cost(conn, messages):
     corpus = texts(1000)
     started = time.perf_counter()
     conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
-                 "SELECT 'm' || n, 's' || (1 + (n - 1) / 10), 1 + (n - 1) % 10, (%s::text[])[1 + n % 1000], 0, 0 "
+                 "SELECT 'm' || n, 's' || (1 + (n - 1) / 10), 1 + (n - 1) %% 10, (%s::text[])[1 + n %% 1000], 0, 0 "
                  "FROM generate_series(1, %s) AS n", (corpus, messages))
     filled = time.perf_counter() - started
     started = time.perf_counter()

@@ -124,6 +124,7 @@ PARITY_TEXTS = [
     "don't panic, it’s fine", "utf8 on x86_64, version v1.2.3", "東京タワーに行った and 大阪 城",
     "Crème Brûlée for ΣΟΦΙΑ in İSTANBUL", "cafe\u0301 and Straße", "🤖bot and x² plus ½cup",
     "The <zebra> crossing in /usr/lib/axolotl.txt", "snake_case_name", "alpha beta", "alpha", "gamma delta",
+    "1e5x and 2e3", "lead " + "y" * 2100 + " tail",
 ]
 PARITY_QUERIES = {
     # hyphens, e-mail addresses, URLs, apostrophes (ASCII and U+2019), digits inside words
@@ -148,6 +149,8 @@ PARITY_QUERIES = {
     # phrases: quoted, joined with +, a bareword of several words, prefixes, NEAR
     "alpha + beta": {11}, "alpha_beta": {11}, 'alpha"beta"': {11}, '"alpha beta"*': {11}, "alp*": {11, 12},
     "AlPhA": {11, 12}, "NEAR(alpha beta)": {11}, "NEAR(alpha beta, 3)": {11}, "NEAR": set(),
+    # what PostgreSQL's parser would read otherwise: a number then a word; a word too long for it to keep
+    "1e5x": {14}, "1e5": set(), "2e3": {14}, "lead": {15}, '"lead tail"': set(),
 }
 
 
