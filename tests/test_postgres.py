@@ -111,6 +111,7 @@ def test_the_search_columns_of_a_database_from_before_step_4_are_generated_again
         assert "message_search" in str(plan)
     models.db.close_all()
 
+
 def test_a_newer_postgresql_schema_refuses_to_start(pg_url):
     models.init_db(pg_url)
     models.migrate()
