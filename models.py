@@ -843,7 +843,7 @@ class _QueryParser:
         return text
 
     def either(self):
-        (left, shown) = self.both()
+        left, shown = self.both()
         while self.peek() == "OR":
             self.take("OR")
             right, more = self.both()
@@ -944,11 +944,13 @@ def _marked(text, phrases, size=None):
     words = list(_words(text))
     terms = [word for _, _, word in words]
 
-    def match(at, term, prefix):
+    def matches(at, term, prefix):
         return terms[at] == term or prefix and terms[at].startswith(term)
+
+    # (first word, word after the last, phrase) of each instance, in FTS5's order
     found = sorted(((at, at + len(phrase), n) for n, phrase in enumerate(phrases)
                     for at in range(len(words) - len(phrase) + 1)
-                    if match(at, *phrase[0]) and all(match(at + k, *term) for k, term in enumerate(phrase[1:], 1))),
+                    if matches(at, *phrase[0]) and all(matches(at + k, *term) for k, term in enumerate(phrase[1:], 1))),
                    key=lambda instance: (instance[0], instance[2]))
     starts = [at for at, _, _ in found]
 
@@ -964,16 +966,19 @@ def _marked(text, phrases, size=None):
 
     first, last, best = 0, len(words) - 1, 0
     if size is not None:
-        # the window around each instance, centred; or from the start of its sentence, scored a little higher
-        after_stop = {match.end() for match in _SENTENCE_END.finditer(text)}
+        # the window around each instance, centred (C's division); or from the start of its sentence (a
+        # word after "." or ":" and a space), scored a little higher
+        after_stop = {stop.end() for stop in _SENTENCE_END.finditer(text)}
         sentences = [i for i, (start, _, _) in enumerate(words) if i == 0 or start in after_stop]
         for at in starts:
             total, start, end = score(at)
             if total > best:
                 best, first = total, max(0, min(start - int((size - (end - start)) / 2), len(words) - size))
             sentence = sentences[bisect.bisect_right(sentences, at) - 1]
-            if len(words) > size and sentence < at and score(sentence)[0] + (120 if sentence == 0 else 100) > best:
-                best, first = score(sentence)[0] + (120 if sentence == 0 else 100), sentence
+            if len(words) > size and sentence < at:
+                total = score(sentence)[0] + (120 if sentence == 0 else 100)
+                if total > best:
+                    best, first = total, sentence
         last = first + size - 1
     spans = []  # overlapping instances as one; those starting before the cut are not marked
     for at, stop, _ in found:
