@@ -3,6 +3,7 @@
 This module owns the SQLite file: its pragmas, its tables and the numbered migrations that bring an
 older file up to date. It knows nothing of HTTP, JSON shapes or events.
 """
+import bisect
 import functools
 import hashlib
 import json
@@ -41,6 +42,8 @@ from peewee import (
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, SearchField
 from psycopg.pq import TransactionStatus
+
+import unicode61
 
 log = logging.getLogger("switchboard")
 
@@ -719,15 +722,18 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
     """
     phase, after = cursor or _NO_CURSOR
     hits = []
+    if query.startswith("*"):  # FTS5's special queries (*reads, *id) answer with its internals, not hits
+        raise BadQuery(f"unknown special query: {query[1:]}")
     if postgres():
-        tsquery = _tsquery(query)
+        tsquery, phrases = _QueryParser(query).parse()
+        if tsquery is None:
+            return [], None
         if phase == "t":
-            hits = _hits(_PG_TITLE_HITS, "t", (_PG_HIGHLIGHT, tsquery, account_id, after, session_id, session_id,
-                                               limit + 1))
+            hits = _hits(_PG_TITLE_HITS, "t", (tsquery, account_id, after, session_id, session_id, limit + 1), phrases)
             phase, after = "m", 1 << 62
         if len(hits) <= limit:
-            hits += _hits(_PG_MESSAGE_HITS, "m", (_PG_SNIPPET, tsquery, account_id, after, session_id, session_id,
-                                                  limit + 1 - len(hits)))
+            hits += _hits(_PG_MESSAGE_HITS, "m", (tsquery, account_id, after, session_id, session_id,
+                                                  limit + 1 - len(hits)), phrases)
         more = len(hits) > limit
         hits = hits[:limit]
         return [hit for hit, _ in hits], (hits[-1][1] if more else None)
@@ -750,61 +756,259 @@ def search(account_id, query, session_id=None, limit=20, cursor=None):
 
 
 # PostgreSQL: the same hits from the tsvector columns (POSTGRES_MIGRATIONS), newest first by the rows'
-# search position; the query is FTS5's syntax turned into a tsquery (_tsquery).
-_PG_TITLE_HITS = ('SELECT "id", "title", NULL, NULL, NULL, "created_at", ts_headline(\'simple\', "title", "q", %s), '
-                  '"search_position" FROM "session", to_tsquery(\'simple\', %s) AS "q" '
+# search position. The columns hold the words FTS5's unicode61 tokenizer would index (unicode61.py,
+# switchboard_search_vector), not what PostgreSQL's parser makes of the text (it keeps "notes.txt" or
+# "<tag>" whole and folds no accents). The query is read by FTS5's grammar here (_QueryParser) into a
+# tsquery of words made the same way (_words), and a hit's snippet is cut here from its text as
+# FTS5's snippet() cuts it (_marked).
+_PG_TITLE_HITS = ('SELECT "id", "title", NULL, NULL, NULL, "created_at", "title", "search_position" '
+                  'FROM "session", CAST(%s AS tsquery) AS "q" '
                   'WHERE "title_search" @@ "q" AND "account_id" = %s AND "search_position" < %s '
                   'AND (%s::text IS NULL OR "id" = %s) ORDER BY "search_position" DESC LIMIT %s')
 _PG_MESSAGE_HITS = ('SELECT "m"."session_id", "s"."title", "m"."id", "m"."seq", "m"."role", "m"."created_at", '
-                    'ts_headline(\'simple\', switchboard_search_text("m"."content"), "q", %s), "m"."search_position" '
+                    'switchboard_search_text("m"."content"), "m"."search_position" '
                     'FROM "message" AS "m" JOIN "session" AS "s" ON "s"."id" = "m"."session_id", '
-                    'to_tsquery(\'simple\', %s) AS "q" WHERE "m"."search" @@ "q" AND "s"."account_id" = %s '
+                    'CAST(%s AS tsquery) AS "q" WHERE "m"."search" @@ "q" AND "s"."account_id" = %s '
                     'AND "m"."search_position" < %s AND (%s::text IS NULL OR "m"."session_id" = %s) '
                     'ORDER BY "m"."search_position" DESC LIMIT %s')
-_PG_HIGHLIGHT = f"StartSel={_OPEN}, StopSel={_CLOSE}, HighlightAll=true"
-_PG_SNIPPET = f"StartSel={_OPEN}, StopSel={_CLOSE}, MaxWords={SNIPPET_TOKENS}, MinWords=4, ShortWord=0"
-_QUERY_TOKENS = re.compile(r'"([^"]*)"|(NEAR)\(|([()])|([^\s"()]+)')
+# Each separator to a space and each letter that folds to its folded form, a character for a character
+# (a table: a regular expression naming the separators takes three times as long to split a text).
+_SPACED = {**str.maketrans(unicode61.FOLD_FROM, unicode61.FOLD_TO),
+           **{code: " " for first, last in unicode61.SEPARATORS for code in range(first, last + 1)}}
+_DIACRITIC = re.compile(f"[{''.join(map(chr, unicode61.DIACRITICS))}]")
+_NOT_SPACES = re.compile("[^ ]+")
 
 
-def _tsquery(text):
-    """An FTS5 query (words, "phrases", prefix*, OR, NOT, NEAR(...), parentheses) as a tsquery of
-    quoted lexemes; BadQuery for what FTS5 would not parse either."""
-    if text.count('"') % 2:
-        raise BadQuery("unterminated string")
-    parts, expect_term, depth = [], True, 0
-    for phrase, near, paren, word in _QUERY_TOKENS.findall(text):
-        if word in ("OR", "NOT", "AND"):
-            if expect_term:
-                raise BadQuery(f"syntax error near \"{word}\"")
-            parts.append({"OR": "|", "NOT": "& !", "AND": "&"}[word])
-            expect_term = True
-            continue
-        if paren == ")":
-            if expect_term or depth == 0:
-                raise BadQuery('syntax error near ")"')
-            parts.append(")")
-            depth -= 1
-            continue
-        if not expect_term:
-            parts.append("&")  # words side by side must all match
-        if near or paren == "(":
-            parts.append("(")
-            depth += 1
-            expect_term = True
-            continue
-        prefix = word.endswith("*")
-        text = (phrase or word).lower()
-        # FTS5 takes any non-ASCII character for part of a word: one PostgreSQL's parser drops is a
-        # word never indexed, which matches nothing (no error)
-        lexemes = re.findall(r"\w+", text) or re.findall(r"[^\x00-\x7f]+", text)
-        if not lexemes:
-            raise BadQuery(f"syntax error near \"{phrase or word}\"")
-        term = " <-> ".join(f"'{lexeme}'" for lexeme in lexemes) + (":*" if prefix else "")
-        parts.append(f"({term})" if len(lexemes) > 1 else term)
-        expect_term = False
-    if expect_term or depth:
-        raise BadQuery("incomplete query")
-    return " ".join(parts)
+def _words(text):
+    """(start, end, word) of each word of `text` as FTS5 indexes it: accents dropped, case folded."""
+    spaced = text.translate(_SPACED)  # the offsets stay the text's
+    accents = _DIACRITIC.search(spaced) is not None
+    for match in _NOT_SPACES.finditer(spaced):
+        word = _DIACRITIC.sub("", match.group()) if accents else match.group()
+        if word:
+            yield match.start(), match.end(), word
+
+
+def _bracket(code_points):
+    """A regular expression's bracket body for PostgreSQL naming `code_points` ((first, last) or one)."""
+    return "".join(f"\\U{first:08x}-\\U{last:08x}" if last > first else f"\\U{first:08x}"
+                   for first, last in (c if isinstance(c, tuple) else (c, c) for c in code_points))
+
+
+_QUERY_SPACE = re.compile(r"[ \t\n\r]*")
+_QUOTED = re.compile(r'"((?:[^"]|"")*+)"')
+_BAREWORD = re.compile(r"[0-9A-Za-z_\x1a\x80-\U0010ffff]+")
+
+
+def _query_tokens(text):
+    """FTS5's tokens of a query: (kind, text), kind one of the characters (){}:,+*-^, "AND", "OR", "NOT",
+    "word" (a bareword) or "string" (quoted, its quotes undone); ("end", "") last."""
+    tokens, at = [], 0
+    while (at := _QUERY_SPACE.match(text, at).end()) < len(text):
+        if text[at] in "(){}:,+*-^":
+            tokens.append((text[at], text[at]))
+            at += 1
+        elif text[at] == '"':
+            if not (quoted := _QUOTED.match(text, at)):
+                raise BadQuery("unterminated string")
+            tokens.append(("string", quoted.group(1).replace('""', '"')))
+            at = quoted.end()
+        elif bareword := _BAREWORD.match(text, at):
+            word = bareword.group()
+            tokens.append((word if word in ("AND", "OR", "NOT") else "word", word))
+            at = bareword.end()
+        else:
+            raise BadQuery(f'fts5: syntax error near "{text[at]}"')
+    return tokens + [("end", "")]
+
+
+class _QueryParser:
+    """An FTS5 query read as FTS5's grammar reads it (ext/fts5/fts5parse.y: NOT binds tighter than AND,
+    AND than OR, words side by side tighter than all), refusing what it refuses. Each part is
+    (tsquery, phrases): the tsquery None where FTS5 matches nothing (a phrase of no words; words side
+    by side skip it, AND with it matches nothing), phrases the lists of (word, prefix?) a snippet marks.
+    What PostgreSQL cannot say is widened: NEAR(a b) is a AND b, ^a is a anywhere."""
+
+    def __init__(self, text):
+        self.tokens, self.at = _query_tokens(text), 0
+
+    def parse(self):
+        query = self.either()
+        self.take("end")
+        return query
+
+    def peek(self, ahead=0):
+        return self.tokens[self.at + ahead][0]
+
+    def take(self, *kinds):
+        kind, text = self.tokens[self.at]
+        if kind not in kinds:
+            raise BadQuery(f'fts5: syntax error near "{text}"')
+        self.at += 1
+        return text
+
+    def either(self):
+        left, shown = self.both()
+        while self.peek() == "OR":
+            self.take("OR")
+            right, more = self.both()
+            left = right if left is None else left if right is None else f"({left}) | ({right})"
+            shown += more
+        return left, shown
+
+    def both(self):
+        left, shown = self.but_not()
+        while self.peek() == "AND":
+            self.take("AND")
+            right, more = self.but_not()
+            left = None if left is None or right is None else f"({left}) & ({right})"
+            shown += more
+        return left, shown
+
+    def but_not(self):
+        left, shown = self.operand()
+        while self.peek() == "NOT":
+            self.take("NOT")
+            right, _ = self.operand()
+            if left is not None and right is not None:
+                left = f"({left}) & !({right})"
+        return left, shown
+
+    def operand(self):
+        self.refuse_columns()
+        if self.peek() == "(":
+            self.take("(")
+            operand = self.either()
+            self.take(")")
+            return operand
+        parts = [self.near()]
+        while self.peek() in ("word", "string", "^", "-", "{"):
+            parts.append(self.near())
+        return _all(parts)
+
+    def refuse_columns(self):
+        """A column filter (col:, -col:, {a b}:) names a column only one of the two indexes has (text,
+        title), so FTS5 refuses it in the other."""
+        if self.peek() in ("-", "{") or self.peek() in ("word", "string") and self.peek(1) == ":":
+            if self.peek() == "-":
+                self.take("-")
+            if self.peek() == "{":
+                self.take("{")
+            raise BadQuery(f"no such column: {self.take('word', 'string')}")
+
+    def near(self):
+        self.refuse_columns()
+        if self.peek() == "^":
+            self.take("^")
+        elif self.peek() == "word" and self.peek(1) == "(":
+            if (word := self.take("word")) != "NEAR":
+                raise BadQuery(f'fts5: syntax error near "{word}"')
+            self.take("(")
+            phrases = [self.phrase()]
+            while self.peek() in ("word", "string"):
+                phrases.append(self.phrase())
+            if self.peek() == ",":
+                self.take(",")
+                distance = self.take("word", "string")
+                if self.tokens[self.at - 1][0] != "word" or not distance.isascii() or not distance.isdigit():
+                    raise BadQuery(f'expected integer, got "{distance}"')
+            self.take(")")
+            return _all(phrases)
+        return self.phrase()
+
+    def phrase(self):
+        terms = self.phrase_words()
+        while self.peek() == "+":
+            self.take("+")
+            terms += self.phrase_words()
+        if not terms:
+            return None, []
+        return " <-> ".join(f"'{word}'" + ":*" * prefix for word, prefix in terms), [terms]
+
+    def phrase_words(self):
+        words = [word for _, _, word in _words(self.take("word", "string"))]
+        prefix = self.peek() == "*"
+        if prefix:
+            self.take("*")
+        return [(word, prefix and i == len(words) - 1) for i, word in enumerate(words)]
+
+
+def _all(parts):
+    """Parts side by side: all of them, those of no words left out."""
+    queries = [f"({query})" for query, _ in parts if query is not None]
+    return (" & ".join(queries) or None), [phrase for _, phrases in parts for phrase in phrases]
+
+
+_SENTENCE_END = re.compile(r"[.:][ \t\n\r]+")
+
+
+def _marked(text, phrases, size=None):
+    """`text` with each instance of `phrases` (lists of (word, prefix?)) between _OPEN and _CLOSE, as
+    FTS5's highlight() marks it or, given a size, its snippet() cuts it: the `size` words it scores
+    best ("…" where cut), as ext/fts5/fts5_aux.c does."""
+    words = list(_words(text))
+    terms = [word for _, _, word in words]
+
+    def matches(at, term, prefix):
+        return terms[at] == term or prefix and terms[at].startswith(term)
+
+    # (first word, word after the last, phrase) of each instance, in FTS5's order
+    found = sorted(((at, at + len(phrase), n) for n, phrase in enumerate(phrases)
+                    for at in range(len(words) - len(phrase) + 1)
+                    if matches(at, *phrase[0]) and all(matches(at + k, *term) for k, term in enumerate(phrase[1:], 1))),
+                   key=lambda instance: (instance[0], instance[2]))
+    starts = [at for at, _, _ in found]
+
+    def score(first_word):
+        """1000 for each phrase found from `first_word` on within `size` words, 1 for each repeat; the
+        first instance's word and the last's end."""
+        seen, total = set(), 0
+        within = found[bisect.bisect_left(starts, first_word):bisect.bisect_left(starts, first_word + size)]
+        for _, _, n in within:
+            total += 1 if n in seen else 1000
+            seen.add(n)
+        return total, within[0][0] if within else 0, within[-1][1] if within else 0
+
+    first, last, best = 0, len(words) - 1, 0
+    if size is not None:
+        # the window around each instance, centred (C's division); or from the start of its sentence (a
+        # word after "." or ":" and a space), scored a little higher
+        after_stop = {stop.end() for stop in _SENTENCE_END.finditer(text)}
+        sentences = [i for i, (start, _, _) in enumerate(words) if i == 0 or start in after_stop]
+        for at in starts:
+            total, start, end = score(at)
+            if total > best:
+                best, first = total, max(0, min(start - int((size - (end - start)) / 2), len(words) - size))
+            sentence = sentences[bisect.bisect_right(sentences, at) - 1]
+            if len(words) > size and sentence < at:
+                total = score(sentence)[0] + (120 if sentence == 0 else 100)
+                if total > best:
+                    best, first = total, sentence
+        last = first + size - 1
+    spans = []  # overlapping instances as one; those starting before the cut are not marked
+    for at, stop, _ in found:
+        if spans and at <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], stop - 1)
+        else:
+            spans.append([at, stop - 1])
+    spans = [span for span in reversed(spans) if span[0] >= first]  # the next one last
+    out, offset = ["…"] if first else [], words[first][0] if first else 0
+    for at in range(first, min(last, len(words) - 1) + 1):
+        start, end, _ = words[at]
+        if spans and at == spans[-1][0]:
+            out += [text[offset:start], _OPEN]
+            offset = start
+        if spans and at == spans[-1][1]:
+            out += [text[offset:end], _CLOSE]
+            offset = end
+            spans.pop()
+        if at == last:
+            out.append(text[offset:end])
+            offset = end
+            if spans and spans[-1][0] <= at < spans[-1][1]:
+                out.append(_CLOSE)
+    out.append(text[offset:] if last >= len(words) - 1 else "…")
+    return "".join(out)
 
 
 # Searches running at once off the event loop: the others wait their turn in their greenlets, so slow
@@ -812,7 +1016,9 @@ def _tsquery(text):
 _SEARCHES = threading.BoundedSemaphore(4)
 
 
-def _hits(sql, phase, params):
+def _hits(sql, phase, params, phrases=None):
+    """Hits from SQL returning _HIT_KEYS and a position; on PostgreSQL the "snippet" is the text, which
+    `phrases` mark here."""
     if postgres():
         rows = db.execute_sql(sql, params).fetchall()
     else:
@@ -822,7 +1028,14 @@ def _hits(sql, phase, params):
     found = []
     for row in rows:
         hit = dict(zip(_HIT_KEYS, row[:7]))
-        hit["snippet"] = _segments(hit["snippet"] or "")
+        snippet = hit["snippet"] or ""
+        if phrases is not None:
+            if len(snippet) > 10_000:
+                # Python's CPU, on the event loop: a long message's snippet takes tens of milliseconds
+                # (a 100,000-character one about 40), so others are served between two of them.
+                pause()
+            snippet = _marked(snippet, phrases, SNIPPET_TOKENS if phase == "m" else None)
+        hit["snippet"] = _segments(snippet)
         found.append((hit, (phase, row[7])))
     return found
 
@@ -1158,6 +1371,33 @@ BEGIN
                 ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', 'media_type', 'stream'));
 END $$"""
 
+# What PostgreSQL's search columns hold: the words of a text as _words() makes them, and where they
+# are. Separators become spaces, accents go, ASCII letters are lowered; a text with other letters has
+# each that folds replaced, looked up once per distinct letter (translate() with the whole table
+# compares every character with all of it), and its vector written out: to_tsvector()'s parser sorts
+# characters by the database's locale (in C.UTF-8 it splits "x²", "🤖bot" or a private-use character
+# off a word, where FTS5 does not). On words of a-z and 0-9 the parser agrees in every locale, and is
+# faster, but for "1e5x" (a number then a word) and a word of 2,048 bytes or more (left out, where a
+# written-out vector counts its place): those take the written-out way too.
+_SEARCH_VECTOR_FUNCTION = f"""CREATE FUNCTION switchboard_search_vector(doc text) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE spaced text := lower(regexp_replace(regexp_replace(doc, '[{_bracket(unicode61.SEPARATORS)}]', ' ', 'g'),
+                                            '[{_bracket(unicode61.DIACRITICS)}]', '', 'g') COLLATE "C");
+BEGIN
+    IF spaced ~ '[^ 0-9a-z]' THEN
+        spaced := coalesce((SELECT translate(spaced, string_agg(letter, ''),
+                                             string_agg(substr('{unicode61.FOLD_TO}', strpos('{unicode61.FOLD_FROM}', letter), 1), ''))
+                            FROM (SELECT DISTINCT matched[1] AS letter
+                                  FROM regexp_matches(spaced, '[{unicode61.FOLD_FROM}]', 'g') AS matched) AS letters), spaced);
+    END IF;
+    IF spaced !~ '[^ 0-9a-z]|[0-9]e[0-9]|[0-9a-z]{{255}}' THEN
+        RETURN to_tsvector('simple', spaced);
+    END IF;
+    RETURN (SELECT coalesce(string_agg('''' || word || ''':' || position, ' ')::tsvector, '')
+            FROM regexp_split_to_table(btrim(spaced, ' '), ' +') WITH ORDINALITY AS words(word, position)
+            WHERE octet_length(word) BETWEEN 1 AND 2047);
+END $$"""
+
 # PostgreSQL's steps, frozen like SQLite's; the version lives in the one-row "schema_version" table.
 # Text columns are TEXT (SQLite does not enforce VARCHAR lengths either) and floats are 8 bytes.
 POSTGRES_MIGRATIONS = [
@@ -1239,6 +1479,17 @@ END $$""",
     [
         'ALTER TABLE "request" ADD COLUMN "waiter" TEXT',
         'CREATE INDEX "request_pending" ON "request" ("account_id", "waiter") WHERE ("status" = \'pending\')',
+    ],
+    # 5: the search columns hold the words FTS5 would index (switchboard_search_vector): generated
+    # again, with their indexes.
+    [
+        _SEARCH_VECTOR_FUNCTION,
+        'ALTER TABLE "message" DROP COLUMN "search"',
+        'ALTER TABLE "message" ADD COLUMN "search" tsvector GENERATED ALWAYS AS (switchboard_search_vector(coalesce(switchboard_search_text("content"), \'\'))) STORED',
+        'CREATE INDEX "message_search" ON "message" USING gin ("search")',
+        'ALTER TABLE "session" DROP COLUMN "title_search"',
+        'ALTER TABLE "session" ADD COLUMN "title_search" tsvector GENERATED ALWAYS AS (switchboard_search_vector(coalesce("title", \'\'))) STORED',
+        'CREATE INDEX "session_title_search" ON "session" USING gin ("title_search")',
     ],
 ]
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 from test_ui_browser import Person, browser, person, server, server_env, viewport  # noqa: F401 (fixtures)
 
-from conftest import ON_POSTGRES, connected, run_sql
+from conftest import connected, run_sql
 
 # Every way a script could run is made to call pwned(), which reports to the test; a CSP violation
 # (something blocked that should never have been in the page) is reported too, as is a dialog.
@@ -231,8 +231,6 @@ def test_agent_shapes_are_shown_as_what_they_say_and_tool_runs_fold(person):
 
 # --- search ---------------------------------------------------------------------------------------
 
-# PostgreSQL's parser reads "<zebra>" as a tag, not the word zebra (docs/deploy.md lists how its search differs)
-@pytest.mark.xfail(ON_POSTGRES, strict=True, reason="PostgreSQL search differs from FTS5 here")
 def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     page = person.open()
     sid = new_session(person, "long history")
