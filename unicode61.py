@@ -1,7 +1,7 @@
 """SQLite FTS5's unicode61 tokenizer (its defaults, remove_diacritics 1) as data, so that search on
 PostgreSQL (models.py) splits and folds words as search on SQLite does. Read from SQLite 3.40's FTS5,
 one code point at a time (tests/test_search.py checks every code point against the running SQLite);
-frozen: PostgreSQL's migration step 4 builds its SQL from these tables, so a change is a new step."""
+frozen: PostgreSQL's migration step 5 builds its SQL from these tables, so a change is a new step."""
 
 # The characters between words besides the space (ASCII: all but letters, digits and the space), as
 # (first, last) code points.
