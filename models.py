@@ -14,6 +14,7 @@ import sqlite3
 import struct
 import threading
 import time
+from itertools import repeat
 
 import orjson
 import peewee
@@ -602,18 +603,28 @@ def search_text(content):
             value = json.loads(content)  # what orjson refuses and Python takes (integers past 64 bits)
         except (ValueError, TypeError):
             return None
-    if isinstance(value, dict) and value.get("t") == "encrypted":
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is dict and value.get("t") == "encrypted":
         return None
-    texts, pending = [], [(None, value)]
-    while pending:
-        key, item = pending.pop()
-        if isinstance(item, str):
-            if key not in _UNSEARCHED_KEYS:
-                texts.append(item)
-        elif isinstance(item, dict):
-            pending.extend(reversed(item.items()))
-        elif isinstance(item, list):
-            pending.extend((None, child) for child in reversed(item))
+    # Depth first, one iterator per open object or array: no recursion limit, and no tuple made and
+    # pushed for every item (the search triggers call this for every message written and deleted).
+    texts, open_ = [], [iter(((None, value),))]
+    while open_:
+        for key, item in open_[-1]:
+            kind = type(item)
+            if kind is str:
+                if key not in _UNSEARCHED_KEYS:
+                    texts.append(item)
+            elif kind is dict:
+                open_.append(iter(item.items()))
+                break
+            elif kind is list:
+                open_.append(zip(repeat(None), item))
+                break
+        else:
+            open_.pop()
     return " ".join(texts)
 
 

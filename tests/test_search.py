@@ -374,6 +374,24 @@ def test_search_text_is_what_json_tree_gave(content):
     assert models.search_text(content) == expected
 
 
+def test_search_text_is_what_json_tree_gave_on_random_values():
+    """The same on random nested values: strings under every kind of key, in arrays, at any depth."""
+    rng = random.Random(13)
+    keys = ["text", "type", "t", "id", "role", "data", "stream", "content", "input", "é"]
+
+    def value(depth):
+        roll = rng.random()
+        if depth > 8 or roll < 0.35:
+            return rng.choice(["word", "two words", "", "東京", 7, 2.5, None, True])
+        if roll < 0.7:
+            return {key: value(depth + 1) for key in rng.sample(keys, rng.randint(0, 4))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+    with sqlite3.connect(":memory:") as conn:
+        for _ in range(500):
+            content = json.dumps(value(0), ensure_ascii=False)
+            assert models.search_text(content) == conn.execute(_JSON_TREE_TEXT, (content,)).fetchone()[0], content
+
+
 @pytest.mark.sqlite_only  # a SQLite file of an earlier version
 @pytest.mark.parametrize("marker", ["search_text(", "content=message_text"])
 def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, marker):
