@@ -82,3 +82,7 @@ class Worker(ggevent.GeventWorker):
         # worker for 20-150 ms (more on a loaded machine) every so often during a burst of requests.
         gc.collect()
         gc.freeze()
+        # A 100-line append makes tens of thousands of short-lived objects, nearly all freed by their
+        # counts: at the default 700 allocations a young collection ran dozens of times per request
+        # for next to nothing, a tenth of the worker's CPU per appended line (bench/client.py).
+        gc.set_threshold(20_000, 20, 20)
