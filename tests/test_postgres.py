@@ -71,15 +71,20 @@ def test_migrations_build_the_schema_from_empty_and_servers_starting_together_mi
     models.db.close_all()
 
 
+def _at_version(version):
+    """The connected database as a release at `version` left it: its steps run, its version recorded."""
+    for step in models.POSTGRES_MIGRATIONS[:version]:
+        for statement in step:
+            models.db.execute_sql(statement)
+    models.db.execute_sql('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL)')
+    models.db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (version,))
+
+
 def test_a_postgresql_database_of_every_earlier_version_migrates_to_the_latest(cluster):
     for version in range(1, len(models.POSTGRES_MIGRATIONS)):
         models.init_db(cluster.create_database())
         with models.db.connection_context():
-            for step in models.POSTGRES_MIGRATIONS[:version]:
-                for statement in step:
-                    models.db.execute_sql(statement)
-            models.db.execute_sql('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL)')
-            models.db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (version,))
+            _at_version(version)
         assert models.migrate() == version
         with models.db.connection_context():
             assert models.db.execute_sql('SELECT "version" FROM "schema_version"').fetchone() == (len(models.POSTGRES_MIGRATIONS),)
@@ -87,17 +92,13 @@ def test_a_postgresql_database_of_every_earlier_version_migrates_to_the_latest(c
         models.db.close_all()
 
 
-def test_the_search_columns_of_a_database_from_before_step_4_are_generated_again(pg_url):
+def test_the_search_columns_of_a_database_from_before_step_5_are_generated_again(pg_url):
     """Rows stored when PostgreSQL's parser made the words ("axolotl.txt" one word, no accents folded) are
     found by the words FTS5 makes once the migration regenerates the columns, through their indexes."""
     models.init_db(pg_url)
     version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if "switchboard_search_vector" in step[0])
     with models.db.connection_context():
-        for step in models.POSTGRES_MIGRATIONS[:version]:
-            for statement in step:
-                models.db.execute_sql(statement)
-        models.db.execute_sql('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL)')
-        models.db.execute_sql('INSERT INTO "schema_version" ("version") VALUES (%s)', (version,))
+        _at_version(version)
         models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
         models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
                               "seq, active, last_active_at, created_at, updated_at) "
