@@ -325,8 +325,8 @@ class Session:
         if self._closing:
             raise SwitchboardError("this session object was closed: send() after end() or close()")
         item = _Item(content, role, local_id or self._new_local_id())
-        size = len(item.json or content) if isinstance(item.json or content, str) else len(_encode(content))
-        return self._put(item, 1, size)
+        text = item.json if item.json is not None else content if isinstance(content, str) else _encode(content)
+        return self._put(item, 1, len(text))
 
     def _new_local_id(self):
         return f"{self._run}-{next(self._numbers)}"
