@@ -254,6 +254,20 @@ def test_a_prompt_without_a_newline_shows_and_long_lines_arrive_whole_in_pieces(
     assert lines[3:] == ["Name? ", "Hello Ana"]
 
 
+def test_lines_of_any_characters_arrive_as_printed_on_both_streams(live_server):
+    """Each line is turned into JSON by the wrapper's own template: quotes, backslashes, tabs, control
+    characters, non-ASCII and bytes that are not UTF-8 (each a U+FFFD) all arrive as printed."""
+    tricky = ['say "hi"', "C:\\path\\to", "a\tb", "bell \x07 esc \x1b[31m", "café 東京 🦊", '{"json": [1]}', "}\"]"]
+    command = [PY, "-c", "import sys\n"
+               f"for line in {tricky!r}:\n    print(line)\n    print('err ' + line, file=sys.stderr)\n"
+               "sys.stdout.flush()\nsys.stdout.buffer.write(b'not utf-8: \\xff\\xfe\\n')"]
+    proc = wrap(live_server, *command, tag="tricky")
+    assert proc.wait(timeout=WAIT) == 0  # its echo holds bytes that are not UTF-8: left unread (a few lines fit the pipe)
+    found = messages(live_server, session_by_tag(live_server, "tricky")["id"])
+    assert outputs(found) == [*tricky, "not utf-8: \ufffd\ufffd"]
+    assert outputs(found, "stderr") == ["err " + line for line in tricky]
+
+
 def test_heartbeats_show_the_command_running_and_printing(live_server, ws_connect):
     watcher = ws_connect(live_server)
     proc = wrap(live_server, *printer(60, every=1, pause=0.1), tag="beats")  # prints for 6 s
