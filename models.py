@@ -638,13 +638,14 @@ class SearchIndex(FTS5Model):
     keep it."""
     PRELUDE = ()
     TRIGGERS = ()
+    SETTINGS = ()  # statements setting FTS5's options kept in the index itself (its _config table)
 
     @classmethod
     def create_table(cls, safe=True, **options):
         for statement in cls.PRELUDE:
             cls._meta.database.execute_sql(statement)
         super().create_table(safe, **options)
-        for statement in cls.TRIGGERS:
+        for statement in cls.TRIGGERS + cls.SETTINGS:
             cls._meta.database.execute_sql(statement)
 
     class Meta:
@@ -665,6 +666,15 @@ class MessageSearch(SearchIndex):
         'CREATE TRIGGER "message_search_delete" AFTER DELETE ON "message" BEGIN '
         'INSERT INTO "message_search" ("message_search", "rowid", "text") SELECT \'delete\', old."rowid", "text" '
         'FROM (SELECT search_text(old."content") AS "text" LIMIT 1) WHERE "text" IS NOT NULL; END',
+    )
+    # Each write's terms make a segment, and FTS5 merges segments as they pile up: by default 4 at a
+    # time, so every term is written again at each of log4(segments) levels, a fifth of what the index
+    # costs an append. 16 at a time halves the levels; a search reads up to 15 segments a level
+    # instead of 3, a small cost beside the terms it reads (bench/search.py). `crisismerge` (at how
+    # many segments a level is merged at once, in the write that reaches it) stays above automerge.
+    SETTINGS = (
+        'INSERT INTO "message_search" ("message_search", "rank") VALUES (\'automerge\', 16)',
+        'INSERT INTO "message_search" ("message_search", "rank") VALUES (\'crisismerge\', 64)',
     )
 
     class Meta:
@@ -1345,6 +1355,8 @@ MIGRATIONS = [
         'ALTER TABLE "request" ADD COLUMN "waiter" VARCHAR(255)',
         'CREATE INDEX "request_pending" ON "request" ("account_id", "waiter") WHERE ("status" = \'pending\')',
     ],
+    # 13: the message index merges its segments 16 at a time (see MessageSearch.SETTINGS).
+    list(MessageSearch.SETTINGS),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -103,6 +103,15 @@ def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     models.db.close_all()
     assert _schema(tmp_path / "migrated.db") == _schema(tmp_path / "modelled.db")
     assert len(_schema(tmp_path / "migrated.db")) > len(models.MODELS)
+    # FTS5's options live in rows of the index's own table, not in the schema
+    settings = [_fts_settings(tmp_path / name) for name in ("migrated.db", "modelled.db")]
+    assert settings[0] == settings[1] == {"message_search": {"automerge": 16, "crisismerge": 64}, "session_search": {}}
+
+
+def _fts_settings(path):
+    with sqlite3.connect(path) as conn:
+        return {table: dict(conn.execute(f'SELECT k, v FROM "{table}_config" WHERE k != \'version\''))
+                for table in ("message_search", "session_search")}
 
 
 @pytest.mark.sqlite_only  # a SQLite file of an earlier version
