@@ -2,15 +2,16 @@
 
 1. Append cost: two real servers (`python app.py serve`, gevent), one on a file whose search triggers
    were dropped (no index) and one as shipped, take the same load in alternating rounds: single-message
-   and 100-message posts of English-like text (an assistant's sentence, ~250 bytes) at concurrency 16.
-   Best round of each; the ratio indexed / unindexed is the figure (goal >= 0.8).
+   and 100-message posts of English-like text (an assistant's sentence, ~250 bytes) at concurrency 16,
+   the two servers back to back on each load. The ratio indexed / unindexed is the figure (goal
+   >= 0.8): of the best round of each, and the median of the rounds paired in time ("paired").
 2. Search speed: a corpus of --messages messages in --sessions sessions (default 1,000,000 in
    100,000) is written with plain sqlite3 into a file migrated to the server's schema (the triggers
    index it as the server would), then the real server is started on it and each query is asked
    --requests times, one at a time, over HTTP: p50 / p99 ms against the same server's /health; last,
    /health again while four clients ask a slow prefix query back to back.
 Usage: python bench/search.py [--seconds 3] [--rounds 3] [--messages 1000000] [--sessions 100000]
-       [--requests 200] [--skip-append] [--keep FILE]
+       [--requests 200] [--skip-append] [--skip-search] [--keep FILE]
 """
 import argparse
 import http.client
@@ -18,6 +19,7 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -80,30 +82,35 @@ def append_cost(directory, seconds, rounds):
     def body(thread, n, count):
         return json.dumps({"messages": [{"content": {"role": "assistant", "content": {
             "type": "text", "text": texts[(n * count + i) % len(texts)]}}} for i in range(count)]})
-    results = {name: {"single": [], "batch": []} for name in servers}
+    kinds = {"single": 1, "batch": BATCH}
+    results = {name: {kind: [] for kind in kinds} for name in servers}
     try:
         sessions = {name: [s.session(f"s{i}") for i in range(CONCURRENCY)] for name, s in servers.items()}
-        for _r in range(rounds):
-            for name, server in servers.items():
-                sids = sessions[name]
-                # (rate, server CPU µs) per request; the batch's per message
-                single = load(server, seconds, lambda t, n: ("POST", f"/v3/sessions/{sids[t]}/messages", body(t, n, 1)))
-                results[name]["single"].append((single[0], single[4]))
-                batch = load(server, seconds, lambda t, n: ("POST", f"/v3/sessions/{sids[t]}/messages", body(t, n, BATCH)))
-                results[name]["batch"].append((batch[0] * BATCH, batch[4] / BATCH))
+        for r in range(rounds):
+            for kind, count in kinds.items():
+                # The two servers back to back on the same load, first one then the other: a pair of
+                # rounds seconds apart sees the same machine, however its speed drifts over the run.
+                for name in list(servers)[::1 if r % 2 else -1]:
+                    sids, server = sessions[name], servers[name]
+                    rate, _p50, _p99, _failed, cpu = load(server, seconds, lambda t, n: (
+                        "POST", f"/v3/sessions/{sids[t]}/messages", body(t, n, count)))
+                    results[name][kind].append((rate * count, cpu / count))  # per message
     finally:
         for server in servers.values():
             server.stop()
     # The server's CPU time per message is skewed far less than rates by other load on a shared machine:
     # its ratio (no index / indexed) is the same figure, read from the least busy round of each.
-    print(f"\nappend throughput, best of {rounds} rounds of {seconds:g} s, concurrency {CONCURRENCY}")
-    print(f"{'measure':<28}{'no index':>12}{'indexed':>12}{'ratio':>8}  (goal >= 0.8)")
+    print(f"\nappend throughput, {rounds} rounds of {seconds:g} s, concurrency {CONCURRENCY}")
+    print(f"{'measure':<28}{'no index':>12}{'indexed':>12}{'ratio':>8}{'paired':>8}  (goal >= 0.8)")
     for kind, label in (("single", "POST 1 message"), ("batch", f"POST {BATCH} messages")):
-        plain, indexed = max(results["no index"][kind]), max(results["indexed"][kind])
+        plain, indexed = results["no index"][kind], results["indexed"][kind]
         unit = "req/s" if kind == "single" else "msg/s"
-        print(f"{label + ' (' + unit + ')':<28}{plain[0]:>12,.0f}{indexed[0]:>12,.0f}{indexed[0] / plain[0]:>8.2f}")
-        plain, indexed = min(r[1] for r in results["no index"][kind]), min(r[1] for r in results["indexed"][kind])
-        print(f"{'  server CPU µs per message':<28}{plain:>12,.1f}{indexed:>12,.1f}{plain / indexed:>8.2f}")
+        best = max(plain)[0], max(indexed)[0]
+        paired = statistics.median(i[0] / p[0] for p, i in zip(plain, indexed))
+        print(f"{label + ' (' + unit + ')':<28}{best[0]:>12,.0f}{best[1]:>12,.0f}{best[1] / best[0]:>8.2f}{paired:>8.2f}")
+        least = min(r[1] for r in plain), min(r[1] for r in indexed)
+        paired = statistics.median(p[1] / i[1] for p, i in zip(plain, indexed))
+        print(f"{'  server CPU µs per message':<28}{least[0]:>12,.1f}{least[1]:>12,.1f}{least[0] / least[1]:>8.2f}{paired:>8.2f}")
 
 
 def build_corpus(path, messages, sessions, account="default"):
@@ -214,16 +221,18 @@ def main():
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--skip-append", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--keep", help="build the corpus at this path (reused if it exists) instead of a temp file")
     args = parser.parse_args()
     print("load average when starting: {:.2f} {:.2f} {:.2f} ({} cores)".format(*os.getloadavg(), os.cpu_count()))
     with tempfile.TemporaryDirectory() as directory:
         if not args.skip_append:
             append_cost(directory, args.seconds, args.rounds)
-        path = args.keep or os.path.join(directory, "corpus.db")
-        if not os.path.exists(path):
-            build_corpus(path, args.messages, args.sessions)
-        search_speed(path, args.requests)
+        if not args.skip_search:
+            path = args.keep or os.path.join(directory, "corpus.db")
+            if not os.path.exists(path):
+                build_corpus(path, args.messages, args.sessions)
+            search_speed(path, args.requests)
     print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
