@@ -336,6 +336,47 @@ def test_older_messages_load_as_the_person_scrolls_up(person):
     assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 131))
 
 
+def test_updates_reaching_the_page_after_its_history_page_draw_no_gap(person):
+    """Updates can reach the page after the page of messages they belong to was fetched (a lagging
+    socket; on PostgreSQL, another host's delivery). A message older than the oldest one drawn waits
+    for the older page that holds it: what is drawn is always one unbroken run of the history."""
+    sockets, held = [], []
+    holding = False
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        sockets.append(ws)
+
+        def to_page(message):
+            if holding and json.loads(message)["event"] == "update":
+                held.append(message)  # in order: the page skips an update seq it has passed
+            else:
+                ws.send(message)
+        server.on_message(to_page)
+        ws.on_message(lambda message: server.send(message))
+
+    person.page.route_web_socket(re.compile(r"/v1/updates$"), relay)
+    page = person.open()
+    sid = person.agent_session("chatty")
+    expect(person.session_button("chatty")).to_be_visible()
+    holding = True
+    for start in range(1, 131, 65):
+        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    person.open_session("chatty")
+    expect(person.messages()).to_have_count(50)  # 81 to 130
+    assert len(held) >= 130
+    holding = False
+    for message in held:
+        sockets[-1].send(message)
+    person.agent_says(sid, "message 131")  # its update follows the held ones: they were handled first
+    expect(person.messages().last).to_contain_text("message 131")
+    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(81, 132))
+    for expected in (101, 131):
+        page.locator("#message-scroller").evaluate("s => s.scrollTop = 0")
+        expect(person.messages()).to_have_count(expected)
+    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 132))
+
+
 def test_switching_sessions_quickly_never_mixes_their_messages(person):
     page = person.open()
     slow = person.agent_session("slow")

@@ -250,7 +250,13 @@ export class SessionView {
     const scroller = this.el.scroller;
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
     let added = false;
-    for (const message of this.queue) added = this.timeline.insert(message) || added;
+    for (const message of this.queue) {
+      // An update that reached the page after the page of history it belongs to (a lagging socket, or
+      // another host's delivery) comes again with the next older page: drawn now, it would stand
+      // above messages not loaded yet, a gap in what reads as one history.
+      if (this.oldest !== NEWEST && message.seq < this.oldest) continue;
+      added = this.timeline.insert(message) || added;
+    }
     const reveal = this.reveal;
     this.queue = [];
     this.reveal = false;
