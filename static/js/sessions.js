@@ -21,8 +21,9 @@ export class SessionList {
     this.frame = 0;
     this.currentId = null;
     more.addEventListener("click", () => this.showMore(true));
-    new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && this.showMore(false),
-      { root: pane, rootMargin: "0px 0px 400px 0px" }).observe(more);
+    this.observer = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && this.showMore(false),
+      { root: pane, rootMargin: "0px 0px 400px 0px" });
+    this.observer.observe(more);
   }
 
   // The store's listener: remember what changed, draw it with the next frame.
@@ -74,6 +75,16 @@ export class SessionList {
     this.el.more.hidden = walk.complete || !settled;
     this.el.more.disabled = walk.loading;
     this.el.more.textContent = walk.loading ? "Loading more sessions…" : walk.failed ? "Could not load more sessions: try again" : "Show more";
+    // The observer reports changes only, seen at rendering steps: the button in view before a page and
+    // again after it (the pane scrolled to the end while the page landed), or in view while a page was
+    // on its way, is no change, and nothing would load any more. Observed afresh, it reports where the
+    // button is at the next rendering step, so a button in view (a page too short to fill the pane
+    // included) fetches the next page. Not after a failure, which would ask again in a loop: a click
+    // (or scrolling away and back) tries again.
+    if (!this.el.more.hidden && !walk.loading && !walk.failed) {
+      this.observer.unobserve(this.el.more);
+      this.observer.observe(this.el.more);
+    }
   }
 
   // The next page of sessions; from a click, focus goes to the first one it shows.
@@ -87,14 +98,7 @@ export class SessionList {
     if (this.focusFrom !== undefined) {
       this.focusIndex(this.focusFrom);
       this.focusFrom = undefined;
-    } else if (!this.el.more.hidden && this.inView()) {
-      this.showMore(false); // a page that did not fill the pane: the observer fires on changes only
     }
-  }
-
-  inView() {
-    const pane = this.el.list.closest("nav").getBoundingClientRect();
-    return this.el.more.getBoundingClientRect().top <= pane.bottom + 400;
   }
 
   setCurrent(id) {
