@@ -118,7 +118,7 @@ def create_app(config=None):
     app.json = JsonProvider(app)
 
     # database: one pool of connections kept open for the life of the process
-    models.init_db(app.config["DB"])
+    models.init_db(app.config["DB"], serving=bool(app.config.get("SERVING")))
     models.migrate()
     schemas.limits.content_bytes = app.config["MAX_CONTENT_BYTES"]
     schemas.limits.metadata_bytes = app.config["MAX_METADATA_BYTES"]
@@ -201,6 +201,9 @@ def create_app(config=None):
         _close_sockets_on_shutdown(events.hub)
         # The last connection to close checkpoints the WAL into the file: a clean stop leaves one file.
         atexit.register(models.db.close_all)
+        if not models.postgres():
+            models.checkpointer.start(app.config["DB"])
+            atexit.register(models.checkpointer.stop)  # first: atexit runs the last registered first
         threading.Thread(target=_maintain, args=(app.config,), daemon=True, name="maintenance").start()
         notifications.dispatcher.start()
         threading.Thread(target=updates.watch_tokens, args=(app.config["WS_TOKEN_CHECK_SECONDS"],),

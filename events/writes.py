@@ -12,7 +12,17 @@ from collections import deque
 
 from events.follower import CHANNEL
 from events.pubsub import QuotaExceeded
-from models import Account, Statement, db, in_transaction, off_the_loop, postgres, storage, storage_failure
+from models import (
+    Account,
+    Statement,
+    checkpointer,
+    db,
+    in_transaction,
+    off_the_loop,
+    postgres,
+    storage,
+    storage_failure,
+)
 
 # A transaction that changed this many rows commits in a native thread (Writer._commit); a small one
 # here, as the hand-over would cost more than its commit (a 100-message append's, handed over, cost the
@@ -251,6 +261,7 @@ class Writer:
                 write.error = write.error or error
             return
         storage.failure = None
+        checkpointer.wake()
         if self.follower is not None:
             self.follower.committed([w.changes for w in taken if w.error is None])
             return

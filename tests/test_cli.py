@@ -2,6 +2,7 @@
 subprocess, the server checked over real HTTP, the database file checked directly."""
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -205,6 +206,51 @@ def test_a_clean_stop_leaves_the_database_as_one_file(live_server):
     assert r.status_code == 200
     assert live_server.stop() == 0
     assert not Path(live_server.db_path + "-wal").exists()
+
+
+@pytest.mark.sqlite_only  # SQLite's WAL file
+def test_writes_reach_the_database_file_in_the_background_soon_after(live_server, tmp_path):
+    """The server copies its write-ahead log into the database file from a thread of its own shortly
+    after writes (models.Checkpointer), not inside a write once the log is long: three appends, a
+    fraction of the log length at which a write would, are in the file itself within moments."""
+    headers = {**live_server.headers, "Content-Type": "application/json"}
+    r = requests.post(live_server.url + "/v1/sessions", json={"tag": "t", "metadata": "m"}, headers=headers)
+    sid = r.json()["session"]["id"]
+    for batch in range(3):
+        r = requests.post(f"{live_server.url}/v3/sessions/{sid}/messages", headers=headers, json={
+            "messages": [{"content": f"message {batch} {n}"} for n in range(100)]})
+        assert r.status_code == 200
+    alone = tmp_path / "alone.db"  # the database file without its log
+    deadline = time.monotonic() + 10
+    while True:
+        shutil.copyfile(live_server.db_path, alone)
+        try:
+            with sqlite3.connect(alone) as conn:
+                stored = conn.execute("SELECT count(*) FROM message").fetchone()[0]
+        except sqlite3.DatabaseError:  # copied in the middle of a checkpoint
+            stored = None
+        finally:
+            for suffix in ("-wal", "-shm"):
+                Path(f"{alone}{suffix}").unlink(missing_ok=True)
+        if stored == 300:
+            break
+        assert time.monotonic() < deadline, f"{stored} of 300 messages in the file after 10 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.sqlite_only
+def test_only_the_servers_own_connections_leave_checkpoints_to_the_background(tmp_path):
+    """Past Checkpointer.FALLBACK_PAGES of log a write of the server checkpoints itself, so the log is
+    bounded even when the background thread never catches up; other programs (the command line)
+    keep SQLite's own checkpoints, as no thread of theirs copies the log."""
+    for serving, expected in ((True, (models.Checkpointer.FALLBACK_PAGES, models.Checkpointer.KEEP_BYTES)),
+                              (False, (1000, -1))):
+        models.init_db(str(tmp_path / "pragmas.db"), serving=serving)
+        with models.db.connection_context():
+            found = tuple(models.db.execute_sql(f"PRAGMA {name}").fetchone()[0]
+                          for name in ("wal_autocheckpoint", "journal_size_limit"))
+        models.db.close_all()
+        assert found == expected
 
 
 def test_a_busy_port_is_one_clear_error_and_consumes_nothing(tmp_path):
