@@ -1691,8 +1691,8 @@ class Checkpointer:
     That checkpoint ran inside a COMMIT on the event loop: about every thousandth page, one write also
     copied the pages of the dozen writes before it and waited for the disk to sync them, and every
     connection waited with it. Here the copy and the syncs run beside the loop, on another core
-    (bench/README.md: 100-line appends 5-16% faster in turns, /health's p99 beside them a third
-    lower). A log copied whole is started again from its beginning by the next write; one that never
+    (bench/README.md: beside 100-line appends, /health's p99 10-45% lower in turns, and the appends
+    as fast or faster). A log copied whole is started again from its beginning by the next write; one that never
     is (commits kept landing) stops growing at FALLBACK_PAGES, where a write checkpoints as before:
     the log stays bounded however this thread fares, so its errors are left to that fallback and to
     the writes, which report a failing disk themselves (Storage)."""
