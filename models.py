@@ -671,8 +671,8 @@ class MessageSearch(SearchIndex):
     # Each write's terms make a segment, and FTS5 merges segments as they pile up: by default 4 at a
     # time, so every term is written again at each of log4(segments) levels, a fifth of what the index
     # costs an append. 16 at a time halves the levels; a search reads up to 15 segments a level
-    # instead of 3, a small cost beside the terms it reads (bench/search.py). `crisismerge` (at how
-    # many segments a level is merged at once, in the write that reaches it) stays above automerge.
+    # instead of 3, within the noise of its timings (bench/README.md). `crisismerge` (at how many
+    # segments a level is merged at once, in the write that reaches it) stays above automerge.
     SETTINGS = (
         'INSERT INTO "message_search" ("message_search", "rank") VALUES (\'automerge\', 16)',
         'INSERT INTO "message_search" ("message_search", "rank") VALUES (\'crisismerge\', 64)',
@@ -1692,10 +1692,10 @@ class Checkpointer:
     copied the pages of the dozen writes before it and waited for the disk to sync them, and every
     connection waited with it. Here the copy and the syncs run beside the loop, on another core
     (bench/README.md: beside 100-line appends, /health's p99 10-45% lower in turns, and the appends
-    as fast or faster). A log copied whole is started again from its beginning by the next write; one that never
-    is (commits kept landing) stops growing at FALLBACK_PAGES, where a write checkpoints as before:
-    the log stays bounded however this thread fares, so its errors are left to that fallback and to
-    the writes, which report a failing disk themselves (Storage)."""
+    as fast or faster). A log copied whole is started again from its beginning by the next write;
+    one that never is (commits kept landing) stops growing at FALLBACK_PAGES, where a write
+    checkpoints as before: the log stays bounded however this thread fares, so its errors are left
+    to that fallback and to the writes, which report a failing disk themselves (Storage)."""
 
     DELAY = 0.1  # seconds from a commit to the checkpoint: the commits meanwhile share it
     PASSES = 8
