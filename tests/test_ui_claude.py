@@ -591,6 +591,12 @@ def test_settings_list_webhooks_with_their_last_run_and_the_session_shows_its_de
     answer = claude.asks()
     receiver.wait_for("/ok", 1)
     receiver.wait_for("/bad", 1)
+    # The receiver has each request before the server has its answer: the dialog lists what is stored.
+    deadline = time.monotonic() + 10
+    while not all((w["last_run"] or {}).get("response_status")
+                  for w in person.api("GET", "/api/webhooks").json()["items"]):
+        assert time.monotonic() < deadline, "the deliveries' answers were not recorded"
+        time.sleep(0.05)
     page.get_by_role("button", name="Settings…").click()
     dialog = person.dialog("Settings")
     hooks = dialog.locator("#webhook-list > li")
