@@ -315,13 +315,10 @@ def test_roles_are_labelled_and_look_different(person):
 
 
 def test_older_messages_load_as_the_person_scrolls_up(person):
-    person.open()  # the first run makes the account and its token
+    page = person.open()
     sid = person.agent_session("chatty")
     for start in range(1, 131, 65):
         person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
-    # Opened afresh: the page open while they were written could still be receiving their updates
-    # (on PostgreSQL a moment after each write) when the session opens, and draw them beside the page.
-    page = person.open()
     asked = []
     page.on("request", lambda r: "/messages" in r.url and asked.append(r.url.split("?", 1)[1]))
     person.open_session("chatty")
