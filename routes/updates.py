@@ -41,6 +41,9 @@ sock = Sock()
 INCOMING = "incoming"
 CLOSED = "closed"
 
+# How long a closing websocket keeps reading what its peer still sends (linger).
+CLOSE_LINGER_SECONDS = 2.0
+
 
 class SafeSocket:
     """The accepted socket, with `send` made whole and exclusive.
@@ -64,6 +67,10 @@ class SafeSocket:
             if sent < len(data):
                 self._raw.sendall(memoryview(data)[sent:])
         return len(data)
+
+    def close(self):
+        """simple-websocket's reader closes the socket when it stops reading; `linger` and then the
+        server close it instead."""
 
     def __getattr__(self, name):
         return getattr(self._raw, name)
@@ -427,6 +434,24 @@ def updates(ws):
         pass
     except Exception:
         internal_error(ws)
+    linger(ws)
+
+
+def linger(ws):
+    """Let the peer read the close frame before the server closes the socket. Closed with bytes still
+    unread, the kernel resets the connection and the peer loses what was still on its way: a client still
+    sending when it was closed with 1008 or 1009 saw 1005, no code. So FIN right after the last frame,
+    then what the peer still sends is read and dropped until it closes too, for a bounded time."""
+    deadline = time.monotonic() + CLOSE_LINGER_SECONDS
+    try:
+        ws.sock.shutdown(socket.SHUT_WR)
+        ws.thread.join(CLOSE_LINGER_SECONDS)  # its reader stops at its next read: then only this one reads
+        while not ws.thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+            ws.sock.settimeout(left)
+            if not ws.sock.recv(1 << 16):
+                break
+    except OSError:
+        pass
 
 
 def internal_error(ws):
