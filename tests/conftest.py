@@ -324,6 +324,14 @@ class WS:
         assert message["event"] == event, message
         return message
 
+    def close_code(self, timeout=30):
+        """The code the server closed the connection with: the next receive must find it closed (a
+        frame first fails, and so does no close within `timeout`, instead of passing as a 1005)."""
+        from simple_websocket import ConnectionClosed
+        with pytest.raises(ConnectionClosed):
+            self.recv(timeout)
+        return self.client.close_reason
+
     def silent(self, timeout=0.5):
         """Assert nothing arrives within `timeout`."""
         raw = self.client.receive(timeout=timeout)

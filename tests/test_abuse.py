@@ -664,9 +664,7 @@ def test_the_websockets_per_token_quota_refuses_one_more_with_an_error_frame(mak
     third = ws_connect(server, ready=False)
     error = third.expect("error")
     assert error["data"]["error"] == "quota_exceeded"
-    with pytest.raises(Exception):
-        third.recv(timeout=TIMEOUT)
-    assert third.client.close_reason == 4429
+    assert third.close_code() == 4429
     ws_connect(server, token=server.new_token())  # another token of the account has its own count
     first.close()
     time.sleep(0.5)
@@ -702,9 +700,7 @@ def test_an_unexpected_error_in_a_websocket_event_closes_with_1011_and_no_http_a
     # a bug, simulated: the table a write needs is gone
     run_sql(server.db_path, "DROP TABLE message CASCADE" if is_postgres(server.db_path) else "DROP TABLE message")
     ws.send("message", {"sid": sid, "content": "into nothing"}, ack=1)
-    with pytest.raises(Exception):
-        ws.recv(timeout=TIMEOUT)
-    assert ws.client.close_reason == 1011
+    assert ws.close_code() == 1011
     assert "websocket handler failed" in server.log()
     assert "HTTP/1.1 500" not in server.log()
     assert requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200

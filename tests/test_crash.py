@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 import requests
+from simple_websocket import ConnectionClosed
 
 from conftest import ON_POSTGRES, connected
 
@@ -218,9 +219,9 @@ def test_acknowledged_writes_survive_the_server_going_away_mid_stream(tmp_path, 
     go_away(server, how)
     stream.join()
     if how == "sigterm":  # a clean stop says goodbye to websockets even under write load
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             while True:
-                watcher.recv(timeout=TIMEOUT)
+                watcher.recv(timeout=30)
         assert watcher.client.close_reason == 1001
 
     again = make_server(db_path=db_path)
