@@ -624,6 +624,16 @@ class Session:
 
 # --- python client.py run -- CMD ------------------------------------------------------------------
 
+class _Pipe:
+    """One of the command's output pipes, as _Wrapper.pump reads it."""
+
+    def __init__(self, stream, echo):
+        self.stream = stream  # "stdout" or "stderr"
+        self.echo = echo  # where it is echoed; None once that was closed
+        self.partial = b""  # the last line read, until its newline comes
+        self.last = 0.0  # when it was last read from
+
+
 class _Wrapper:
     """Runs a command and mirrors it into a session (see `run --help`)."""
 
@@ -653,28 +663,26 @@ class _Wrapper:
             return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
         for number in self.pending:  # arrived while it was starting
             self.forward(number, None)
-        # Room for a burst: the command writes on while the readers wait their turn for the GIL.
+        # Room for a burst: the command writes on while the reader waits its turn for the GIL.
         for pipe in (self.proc.stdout, self.proc.stderr):
             try:
                 fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, 1 << 20)
             except OSError:  # above the system's pipe-max-size: the default size it is
                 pass
-        readers = [threading.Thread(target=self.pump, args=(pipe, name, echo), daemon=True)
-                   for pipe, name, echo in ((self.proc.stdout, "stdout", sys.stdout),
-                                            (self.proc.stderr, "stderr", sys.stderr))]
+        reader = threading.Thread(target=self.pump, daemon=True, args=(
+            ((self.proc.stdout, "stdout", sys.stdout), (self.proc.stderr, "stderr", sys.stderr)),))
         # The kernel hands a signal to any thread that does not block it, but only the main thread runs
         # Python's handlers: every other thread (they inherit this mask, the sender too) blocks them, so
         # a signal always interrupts the main thread's wait below instead of waiting for it to end.
         signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
         try:
-            for thread in readers + [threading.Thread(target=self.beat, daemon=True),
-                                     threading.Thread(target=self.feed, daemon=True)]:
+            for thread in (reader, threading.Thread(target=self.beat, daemon=True),
+                           threading.Thread(target=self.feed, daemon=True)):
                 thread.start()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
         code = self.proc.wait()
-        for thread in readers:  # what is left in the pipes; a background child may hold them open
-            thread.join(5)
+        reader.join(5)  # what is left in the pipes; a background child may hold them open
         self.stop.set()
         # From now on Ctrl-C ends the wrapper (it gives up delivering what is left).
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -694,37 +702,47 @@ class _Wrapper:
         except ProcessLookupError:
             pass
 
-    def pump(self, pipe, stream, echo):
+    def pump(self, pipes):
         """Read what the command prints, as fast as it prints it: whole chunks, echoed here and queued
-        as they are (lines become messages in the sender). A line still without its newline after
-        PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is."""
-        fd, out, put = pipe.fileno(), echo.buffer, self.session._put_output
-        partial = b""
-        while True:
-            if partial and not select.select([fd], [], [], PARTIAL_LINE_WAIT)[0]:
-                put(stream, partial + b"\n")
-                partial = b""
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            self.last_output = time.monotonic()
-            if out is not None:
-                try:
-                    out.write(chunk)
-                    out.flush()
-                except (OSError, ValueError):  # our own output was closed: mirror on, echo no more
-                    out = None
-            data = partial + chunk if partial else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                put(stream, data[:cut])
-            partial = data[cut:]
-            if len(partial) >= MAX_PARTIAL_BYTES:
-                put(stream, partial + b"\n")
-                partial = b""
-        if partial:
-            put(stream, partial + b"\n")
+        as they are (lines become messages in the sender). One thread reads both pipes, whichever is
+        ready, so a stderr line printed a millisecond after a stdout line is queued after it: with a
+        thread per pipe, lines were queued in the order the threads got the GIL (10 lines 1 ms apart,
+        alternating: 6 runs of 10 in order, against 10 of 10 now). A line still without its newline
+        after PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is."""
+        put = self.session._put_output
+        open_ = {pipe.fileno(): _Pipe(stream, echo.buffer) for pipe, stream, echo in pipes}
+        while open_:
+            quiet = [p.last + PARTIAL_LINE_WAIT for p in open_.values() if p.partial]
+            timeout = max(0.0, min(quiet) - time.monotonic()) if quiet else None
+            ready = select.select(list(open_), [], [], timeout)[0]
+            now = time.monotonic()
+            for fd, p in open_.items():
+                if p.partial and fd not in ready and now - p.last >= PARTIAL_LINE_WAIT:
+                    put(p.stream, p.partial + b"\n")
+                    p.partial = b""
+            for fd in ready:
+                p = open_[fd]
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    if p.partial:
+                        put(p.stream, p.partial + b"\n")
+                    del open_[fd]
+                    continue
+                self.last_output = p.last = now
+                if p.echo is not None:
+                    try:
+                        p.echo.write(chunk)
+                        p.echo.flush()
+                    except (OSError, ValueError):  # our own output was closed: mirror on, echo no more
+                        p.echo = None
+                data = p.partial + chunk if p.partial else chunk
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    put(p.stream, data[:cut])
+                p.partial = data[cut:]
+                if len(p.partial) >= MAX_PARTIAL_BYTES:
+                    put(p.stream, p.partial + b"\n")
+                    p.partial = b""
 
     def beat(self):
         """Heartbeats while CMD runs; and if the server refuses the session (a bad token), say so now."""

@@ -268,6 +268,23 @@ def test_lines_of_any_characters_arrive_as_printed_on_both_streams(live_server):
     assert outputs(found, "stderr") == ["err " + line for line in tricky]
 
 
+def test_lines_keep_their_order_across_stdout_and_stderr(live_server):
+    """Each line is printed once the wrapper has read the one before it (its pipe is empty again), as
+    lines a moment apart are: 200 lines alternating between the two streams arrive in the order printed
+    (two reading threads queued them in the order they got the GIL, not the order they read them)."""
+    command = [PY, "-c", "import fcntl, struct, sys, termios, time\n"
+               "for i in range(200):\n"
+               "    out = (sys.stdout, sys.stderr)[i % 2]\n"
+               "    out.write(f'line {i}\\n')\n"
+               "    out.flush()\n"
+               "    while struct.unpack('i', fcntl.ioctl(out.fileno(), termios.FIONREAD, b'0000'))[0]:\n"
+               "        time.sleep(0.0001)\n"]
+    proc = wrap(live_server, *command, tag="interleaved")
+    assert finished(proc)[0] == 0
+    found = messages(live_server, session_by_tag(live_server, "interleaved")["id"])
+    assert [m["content"]["text"] for m in found if m["role"] is None] == [f"line {i}" for i in range(200)]
+
+
 def test_heartbeats_show_the_command_running_and_printing(live_server, ws_connect):
     watcher = ws_connect(live_server)
     proc = wrap(live_server, *printer(60, every=1, pause=0.1), tag="beats")  # prints for 6 s
