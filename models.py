@@ -1751,7 +1751,7 @@ class Checkpointer:
         # last one (each pass is shorter than the one before).
         before = None
         for _ in range(self.PASSES):
-            _busy, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _blocked, pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if pages == before:
                 return
             before = pages
