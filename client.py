@@ -1144,6 +1144,11 @@ def report_usage_from_hook(client, hook):
     return usage
 
 
+def _default_title(command):
+    # The program by its name, as the tag names it: a full interpreter path would fill the list's row.
+    return shlex.join([os.path.basename(command[0]) or command[0], *command[1:]])
+
+
 def _default_tag(command):
     started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{socket.gethostname()}:{os.path.basename(command[0])[:100]}:{started}:{os.getpid()}"
@@ -1166,7 +1171,8 @@ Run CMD and mirror it into a Switchboard session, live:
     full buffer drops are counted, reported here and in the session.
 
 The session: the one tagged --tag (created, or continued when it exists); by default a new one per run,
-tagged HOST:COMMAND:START-TIME:PID. Its title is --title, else the command line.
+tagged HOST:COMMAND:START-TIME:PID. Its title is --title, else the command line (the program by its
+name, without its directory).
 
 example:
   export SWITCHBOARD_URL=http://127.0.0.1:8000 SWITCHBOARD_TOKEN=sb_...
@@ -1237,7 +1243,7 @@ def main(argv=None):
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _connection_options(run)
     run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
-    run.add_argument("--title", help="the session's title (default: the command line)")
+    run.add_argument("--title", help="the session's title (default: the command line, its program by name)")
     run.add_argument("--buffer", type=int, default=1_000_000, metavar="LINES",
                      help="lines kept while the server is away or behind (default: 1000000, and at most 256 MiB)")
     run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
@@ -1269,7 +1275,7 @@ def main(argv=None):
     if os.name != "posix":
         run.error("the wrapper needs a Unix-like system (Linux, macOS); the library works anywhere")
     metadata = {"agent": "client.py", "host": socket.gethostname(), "cwd": os.getcwd(), "command": command}
-    session = client.session(args.tag or _default_tag(command), args.title or shlex.join(command), metadata,
+    session = client.session(args.tag or _default_tag(command), args.title or _default_title(command), metadata,
                              connect=False, max_buffer=max(1, args.buffer))
     return _Wrapper(session, command, args.drain).run()
 

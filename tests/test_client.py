@@ -142,11 +142,12 @@ def test_without_a_server_or_token_it_says_so_and_runs_nothing(tmp_path):
 def test_the_readme_flow_downloaded_file_url_and_token_from_the_environment(live_server, tmp_path):
     (tmp_path / "client.py").write_bytes(requests.get(live_server.url + "/client.py", timeout=10).content)
     env = {**os.environ, "SWITCHBOARD_URL": live_server.url, "SWITCHBOARD_TOKEN": live_server.token}
-    r = subprocess.run([PY, "client.py", "run", "--", "sh", "-c", "echo hello; echo warning >&2"], cwd=tmp_path,
+    sh = shutil.which("sh")  # by its path: the title names the program without its directory, as the tag does
+    r = subprocess.run([PY, "client.py", "run", "--", sh, "-c", "echo hello; echo warning >&2"], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=WAIT)
     assert r.returncode == 0 and r.stdout == "hello\n" and r.stderr == "warning\n"
     [session] = api(live_server, "GET", "/api/sessions")["items"]
-    assert session["title"] == "sh -c 'echo hello; echo warning >&2'"
+    assert sh.startswith("/") and session["title"] == "sh -c 'echo hello; echo warning >&2'"
     host, command, started, pid = session["tag"].split(":")
     assert command == "sh" and started.endswith("Z") and pid.isdigit()
     assert session["active"] is False  # ended
