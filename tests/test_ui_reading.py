@@ -251,7 +251,7 @@ def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     hit = results.nth(1)
     expect(hit.locator(".hit-meta")).to_contain_text("Assistant · #301")
     expect(hit.locator("mark")).to_have_text("zebra")
-    assert hit.locator(".hit-snippet").text_content() == "The <zebra> crossing is **striped**"
+    assert hit.locator(".hit-snippet").text_content() == "The <zebra> crossing is striped"  # as the session shows it
     assert page.locator("#search-results mark img, #search-results b").count() == 0
     hit.click()
     expect(page.locator("#search-panel")).to_be_hidden()
@@ -280,6 +280,31 @@ def test_search_finds_a_message_and_opens_its_session_scrolled_to_it(person):
     expect(page.locator("#search-status")).to_contain_text("could not be read")
     page.keyboard.press("Escape")
     expect(page.locator("#search-panel")).to_be_hidden()
+
+
+def test_a_hit_reads_as_its_markdown_shows_with_its_matches_still_marked(person):
+    page = person.open()
+    sid = new_session(person, "tokenize work")
+    person.agent_says(sid, "## Plan\n\n1. **Tokenize** the input with `unicode61`\n"
+                           "2. Write the [index](https://example.invalid/fts5.html) in the same transaction, then merge")
+    post(person, sid, "assistant", "see [the docs](https://example.invalid/tokenize.html) for `a_b` and *.py")
+    post(person, sid, "user", "| step | status |\n|---|---|\n| tokenize | ~~pending~~ |")
+    box = page.get_by_role("searchbox", name="Search messages and titles")
+    box.fill("tokenize")
+    box.press("Enter")
+    results = page.locator("#search-results .hit")
+    expect(results).to_have_count(4)  # the title, then the messages newest first
+    snippets = [results.nth(i).locator(".hit-snippet") for i in range(4)]
+    expect(snippets[0]).to_have_text("tokenize work")
+    # A table's cells, and a link the snippet's window cuts off, as they read.
+    assert " ".join(snippets[1].text_content().split()) == "step status tokenize pending"
+    assert " ".join(snippets[3].text_content().split()) == "Plan Tokenize the input with unicode61 Write the index…"
+    expect(snippets[3].locator("mark")).to_have_text("Tokenize")
+    expect(snippets[1].locator("mark")).to_have_text("tokenize")
+    # A match the Markdown would hide (in a link's address) keeps the snippet as written.
+    assert snippets[2].text_content() == "see [the docs](https://example.invalid/tokenize.html) for `a_b` and *.py"
+    expect(snippets[2].locator("mark")).to_have_text("tokenize")
+    assert page.locator("#search-results .hit-snippet :not(mark)").count() == 0  # text and marks only
 
 
 def test_a_search_hit_in_a_session_not_yet_listed_opens_it(person):

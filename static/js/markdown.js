@@ -126,3 +126,30 @@ export function markdown(text) {
   // The newlines between blocks are not content (textContent is the text, as for plain text).
   return [...fragment.childNodes].filter((node) => node.nodeType !== Node.TEXT_NODE || node.data.trim() !== "");
 }
+
+// What a reader sees of the text's Markdown, as plain text: search snippets (search.js) show it
+// without the markup around their words. Blocks end with a newline; a link is its text, an image its
+// description, raw HTML the text it is.
+export function plainText(text) {
+  return plain(marked.lexer(text));
+}
+
+function plain(tokens) {
+  let text = "";
+  for (const token of tokens) {
+    if (token.type === "table") {
+      text += `${[token.header, ...token.rows].map((row) => row.map((cell) => plain(cell.tokens)).join(" ")).join("\n")}\n`;
+    } else if (token.type === "list") {
+      text += `${token.items.map((item) => plain(item.tokens)).join("\n")}\n`;
+    } else if (token.tokens && token.type !== "image") {
+      text += plain(token.tokens);
+    } else if (token.type === "br" || token.type === "space" || token.type === "hr") {
+      text += "\n";
+    } else if (token.type !== "def" && token.type !== "checkbox") {
+      text += token.text ?? "";
+    }
+    if (BLOCKS.has(token.type)) text += "\n";
+  }
+  return text;
+}
+const BLOCKS = new Set(["paragraph", "heading", "code", "blockquote", "html"]);

@@ -17,13 +17,18 @@ import { h, userText, visible } from "./dom.js";
 // await `markdownReady()` before drawing messages (it also resolves when they fail to load: text is
 // then shown plain).
 let markdown = null;
+let plainText = null;
 let loading = null;
 export function markdownReady() {
   loading ??= import("./markdown.js").then((module) => {
-    markdown = module.markdown;
+    ({ markdown, plainText } = module);
   }, () => {});
   return loading;
 }
+
+// What a reader sees of the text's Markdown, without its markup (the text itself until the libraries
+// have loaded, or when they failed to).
+export const readable = (text) => (plainText === null ? text : plainText(text));
 
 export const COLLAPSE_CHARS = 1500;
 const COLLAPSE_LINES = 20;

@@ -1,13 +1,23 @@
 // Search (GET /api/search): the top bar's box, and the hits in a panel below it. A hit shows its
 // session, role, time and snippet, with the words that matched marked (the snippet arrives as
-// segments, drawn as text and <mark> elements: nothing in it is read as markup). Opening a hit opens
-// its session at that message; a title hit opens the session.
+// segments, drawn as text and <mark> elements: nothing in it is read as markup). A message's snippet
+// is shown as its Markdown reads (`**tokenize**` as tokenize), as the session shows it. Opening a hit
+// opens its session at that message; a title hit opens the session.
 
 import { ApiError, json } from "./api.js";
 import { h, userText, visible } from "./dom.js";
 import { when } from "./format.js";
+import { markdownReady, readable } from "./messages.js";
 
 const LIMIT = 20;
+// Where a match starts and ends while a snippet goes through the Markdown lexer: characters of Unicode's
+// private use area, which the lexer keeps as letters (found text holding one has it replaced first).
+const START = "\uE000";
+const END = "\uE001";
+const MARKERS = /[\uE000\uE001]/g;
+// A snippet is a window of the text: a link it cuts at either edge is shown as its text, as a whole one is.
+const CUT_LINK_START = /^(…?[^[\]]*)\]\([^)\s]*\)/;
+const CUT_LINK_END = /\[([^[\]]*)\]\([^)\s]*?(…?)$/;
 const ROLES = { user: "User", assistant: "Assistant", system: "System", tool: "Tool" };
 
 export class Search {
@@ -43,7 +53,7 @@ export class Search {
     this.el.status.textContent = "Searching…";
     let answer;
     try {
-      answer = await json("GET", `/api/search?${params}`);
+      [answer] = await Promise.all([json("GET", `/api/search?${params}`), markdownReady()]);
     } catch (error) {
       if (asked !== this.asked) return;
       this.el.status.textContent = error instanceof ApiError && error.status === 400
@@ -61,7 +71,8 @@ export class Search {
   }
 
   hitItem(hit) {
-    const snippet = hit.snippet.map((segment) => (segment.match ? h("mark", {}, visible(segment.text)) : visible(segment.text)));
+    const segments = hit.message_id === null ? hit.snippet : readableSegments(hit.snippet);
+    const snippet = segments.map((segment) => (segment.match ? h("mark", {}, visible(segment.text)) : visible(segment.text)));
     const where = hit.message_id === null ? "Title" : `${ROLES[hit.role] ?? "Agent"} · #${hit.seq}`;
     return h("li", {}, h("button", {
       type: "button",
@@ -82,4 +93,23 @@ export class Search {
     this.el.panel.hidden = true;
     if (refocus) this.el.input.focus();
   }
+}
+
+// The snippet as its Markdown reads, its matches still marked; as it came when that would hide a match
+// (one inside a link's address, say) or the lexer fails.
+function readableSegments(segments) {
+  const marked = segments.map(({ text, match }) => {
+    const clean = text.replace(MARKERS, "\uFFFD");
+    return match ? START + clean + END : clean;
+  }).join("");
+  let text;
+  try {
+    text = readable(marked.replace(CUT_LINK_START, "$1").replace(CUT_LINK_END, "$1$2")).trim();
+  } catch {
+    return segments;
+  }
+  const parts = text.split(/\uE000([^\uE000\uE001]*)\uE001/);
+  const found = (parts.length - 1) / 2;
+  if (found !== segments.filter((segment) => segment.match).length || parts.join("").search(MARKERS) !== -1) return segments;
+  return parts.map((part, i) => ({ text: part, match: i % 2 === 1 })).filter((segment) => segment.text !== "");
 }
