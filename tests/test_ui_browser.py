@@ -870,6 +870,39 @@ def test_command_output_reads_like_a_terminal_one_block_per_run(person):
     expect(person.messages().last).to_have_class(re.compile(r"\bkind-text\b"))
 
 
+def test_output_shows_ansi_colours_and_progress_as_a_terminal_does(person):
+    page = person.open()
+    sid = person.agent_session("coloured")
+    esc = "\x1b"
+    person.agent_says(
+        sid,
+        output("stdout", f"{esc}[32mPASSED{esc}[0m test_a"),
+        output("stdout", f"{esc}[1;31mFAILED{esc}[22m test_b{esc}[39m done"),
+        output("stdout", "10%\r50%\r" + f"{esc}[2K\r100% {esc}]0;window title{esc}\\ok"),
+        output("stdout", f"{esc}[38;5;208morange{esc}[0m {esc}[48;2;10;20;30mdeep{esc}[0m {esc}[7minverse{esc}[27m"),
+        output("stderr", f"{esc}[33mwarning{esc}[0m: <b>not markup</b>{esc}[K{esc}"),
+    )
+    person.open_session("coloured")
+    lines = page.locator("#message-list > li.run .line")
+    expect(lines).to_have_count(5)
+    assert lines.all_text_contents() == ["PASSED test_a", "FAILED test_b done", "100% ok", "orange deep inverse",
+                                       "stderr: warning: <b>not markup</b>"]
+    styles = lines.evaluate_all("""lines => lines.map(line => [...line.querySelectorAll(':scope > span:not(.visually-hidden)')]
+        .map(span => [span.textContent, getComputedStyle(span).color, getComputedStyle(span).backgroundColor,
+                      getComputedStyle(span).fontWeight]))""")
+    plain = lines.first.evaluate("l => getComputedStyle(l).color")
+    transparent = "rgba(0, 0, 0, 0)"
+    assert styles[0] == [["PASSED", "rgb(126, 231, 135)", transparent, "400"]]  # green, then plain text
+    assert styles[1] == [["FAILED", "rgb(255, 123, 114)", transparent, "700"],  # bold red
+                         [" test_b", "rgb(255, 123, 114)", transparent, "400"]]  # 22: not bold; 39: default
+    assert styles[2] == []  # the progress bar's last state, the window title dropped
+    assert styles[3] == [["orange", "rgb(255, 135, 0)", transparent, "400"],  # 256 colours
+                         ["deep", plain, "rgb(10, 20, 30)", "400"],  # 24-bit background
+                         ["inverse", "rgb(22, 25, 29)", "rgb(227, 230, 234)", "400"]]  # the terminal's colours swapped
+    assert styles[4] == [["warning", "rgb(227, 179, 65)", transparent, "400"]]
+    assert page.locator("#message-list b").count() == 0
+
+
 def test_output_runs_join_across_pages_loaded_on_scroll(person):
     page = person.open()
     sid = person.agent_session("long-build")

@@ -11,6 +11,7 @@
 // in the page, not its megabyte).
 
 import { h, userText, visible } from "./dom.js";
+import { terminalLine } from "./terminal.js";
 
 // Markdown's libraries (about 180 KB) load once something asks for them (a session opens, or the
 // list has been drawn), not before the page: the session list shows without waiting for them. Views
@@ -153,11 +154,11 @@ registerKind({
     const line = text.endsWith("\n") ? text.slice(0, -1) : text;
     const element = h("span", { class: `line ${stream}`, dir: "auto", dataset: { seq: message.seq, id: message.id, time: message.createdAt } },
       stream === "stderr" ? h("span", { class: "visually-hidden" }, "stderr: ") : null,
-      visible(line.length > LINE_CHARS ? line.slice(0, LINE_CHARS) : line));
+      terminalLine(line.length > LINE_CHARS ? line.slice(0, LINE_CHARS) : line));
     if (line.length > LINE_CHARS) {
       const rest = line.length - LINE_CHARS;
       element.append(h("button", { type: "button", class: "more-line", on: { click: (event) => {
-        event.currentTarget.replaceWith(...visible(line.slice(LINE_CHARS)));
+        event.currentTarget.replaceWith(...terminalLine(line.slice(LINE_CHARS)));
       } } }, `… ${rest.toLocaleString()} more characters`));
     }
     return element;
