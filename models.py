@@ -592,6 +592,18 @@ def usage_summary(account_id, start, end, group, limit):
 
 _UNSEARCHED_KEYS = frozenset(("type", "t", "id", "role", "tool_use_id", "signature", "data", "media_type", "stream"))
 
+# Terminal escape sequences (a coloured word from a wrapped command: "\x1b[32mPASSED\x1b[0m") are not
+# words: left in, FTS5 would index "32mPASSED". Each string loses its CSI sequences, OSC sequences
+# ended by BEL or ESC \, other escape sequences (ESC, intermediate bytes, a final byte: ESC 7, ESC ( B)
+# and any ESC that starts none of them: the same expression as the PostgreSQL function's
+# (_ESCAPES_SQL) and the page's (static/js/terminal.js), which must match this one exactly.
+_ESCAPES_PATTERN = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])?"
+_ESCAPES = re.compile(_ESCAPES_PATTERN)
+
+
+def _words_only(text):
+    return _ESCAPES.sub("", text) if "\x1b" in text else text
+
 
 def search_text(content):
     """The text message `content` (JSON text) is found by, "" when it holds none; None when it is not
@@ -606,7 +618,7 @@ def search_text(content):
             return None
     kind = type(value)
     if kind is str:
-        return value
+        return _words_only(value)
     if kind is dict and value.get("t") == "encrypted":
         return None
     # Depth first, one iterator per open object or array: no recursion limit, and no tuple made and
@@ -617,7 +629,7 @@ def search_text(content):
             kind = type(item)
             if kind is str:
                 if key not in _UNSEARCHED_KEYS:
-                    texts.append(item)
+                    texts.append(_words_only(item))
             elif kind is dict:
                 open_.append(iter(item.items()))
                 break
@@ -1358,6 +1370,9 @@ MIGRATIONS = [
     ],
     # 13: the message index merges its segments 16 at a time (see MessageSearch.SETTINGS).
     list(MessageSearch.SETTINGS),
+    # 14: search_text() leaves terminal escape sequences out (see _ESCAPES): the index is built again
+    # from the messages, so that what a delete tells it is what it holds.
+    ['INSERT INTO "message_search" ("message_search") VALUES (\'rebuild\')'],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1394,6 +1409,11 @@ BEGIN
             WHERE jsonb_typeof(value) = 'string' AND coalesce(key, '') NOT IN
                 ('type', 't', 'id', 'role', 'tool_use_id', 'signature', 'data', 'media_type', 'stream'));
 END $$"""
+
+# A string of the content without its terminal escape sequences, as _words_only() makes it: strpos
+# first, as Python's `in`, so that most strings skip the regular expression.
+_ESCAPES_SQL = (f"CASE WHEN strpos(value #>> '{{}}', chr(27)) = 0 THEN value #>> '{{}}' "
+                f"ELSE regexp_replace(value #>> '{{}}', '{_ESCAPES_PATTERN}', '', 'g') END")
 
 # What PostgreSQL's search columns hold: the words of a text as _words() makes them, and where they
 # are. Separators become spaces, accents go, ASCII letters are lowered; a text with other letters has
@@ -1514,6 +1534,16 @@ END $$""",
         'ALTER TABLE "session" DROP COLUMN "title_search"',
         'ALTER TABLE "session" ADD COLUMN "title_search" tsvector GENERATED ALWAYS AS (switchboard_search_vector(coalesce("title", \'\'))) STORED',
         'CREATE INDEX "session_title_search" ON "session" USING gin ("title_search")',
+    ],
+    # 6: SQLite's step 14 (terminal escape sequences are not words): each string of the content loses
+    # them, and the rows holding one (JSON writes ESC as \u001b) generate their search column again.
+    [
+        _SEARCH_TEXT_FUNCTION
+        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+        .replace("RETURN (WITH RECURSIVE", "RETURN left((WITH RECURSIVE")
+        .replace("SELECT string_agg(value #>> '{}', ' ')", f"SELECT string_agg({_ESCAPES_SQL}, ' ')")
+        .replace("'media_type', 'stream'));", "'media_type', 'stream')), 100000);"),
+        'UPDATE "message" SET "content" = "content" WHERE strpos(lower("content"), \'\\u001b\') > 0',
     ],
 ]
 

@@ -116,6 +116,30 @@ def test_the_search_columns_of_a_database_from_before_step_5_are_generated_again
     models.db.close_all()
 
 
+def test_rows_from_before_step_6_holding_terminal_escapes_are_found_by_their_words(pg_url):
+    """Step 6 (escape sequences are not words) generates again the search column of the rows that hold
+    one; the others keep theirs."""
+    models.init_db(pg_url)
+    version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if any("u001b" in q for q in step))
+    coloured = json.dumps({"type": "output", "stream": "stdout", "text": "\x1b[32mPASSED\x1b[0m test_a"})
+    with models.db.connection_context():
+        _at_version(version)
+        models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+        models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+                              "seq, active, last_active_at, created_at, updated_at) VALUES ('s', 1, 't', '', 0, 0, 2, false, 0, 0, 0)")
+        models.db.execute_sql("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                              "VALUES ('m1', 's', 1, %s, 0, 0), ('m2', 's', 2, '\"plain PASSED\"', 0, 0)", (coloured,))
+        assert [hit["message_id"] for hit in models.search(1, "PASSED")[0]] == ["m2"]
+        assert [hit["message_id"] for hit in models.search(1, "32mPASSED")[0]] == ["m1"]
+    assert models.migrate() == version
+    with models.db.connection_context():
+        hits = models.search(1, "PASSED")[0]
+        assert [hit["message_id"] for hit in hits] == ["m2", "m1"]
+        assert "".join(segment["text"] for segment in hits[1]["snippet"]) == "PASSED test_a"
+        assert models.search(1, "32mPASSED") == ([], None)
+    models.db.close_all()
+
+
 def test_a_newer_postgresql_schema_refuses_to_start(pg_url):
     models.init_db(pg_url)
     models.migrate()

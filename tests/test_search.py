@@ -225,6 +225,41 @@ def test_words_are_split_and_folded_as_fts5_does(app, tmp_path):
     assert {c: vector for c, vector in vectors.items() if [w for _, w in sorted(vector)] != expected[c]} == {}
 
 
+ESC = "\x1b"
+# (a string of content, what search reads of it): SGR colours, other CSI sequences, OSC titles and
+# hyperlinks (ended by BEL or ESC \\), two-character escapes, and ESCs that start nothing whole.
+ESCAPED_TEXTS = [
+    (f"{ESC}[32mPASSED{ESC}[0m test_a", "PASSED test_a"),
+    (f"{ESC}[1;38;5;208mbold{ESC}[22;39m {ESC}[38:2::1:2:3mrgb{ESC}[m", "bold rgb"),
+    (f"10%\r{ESC}[2K\r{ESC}[1A{ESC}[?25lbar{ESC}[?25h", "10%\r\rbar"),
+    (f"{ESC}]0;title\x07after {ESC}]8;;https://x.invalid{ESC}\\link{ESC}]8;;{ESC}\\", "after link"),
+    (f"{ESC}7saved{ESC}8 {ESC}(Bcharset", "saved charset"),
+    (f"{ESC}]unended title", "unended title"),
+    (f"{ESC}[31", "31"),
+    (f"{ESC}\nnext line{ESC}", "\nnext line"),
+    ("no escapes at all: [32m stays", "no escapes at all: [32m stays"),
+]
+
+
+def test_terminal_escape_sequences_are_not_words(app, client, auth):
+    """A wrapped command's coloured output is found by its words, and its snippet holds no escapes; on
+    PostgreSQL the search column's function reads each string exactly as search_text() does."""
+    sid = _session(client, auth)
+    [mid] = _append(client, auth, sid, {"type": "output", "stream": "stdout",
+                                         "text": f"{ESC}[1m{ESC}[32mPASSED{ESC}[0m tests/test_a.py"})
+    [hit] = _search(client, auth, "PASSED")["items"]
+    assert hit["message_id"] == mid and _text(hit) == "PASSED tests/test_a.py"
+    assert _search(client, auth, "32mPASSED")["items"] == []
+    for text, expected in ESCAPED_TEXTS:
+        assert models.search_text(json.dumps({"text": text, "more": [text]})) == f"{expected} {expected}", text
+    if is_postgres(app.config["DB"]):
+        contents = [json.dumps({"text": text, "more": [text]}) for text, _ in ESCAPED_TEXTS]
+        rows = run_sql(app.config["DB"], "SELECT switchboard_search_text(c) FROM unnest(?::text[]) WITH ORDINALITY AS d (c, n) "
+                       "ORDER BY n", (contents,))
+        assert [text for (text,) in rows] == [models.search_text(c) for c in contents]
+    assert _index_matches_messages(app.config["DB"])
+
+
 def test_titles_are_found_first_and_follow_renames(client, auth):
     sid = _session(client, auth, "Deploy the gazelle")
     [mid] = _append(client, auth, sid, "gazelle notes")
@@ -393,7 +428,7 @@ def test_search_text_is_what_json_tree_gave_on_random_values():
 
 
 @pytest.mark.sqlite_only  # a SQLite file of an earlier version
-@pytest.mark.parametrize("marker", ["search_text(", "content=message_text"])
+@pytest.mark.parametrize("marker", ["search_text(", "content=message_text", "'rebuild'"])
 def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, marker):
     """The migrations that rebuild the message index (moving the trigger to search_text(), then keeping
     terms only) index again what was stored, and the index still equals the messages after new ones
@@ -406,8 +441,10 @@ def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, mar
             conn.execute("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
                          "seq, active, last_active_at, created_at, updated_at) VALUES (?, 1, 'x', '', 0, 0, 2, 0, 0, 0, 0)",
                          (sid,))
+        coloured = json.dumps({"type": "output", "stream": "stdout", "text": f"{ESC}[32mgreen{ESC}[0m beluga"})
         for mid, sid, seq, content in (("m1", "s", 1, '"stored beluga"'), ("m2", "s", 2, json.dumps(CLAUDE_BLOCKS)),
-                                       ("m3", "t", 1, '"doomed beluga"'), ("m4", "t", 2, '{"t":"encrypted","c":"x"}')):
+                                       ("m3", "t", 1, '"doomed beluga"'), ("m4", "t", 2, '{"t":"encrypted","c":"x"}'),
+                                       ("m5", "t", 3, coloured)):
             conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
                          "VALUES (?, ?, ?, ?, 0, 0)", (mid, sid, seq, content))
     models.init_db(str(path))
@@ -418,14 +455,15 @@ def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, mar
         domain.append_messages(1, "s", [{"content": '{"type":"output","stream":"stdout","text":"new beluga"}'}])
         found = models.search(1, "beluga")[0]
         hits = {h["message_id"] for h in found}
-        assert len(hits) == 3 and {"m1", "m3"} < hits
-        assert {_text(h) for h in found} == {"stored beluga", "doomed beluga", "new beluga"}
+        assert len(hits) == 4 and {"m1", "m3", "m5"} < hits
+        assert {_text(h) for h in found} == {"stored beluga", "doomed beluga", "new beluga", "green beluga"}
+        assert [h["message_id"] for h in models.search(1, "green")[0]] == ["m5"]  # its escapes are not words
         assert not models.db.execute_sql(  # no second copy of the text, no token counts
             "SELECT name FROM sqlite_master WHERE name IN ('message_search_content', 'message_search_docsize')").fetchall()
         assert [h["message_id"] for h in models.search(1, "quokka")[0]] == ["m2"]
         assert [h["message_id"] for h in models.search(1, "quo*")[0]] == ["m2"]
         domain.delete_session(domain.find_session(1, "t"))
-        assert {h["message_id"] for h in models.search(1, "beluga")[0]} == hits - {"m3"}
+        assert {h["message_id"] for h in models.search(1, "beluga")[0]} == hits - {"m3", "m5"}
     models.db.close_all()
     assert _index_matches_messages(path)
 

@@ -7,9 +7,10 @@
 
 import { h, visible } from "./dom.js";
 
-// CSI (ESC [ parameters intermediates final), OSC (ESC ] ... BEL or ESC \), any other ESC and the
-// character after it, a lone ESC at the end; or a carriage return.
-const CONTROL = /\x1b(?:\[([0-?]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\|$)|[\s\S]|$)|\r/g;
+// CSI (ESC [ parameters intermediates final), OSC (ESC ] ... BEL or ESC \), any other escape sequence
+// (ESC intermediates final: ESC 7, ESC ( B), an ESC that starts none of them; or a carriage return. The
+// escapes are what search leaves out of a message's words (models._ESCAPES_PATTERN).
+const CONTROL = /\x1b(?:\[([0-?]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]*[0-~])?|\r/g;
 
 // The nodes of one line.
 export function terminalLine(text) {
