@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import models
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "static"
 VENDOR = STATIC / "vendor"
@@ -93,6 +95,13 @@ def test_untrusted_data_never_reaches_the_page_as_html():
         text = path.read_text()
         for sink in SINKS:
             assert sink not in text, (path, sink)
+
+
+def test_the_page_drops_exactly_the_escape_sequences_search_leaves_out():
+    """terminal.js's expression is models._ESCAPES_PATTERN with two groups captured (a CSI's parameters
+    and final byte), then the carriage return: a line reads in the page as search reads it."""
+    [control] = re.findall(r"^const CONTROL = /(.*)/g;$", (STATIC / "js" / "terminal.js").read_text(), re.M)
+    assert control.replace("([0-?]*)", "[0-?]*").replace("([@-~])", "[@-~]") == models._ESCAPES_PATTERN + "|\\r"
 
 
 def test_markdown_html_reaches_the_page_through_one_sanitizing_function():

@@ -134,6 +134,8 @@ export function plainText(text) {
   return plain(marked.lexer(text));
 }
 
+const BLOCKS = new Set(["paragraph", "heading", "code", "blockquote", "html"]);
+
 function plain(tokens) {
   let text = "";
   for (const token of tokens) {
@@ -152,4 +154,3 @@ function plain(tokens) {
   }
   return text;
 }
-const BLOCKS = new Set(["paragraph", "heading", "code", "blockquote", "html"]);

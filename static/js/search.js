@@ -98,13 +98,13 @@ export class Search {
 // The snippet as its Markdown reads, its matches still marked; as it came when that would hide a match
 // (one inside a link's address, say) or the lexer fails.
 function readableSegments(segments) {
-  const marked = segments.map(({ text, match }) => {
+  const joined = segments.map(({ text, match }) => {
     const clean = text.replace(MARKERS, "\uFFFD");
     return match ? START + clean + END : clean;
   }).join("");
   let text;
   try {
-    text = readable(marked.replace(CUT_LINK_START, "$1").replace(CUT_LINK_END, "$1$2")).trim();
+    text = readable(joined.replace(CUT_LINK_START, "$1").replace(CUT_LINK_END, "$1$2")).trim();
   } catch {
     return segments;
   }
