@@ -227,7 +227,7 @@ def test_words_are_split_and_folded_as_fts5_does(app, tmp_path):
 
 ESC = "\x1b"
 # (a string of content, what search reads of it): SGR colours, other CSI sequences, OSC titles and
-# hyperlinks (ended by BEL or ESC \\), two-character escapes, and ESCs that start nothing whole.
+# hyperlinks (ended by BEL or ESC \\), other escapes (ESC 7, ESC ( B), and ESCs that start nothing whole.
 ESCAPED_TEXTS = [
     (f"{ESC}[32mPASSED{ESC}[0m test_a", "PASSED test_a"),
     (f"{ESC}[1;38;5;208mbold{ESC}[22;39m {ESC}[38:2::1:2:3mrgb{ESC}[m", "bold rgb"),
@@ -431,7 +431,7 @@ def test_search_text_is_what_json_tree_gave_on_random_values():
 @pytest.mark.parametrize("marker", ["search_text(", "content=message_text", "'rebuild'"])
 def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, marker):
     """The migrations that rebuild the message index (moving the trigger to search_text(), then keeping
-    terms only) index again what was stored, and the index still equals the messages after new ones
+    terms only, then leaving escape sequences out) index again what was stored, and the index still equals the messages after new ones
     and a cascade."""
     path = tmp_path / "old.db"
     version = step_adding(marker)
