@@ -378,6 +378,52 @@ def test_updates_reaching_the_page_after_its_history_page_draw_no_gap(person):
     assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 132))
 
 
+def test_updates_reaching_the_page_while_its_first_history_page_loads_wait_for_it(person):
+    """Updates that reach the page while the session's first page of messages is still on its way wait
+    for it: drawn at once, they stood above it (on PostgreSQL, another host's delivery lagging behind
+    the writes), more than one page and maybe a gap. Those the page holds, or older, are not drawn."""
+    sockets, held, pages = [], [], []
+    holding = False
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        sockets.append(ws)
+        server.on_message(lambda message: held.append(message) if holding and json.loads(message)["event"] == "update"
+                          else ws.send(message))
+        ws.on_message(lambda message: server.send(message))
+
+    person.page.route_web_socket(re.compile(r"/v1/updates$"), relay)
+    person.page.route(re.compile(r"/api/sessions/[^/]+/messages\?before_seq="), lambda route: pages.append(route))  # answered below
+    page = person.open()
+    sid = person.agent_session("chatty")
+    expect(person.session_button("chatty")).to_be_visible()
+    holding = True
+    for start in range(1, 131, 65):
+        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    for _ in range(500):
+        if len(held) >= 130:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) >= 130
+    person.open_session("chatty")
+    for _ in range(500):
+        if pages:
+            break
+        page.wait_for_timeout(20)
+    holding = False
+    while held:  # the updates arrive while the first page is on its way
+        sockets[-1].send(held.pop(0))
+    page.wait_for_timeout(300)  # frames enough for them to be drawn, were they drawn before the page
+    assert person.messages().count() == 0
+    pages.pop().continue_()
+    expect(person.messages()).to_have_count(50)
+    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(81, 131))
+    person.page.unroute(re.compile(r"/api/sessions/[^/]+/messages\?before_seq="))
+    person.agent_says(sid, "message 131")
+    expect(person.messages().last).to_contain_text("message 131")
+    expect(person.messages()).to_have_count(51)
+
+
 def test_switching_sessions_quickly_never_mixes_their_messages(person):
     page = person.open()
     slow = person.agent_session("slow")

@@ -110,6 +110,7 @@ export class SessionView {
     this.hasMore = older.has_more;
     this.setNewer(newer.has_more);
     this.showEnds();
+    if (this.queue.length) this.flush();
     const card = this.timeline.cardOf(seq);
     if (!card) return;
     card.scrollIntoView({ block: "center" });
@@ -213,6 +214,7 @@ export class SessionView {
     for (const m of page.messages) this.insertPaged(m);
     this.hasMore = page.has_more;
     this.showEnds();
+    if (this.queue.length) this.flush();
     // Keep what the person was reading where it was; the first page starts at the newest message.
     scroller.scrollTop = first ? scroller.scrollHeight : scroller.scrollHeight - fromBottom;
     // A short page may not fill the view: the observer only fires on a change, so look again.
@@ -247,6 +249,9 @@ export class SessionView {
 
   flush() {
     this.frame = 0;
+    // Updates that arrive while the first page is on its way wait for it (loadPage, loadAround): drawn
+    // now, those older than its newest message would stand above it, more than a page and maybe a gap.
+    if (this.oldest === NEWEST && this.loading) return;
     const scroller = this.el.scroller;
     const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
     let added = false;
@@ -255,6 +260,11 @@ export class SessionView {
       // another host's delivery) comes again with the next older page: drawn now, it would stand
       // above messages not loaded yet, a gap in what reads as one history.
       if (this.oldest !== NEWEST && message.seq < this.oldest) continue;
+      // Opened at a message, newer pages still to load: it is drawn after them (as add() holds it).
+      if (this.hasNewer && message.seq > this.newest) {
+        this.held.push(message);
+        continue;
+      }
       added = this.timeline.insert(message) || added;
     }
     const reveal = this.reveal;
