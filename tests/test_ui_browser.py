@@ -333,92 +333,89 @@ def test_older_messages_load_as_the_person_scrolls_up(person):
     assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 131))
 
 
+class HeldUpdates:
+    """The page's websocket through a relay that holds the update frames while `holding`, in order
+    (the page skips an update seq it has passed), until release()."""
+
+    def __init__(self, page):
+        self.page, self.sockets, self.held, self.holding = page, [], [], False
+        page.route_web_socket(re.compile(r"/v1/updates$"), self._relay)
+
+    def _relay(self, ws):
+        server = ws.connect_to_server()
+        self.sockets.append(ws)
+        server.on_message(lambda message: self.held.append(message)
+                          if self.holding and json.loads(message)["event"] == "update" else ws.send(message))
+        ws.on_message(lambda message: server.send(message))
+
+    def wait_for(self, count):
+        for _ in range(500):  # on PostgreSQL each update reaches the socket a moment after its write
+            if len(self.held) >= count:
+                return
+            self.page.wait_for_timeout(20)
+        raise AssertionError(f"{len(self.held)} updates of {count} reached the relay")
+
+    def release(self):
+        while self.held:  # still holding: one arriving meanwhile goes after these, in order
+            self.sockets[-1].send(self.held.pop(0))
+        self.holding = False
+
+
+def _chatty_written_while_held(person):
+    """Session "chatty" with 130 messages written while the page's updates are held."""
+    updates = HeldUpdates(person.page)
+    page = person.open()
+    sid = person.agent_session("chatty")
+    expect(person.session_button("chatty")).to_be_visible()
+    updates.holding = True
+    for start in range(1, 131, 65):
+        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    return page, sid, updates
+
+
+def _seqs(person):
+    return person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))")
+
+
 def test_updates_reaching_the_page_after_its_history_page_draw_no_gap(person):
     """Updates can reach the page after the page of messages they belong to was fetched (a lagging
     socket; on PostgreSQL, another host's delivery). A message older than the oldest one drawn waits
     for the older page that holds it: what is drawn is always one unbroken run of the history."""
-    sockets, held = [], []
-    holding = False
-
-    def relay(ws):
-        server = ws.connect_to_server()
-        sockets.append(ws)
-
-        def to_page(message):
-            if holding and json.loads(message)["event"] == "update":
-                held.append(message)  # in order: the page skips an update seq it has passed
-            else:
-                ws.send(message)
-        server.on_message(to_page)
-        ws.on_message(lambda message: server.send(message))
-
-    person.page.route_web_socket(re.compile(r"/v1/updates$"), relay)
-    page = person.open()
-    sid = person.agent_session("chatty")
-    expect(person.session_button("chatty")).to_be_visible()
-    holding = True
-    for start in range(1, 131, 65):
-        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
+    page, sid, updates = _chatty_written_while_held(person)
     person.open_session("chatty")
     expect(person.messages()).to_have_count(50)  # 81 to 130
-    for _ in range(500):  # on PostgreSQL each update reaches the socket a moment after its write
-        if len(held) >= 130:
-            break
-        page.wait_for_timeout(20)
-    assert len(held) >= 130
-    while held:  # still holding: one arriving meanwhile goes after these, in order
-        sockets[-1].send(held.pop(0))
-    holding = False
+    updates.wait_for(130)
+    updates.release()
     person.agent_says(sid, "message 131")  # its update follows the held ones: they were handled first
     expect(person.messages().last).to_contain_text("message 131")
-    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(81, 132))
+    assert _seqs(person) == list(range(81, 132))
     for expected in (101, 131):
         page.locator("#message-scroller").evaluate("s => s.scrollTop = 0")
         expect(person.messages()).to_have_count(expected)
-    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(1, 132))
+    assert _seqs(person) == list(range(1, 132))
 
 
 def test_updates_reaching_the_page_while_its_first_history_page_loads_wait_for_it(person):
     """Updates that reach the page while the session's first page of messages is still on its way wait
     for it: drawn at once, they stood above it (on PostgreSQL, another host's delivery lagging behind
     the writes), more than one page and maybe a gap. Those the page holds, or older, are not drawn."""
-    sockets, held, pages = [], [], []
-    holding = False
-
-    def relay(ws):
-        server = ws.connect_to_server()
-        sockets.append(ws)
-        server.on_message(lambda message: held.append(message) if holding and json.loads(message)["event"] == "update"
-                          else ws.send(message))
-        ws.on_message(lambda message: server.send(message))
-
-    person.page.route_web_socket(re.compile(r"/v1/updates$"), relay)
-    person.page.route(re.compile(r"/api/sessions/[^/]+/messages\?before_seq="), lambda route: pages.append(route))  # answered below
-    page = person.open()
-    sid = person.agent_session("chatty")
-    expect(person.session_button("chatty")).to_be_visible()
-    holding = True
-    for start in range(1, 131, 65):
-        person.agent_says(sid, *[f"message {n}" for n in range(start, start + 65)])
-    for _ in range(500):
-        if len(held) >= 130:
-            break
-        page.wait_for_timeout(20)
-    assert len(held) >= 130
+    first_page = re.compile(r"/api/sessions/[^/]+/messages\?before_seq=")
+    pages = []
+    person.page.route(first_page, lambda route: pages.append(route))  # answered below
+    page, sid, updates = _chatty_written_while_held(person)
+    updates.wait_for(130)
     person.open_session("chatty")
     for _ in range(500):
         if pages:
             break
         page.wait_for_timeout(20)
-    holding = False
-    while held:  # the updates arrive while the first page is on its way
-        sockets[-1].send(held.pop(0))
+    updates.release()  # the updates arrive while the first page is on its way
     page.wait_for_timeout(300)  # frames enough for them to be drawn, were they drawn before the page
     assert person.messages().count() == 0
     pages.pop().continue_()
     expect(person.messages()).to_have_count(50)
-    assert person.messages().evaluate_all("items => items.map(i => Number(i.dataset.seq))") == list(range(81, 131))
-    person.page.unroute(re.compile(r"/api/sessions/[^/]+/messages\?before_seq="))
+    assert _seqs(person) == list(range(81, 131))
+    person.page.unroute(first_page)
     person.agent_says(sid, "message 131")
     expect(person.messages().last).to_contain_text("message 131")
     expect(person.messages()).to_have_count(51)
