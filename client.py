@@ -634,19 +634,39 @@ class _Pipe:
         self.last = 0.0  # when it was last read from
 
 
+# What tells a program writing into a pipe to colour anyway: FORCE_COLOR (Node's chalk, pytest, rich),
+# CLICOLOR_FORCE (BSD tools, CMake, Ninja), PY_COLORS (pytest, tox); NO_COLOR that it must not.
+_FORCE_COLOR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1", "PY_COLORS": "1"}
+
+
+def _command_env(color, terminal):
+    """The command's environment for --color `color`; `terminal`: the wrapper's stdout is one."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if color == "auto":
+        # CMD writes into a pipe here, where most programs stop colouring; on a terminal they would
+        # have coloured, and the browser shows colours too. What the environment already says stands.
+        if not terminal or any(name in env for name in (*_FORCE_COLOR, "NO_COLOR")):
+            return env
+        color = "always"
+    for name in (*_FORCE_COLOR, "NO_COLOR"):
+        env.pop(name, None)
+    env.update(_FORCE_COLOR if color == "always" else {"NO_COLOR": "1"})
+    return env
+
+
 class _Wrapper:
     """Runs a command and mirrors it into a session (see `run --help`)."""
 
-    def __init__(self, session, command, drain):
+    def __init__(self, session, command, drain, env):
         self.session = session
         self.command = command
         self.drain = drain
+        self.env = env
         self.last_output = 0.0
         self.stop = threading.Event()
         self.told = False  # the person was told the server refused the session
 
     def run(self):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         # Caught before the command starts: it then gets their default actions (an exec resets caught
         # signals, but keeps ignored ones: a wrapper started with SIGINT ignored, as a shell's
         # background job is, made a command Ctrl-C could not stop).
@@ -657,7 +677,7 @@ class _Wrapper:
         try:
             # Its own process group: Ctrl-C reaches the command once, through the wrapper (below).
             self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env=env, start_new_session=True)
+                                         stderr=subprocess.PIPE, env=self.env, start_new_session=True)
         except OSError as e:
             print(f"switchboard: cannot run {self.command[0]!r}: {e}", file=sys.stderr)
             return self.finish(127, None, f"Could not start {shlex.join(self.command)}: {e.strerror or e}")
@@ -1162,6 +1182,11 @@ Run CMD and mirror it into a Switchboard session, live:
     once CMD has been quiet for 200 ms. CMD's output still shows here too.
   - what a person sends to the session in the browser (role "user") is written to CMD's stdin, a line
     each; CMD gets no other input (and PYTHONUNBUFFERED=1, so Python output is not held back).
+  - colours: CMD writes into a pipe, where most programs stop colouring. Run from a terminal, the
+    wrapper tells CMD to colour anyway (FORCE_COLOR=1, CLICOLOR_FORCE=1, PY_COLORS=1), as it would
+    have in that terminal; the browser shows the colours too, and search ignores them. --color always
+    or never decides instead (never sets NO_COLOR=1); a colour setting already in the environment
+    stands under auto.
   - heartbeats every 5 s keep the session shown as active ("thinking" while CMD prints).
   - when CMD ends, its exit code becomes a system message and the session is ended. The wrapper exits
     with CMD's exit code (128+N when a signal N killed it).
@@ -1239,7 +1264,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="name", metavar="COMMAND")
     run = commands.add_parser("run", help="run a command and mirror it into a session",
                               usage="python client.py run [--url URL] [--token TOKEN] [--tag TAG] [--title TITLE] "
-                                    "-- CMD [ARGS...]",
+                                    "[--color auto|always|never] -- CMD [ARGS...]",
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _connection_options(run)
     run.add_argument("--tag", help="the session's tag: runs with the same tag share one session")
@@ -1248,6 +1273,10 @@ def main(argv=None):
                      help="lines kept while the server is away or behind (default: 1000000, and at most 256 MiB)")
     run.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
                      help="after CMD ends, how long to keep trying to deliver what is left (default: 60)")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="tell CMD to colour its output or not (FORCE_COLOR, CLICOLOR_FORCE, PY_COLORS; NO_COLOR); "
+                          "auto (the default): always when this wrapper's output is a terminal and the "
+                          "environment sets none of them")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     importer = commands.add_parser("import-claude", help="import Claude Code's transcripts and their usage",
                                    description=IMPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1277,7 +1306,7 @@ def main(argv=None):
     metadata = {"agent": "client.py", "host": socket.gethostname(), "cwd": os.getcwd(), "command": command}
     session = client.session(args.tag or _default_tag(command), args.title or _default_title(command), metadata,
                              connect=False, max_buffer=max(1, args.buffer))
-    return _Wrapper(session, command, args.drain).run()
+    return _Wrapper(session, command, args.drain, _command_env(args.color, sys.stdout.isatty())).run()
 
 
 def _import_claude(parser, args):

@@ -6,6 +6,7 @@ import ast
 import glob
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -284,6 +285,70 @@ def test_lines_keep_their_order_across_stdout_and_stderr(live_server):
     assert finished(proc)[0] == 0
     found = messages(live_server, session_by_tag(live_server, "interleaved")["id"])
     assert [m["content"]["text"] for m in found if m["role"] is None] == [f"line {i}" for i in range(200)]
+
+
+def on_a_terminal(args, env, cwd=None):
+    """Run `args` with a pseudo-terminal as its stdout, read until it ends; its exit code."""
+    main, side = pty.openpty()
+    proc = subprocess.Popen(args, stdout=side, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+    os.close(side)
+    with open(main, "rb", buffering=0) as echo:
+        try:
+            while echo.read(65536):
+                pass
+        except OSError:  # EIO: no one holds the terminal open any more
+            pass
+    return proc.wait(timeout=WAIT)
+
+
+COLOR_NAMES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS", "NO_COLOR")
+SHOW_COLOR_ENV = ["sh", "-c", " ".join(f"printf '%s ' ${{{name}-unset}};" for name in COLOR_NAMES)]
+
+
+def _color_env(server, tag, options, env, terminal):
+    """What the wrapped command was told about colour (the values of COLOR_NAMES, "unset" when not),
+    run with `options` in `env` (os.environ without COLOR_NAMES, plus `env`), the wrapper's stdout a
+    terminal (a pseudo-terminal) or a pipe."""
+    env = {**{k: v for k, v in os.environ.items() if k not in COLOR_NAMES}, **env}
+    args = [PY, str(CLIENT), "run", "--url", server.url, "--token", server.token, "--tag", tag, *options, "--",
+            *SHOW_COLOR_ENV]
+    if terminal:
+        assert on_a_terminal(args, env) == 0
+    else:
+        assert subprocess.run(args, capture_output=True, env=env, timeout=WAIT).returncode == 0
+    [text] = outputs(messages(server, session_by_tag(server, tag)["id"]))
+    return dict(zip(COLOR_NAMES, text.split()))
+
+
+FORCED = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1", "PY_COLORS": "1", "NO_COLOR": "unset"}
+NONE = dict.fromkeys(COLOR_NAMES, "unset")
+
+
+@pytest.mark.parametrize("options, env, terminal, told", [
+    ((), {}, True, FORCED),  # on a terminal the command would have coloured: told to in the pipe
+    ((), {}, False, NONE),  # into a pipe or a file: the command decides as it would have
+    ((), {"NO_COLOR": "1"}, True, {**NONE, "NO_COLOR": "1"}),  # what the environment says stands
+    ((), {"FORCE_COLOR": "0"}, True, {**NONE, "FORCE_COLOR": "0"}),
+    (("--color", "always"), {"NO_COLOR": "1"}, False, FORCED),
+    (("--color", "never"), {"FORCE_COLOR": "1", "PY_COLORS": "1"}, True, {**NONE, "NO_COLOR": "1"}),
+], ids=["auto-terminal", "auto-pipe", "auto-no-color-set", "auto-force-color-0", "always", "never"])
+def test_the_command_is_told_to_colour_as_it_would_have_on_the_terminal(live_server, options, env, terminal, told):
+    assert _color_env(live_server, "colour", options, env, terminal) == told
+
+
+def test_a_real_pytest_run_wrapped_from_a_terminal_arrives_in_colour(live_server, tmp_path):
+    """pytest writing into the wrapper's pipe colours its summary as it does on a terminal; search finds
+    the coloured word (the escapes are not part of it)."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k not in COLOR_NAMES and not k.startswith("PYTEST")}
+    assert on_a_terminal([PY, str(CLIENT), "run", "--url", live_server.url, "--token", live_server.token, "--tag",
+                          "pytest", "--", PY, "-m", "pytest", "-p", "no:cacheprovider", "test_one.py"],
+                         env, cwd=tmp_path) == 0
+    sid = session_by_tag(live_server, "pytest")["id"]
+    [summary] = [text for text in outputs(messages(live_server, sid)) if "1 passed" in text]
+    assert "\x1b[32m" in summary  # green
+    hits = api(live_server, "GET", "/api/search", params={"q": "passed", "session_id": sid})["items"]
+    assert hits and "\x1b" not in "".join(part["text"] for hit in hits for part in hit["snippet"])
 
 
 def test_heartbeats_show_the_command_running_and_printing(live_server, ws_connect):
