@@ -53,6 +53,7 @@ RETRY_AFTER_MAX = 120.0  # a Retry-After longer than this is not waited for in o
 MAX_LINE_CHARS = 16_384  # a longer output line is sent as several messages (nothing is cut off)
 PARTIAL_LINE_WAIT = 0.2  # seconds: output without a newline (a prompt) is sent after this much quiet
 MAX_PARTIAL_BYTES = 1 << 16  # ... or once this long
+REDRAWN_EVERY = 1.0  # seconds between two states sent of a line redrawn in place (a progress bar)
 ROLES = (None, "user", "assistant", "system", "tool")
 TITLE_CHARS = 120
 
@@ -221,11 +222,12 @@ class _Item:
 
 class _Output:
     """Complete lines a command printed, as read (bytes, each line ending in a newline): turned into
-    messages only when they are sent, so reading them costs the wrapper next to nothing per line."""
-    __slots__ = ("stream", "data", "lines")
+    messages only when they are sent, so reading them costs the wrapper next to nothing per line.
+    `progress`: the state so far of a line still being redrawn (see _Wrapper.pump)."""
+    __slots__ = ("stream", "data", "lines", "progress")
 
-    def __init__(self, stream, data):
-        self.stream, self.data, self.lines = stream, data, data.count(b"\n")
+    def __init__(self, stream, data, progress=False):
+        self.stream, self.data, self.lines, self.progress = stream, data, data.count(b"\n"), progress
 
 
 class Session:
@@ -331,7 +333,7 @@ class Session:
     def _new_local_id(self):
         return f"{self._run}-{next(self._numbers)}"
 
-    def _put_output(self, stream, data):
+    def _put_output(self, stream, data, progress=False):
         """Lines a wrapped command printed (bytes ending in a newline): as many as the buffer has room
         for; the rest are dropped and counted."""
         with self._cond:  # a re-entrant lock: _put takes it again
@@ -342,11 +344,11 @@ class Session:
                 for _ in range(room):
                     cut = data.index(b"\n", cut) + 1
                 if cut:
-                    self._put(_Output(stream, data[:cut]), room, cut)
+                    self._put(_Output(stream, data[:cut], progress), room, cut)
                 self.dropped += lines - room
                 self._unreported_drops += lines - room
                 return False
-            return self._put(_Output(stream, data), lines, len(data))
+            return self._put(_Output(stream, data, progress), lines, len(data))
 
     def _put(self, entry, lines, size, force=False):
         size += 64 * lines  # what each message costs beyond its content, roughly
@@ -448,12 +450,13 @@ class Session:
             self._ready.append((entry, True))
             return True
         items, head = [], '{"content":{"type":"output","stream":"' + entry.stream + '","text":'
+        tail = ',"progress":true}' if entry.progress else "}"
         for line in entry.data.decode("utf-8", "replace").split("\n")[:-1]:
             if line.endswith("\r"):
                 line = line[:-1]
             for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
                 local_id = self._new_local_id()
-                encoded = f'{head}{_encode(line[start:start + MAX_LINE_CHARS])}}},"localId":"{local_id}"}}'
+                encoded = f'{head}{_encode(line[start:start + MAX_LINE_CHARS])}{tail},"localId":"{local_id}"}}'
                 items.append((_Item(None, None, local_id, encoded=encoded), False))
         items[-1] = (items[-1][0], True)
         self._ready.extend(items)
@@ -632,6 +635,8 @@ class _Pipe:
         self.echo = echo  # where it is echoed; None once that was closed
         self.partial = b""  # the last line read, until its newline comes
         self.last = 0.0  # when it was last read from
+        self.begun = 0.0  # when `partial` began
+        self.shown = 0.0  # when a state of `partial` was last sent as progress
 
 
 # What tells a program writing into a pipe to colour anyway: FORCE_COLOR (Node's chalk, pytest, rich),
@@ -728,18 +733,26 @@ class _Wrapper:
         ready, so a stderr line printed a millisecond after a stdout line is queued after it: with a
         thread per pipe, lines were queued in the order the threads got the GIL (10 lines 1 ms apart,
         alternating: 6 runs of 10 in order, against 10 of 10 now). A line still without its newline
-        after PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is."""
+        after PARTIAL_LINE_WAIT of quiet (a prompt) goes as it is.
+
+        A line redrawn in place (carriage returns: a progress bar) would show only once it ends. Its
+        state as a terminal shows it (the text after its last carriage return) goes as a message marked
+        `progress` once the line is REDRAWN_EVERY old and then every REDRAWN_EVERY while it is
+        redrawn, or after PARTIAL_LINE_WAIT of quiet; the line itself still goes, whole, when it ends."""
         put = self.session._put_output
         open_ = {pipe.fileno(): _Pipe(stream, echo.buffer) for pipe, stream, echo in pipes}
         while open_:
-            quiet = [p.last + PARTIAL_LINE_WAIT for p in open_.values() if p.partial]
+            quiet = [p.last + PARTIAL_LINE_WAIT for p in open_.values() if p.partial and p.last > p.shown]
             timeout = max(0.0, min(quiet) - time.monotonic()) if quiet else None
             ready = select.select(list(open_), [], [], timeout)[0]
             now = time.monotonic()
             for fd, p in open_.items():
-                if p.partial and fd not in ready and now - p.last >= PARTIAL_LINE_WAIT:
-                    put(p.stream, p.partial + b"\n")
-                    p.partial = b""
+                if p.partial and fd not in ready and p.last > p.shown and now - p.last >= PARTIAL_LINE_WAIT:
+                    if b"\r" in p.partial:
+                        self.progress(p, now)
+                    else:
+                        put(p.stream, p.partial + b"\n")
+                        p.partial = b""
             for fd in ready:
                 p = open_[fd]
                 chunk = os.read(fd, 1 << 16)
@@ -759,10 +772,22 @@ class _Wrapper:
                 cut = data.rfind(b"\n") + 1
                 if cut:
                     put(p.stream, data[:cut])
+                if cut or not p.partial:
+                    p.begun = now
                 p.partial = data[cut:]
                 if len(p.partial) >= MAX_PARTIAL_BYTES:
                     put(p.stream, p.partial + b"\n")
                     p.partial = b""
+                elif b"\r" in p.partial and now - max(p.begun, p.shown) >= REDRAWN_EVERY:
+                    self.progress(p, now)
+
+    def progress(self, pipe, now):
+        """The state a line being redrawn shows now, sent as progress."""
+        pipe.shown = now
+        state = pipe.partial.rstrip(b"\r")
+        state = state[state.rfind(b"\r") + 1:]
+        if state:
+            self.session._put_output(pipe.stream, state + b"\n", progress=True)
 
     def beat(self):
         """Heartbeats while CMD runs; and if the server refuses the session (a bad token), say so now."""
@@ -1179,7 +1204,9 @@ Run CMD and mirror it into a Switchboard session, live:
   - each line CMD prints becomes a message (no role; content {"type": "output", "stream": "stdout" or
     "stderr", "text": the line without its newline}), sent in batches of up to 100 lines or every 200 ms;
     a line over 16,384 characters is sent as several messages, and text without a newline (a prompt)
-    once CMD has been quiet for 200 ms. CMD's output still shows here too.
+    once CMD has been quiet for 200 ms. A line redrawn with carriage returns (a progress bar) shows
+    live: its current state goes every second (content "progress": true), the line whole when it ends.
+    CMD's output still shows here too.
   - what a person sends to the session in the browser (role "user") is written to CMD's stdin, a line
     each; CMD gets no other input (and PYTHONUNBUFFERED=1, so Python output is not held back).
   - colours: CMD writes into a pipe, where most programs stop colouring. Run from a terminal, the

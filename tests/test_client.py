@@ -256,6 +256,30 @@ def test_a_prompt_without_a_newline_shows_and_long_lines_arrive_whole_in_pieces(
     assert lines[3:] == ["Name? ", "Hello Ana"]
 
 
+def test_a_progress_bar_shows_its_state_while_it_is_redrawn_and_the_line_arrives_whole(live_server):
+    """A bar redrawn every 50 ms for 2 s (never quiet for 200 ms) and one redrawn every 400 ms: their
+    states go as they are drawn, marked `progress`, before each line ends; each line still arrives
+    whole once it ends."""
+    fast = "".join(f"\r{i}%" for i in range(41)) + "\rdone"
+    command = [PY, "-c", "import sys, time\n"
+               "for i in range(41):\n    sys.stderr.write(f'\\r{i}%'); sys.stderr.flush(); time.sleep(0.05)\n"
+               "sys.stderr.write('\\rdone\\n'); sys.stderr.flush()\n"
+               "for state in 'ABC':\n    sys.stdout.write('\\r' + state); sys.stdout.flush(); time.sleep(0.4)\n"
+               "print()"]
+    assert finished(wrap(live_server, *command, tag="bars"))[0] == 0
+    found = [m for m in messages(live_server, session_by_tag(live_server, "bars")["id"]) if m["role"] is None]
+    states = [m for m in found if m["content"].get("progress") is True]
+    lines = [m for m in found if "progress" not in m["content"]]
+    assert [(m["content"]["stream"], m["content"]["text"]) for m in lines] == [("stderr", fast), ("stdout", "\rA\rB\rC")]
+    fast_states = [m for m in states if m["content"]["stream"] == "stderr"]
+    assert fast_states and all(m["seq"] < lines[0]["seq"] for m in fast_states)
+    numbers = [int(m["content"]["text"].rstrip("%")) for m in fast_states]  # one state each, e.g. "19%"
+    assert numbers == sorted(numbers)
+    assert fast_states[0]["createdAt"] <= lines[0]["createdAt"] - 300  # sent while the bar ran
+    slow_states = [m["content"]["text"] for m in states if m["content"]["stream"] == "stdout"]
+    assert slow_states and "".join(slow_states) in "ABC"  # each after 200 ms of quiet (a busy host may merge two)
+
+
 def test_lines_of_any_characters_arrive_as_printed_on_both_streams(live_server):
     """Each line is turned into JSON by the wrapper's own template: quotes, backslashes, tabs, control
     characters, non-ASCII and bytes that are not UTF-8 (each a U+FFFD) all arrive as printed."""

@@ -946,6 +946,29 @@ def test_output_shows_ansi_colours_and_progress_as_a_terminal_does(person):
     assert page.locator("#message-list b").count() == 0
 
 
+def test_a_line_still_being_redrawn_shows_its_latest_state_in_place(person):
+    """client.py run sends the state of a progress bar as it goes (`progress: true`): each state takes
+    the place of the one before, on its own stream only, and the finished line takes the place of the
+    last; live and when the session is opened again."""
+    page = person.open()
+    sid = person.agent_session("download")
+    person.open_session("download")
+    progress = lambda stream, text: {**output(stream, text), "progress": True}  # noqa: E731
+    lines = page.locator("#message-list > li.run .line")
+    person.agent_says(sid, output("stdout", "fetching"), progress("stderr", "10%"))
+    expect(lines.filter(visible=True)).to_have_text(["fetching", "stderr: 10%"])
+    person.agent_says(sid, progress("stderr", "60%"), output("stdout", "still fetching"))
+    expect(lines.filter(visible=True)).to_have_text(["fetching", "stderr: 60%", "still fetching"])
+    person.agent_says(sid, output("stderr", "10%\r60%\r100%"))
+    shown = ["fetching", "still fetching", "stderr: 100%"]
+    expect(lines.filter(visible=True)).to_have_text(shown)
+    expect(lines).to_have_count(5)
+    page.reload()
+    person.open_session("download")
+    expect(lines).to_have_count(5)
+    expect(lines.filter(visible=True)).to_have_text(shown)
+
+
 def test_output_runs_join_across_pages_loaded_on_scroll(person):
     page = person.open()
     sid = person.agent_session("long-build")

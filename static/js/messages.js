@@ -138,7 +138,8 @@ registerKind({
 // The message as stored, for the raw JSON view of any card.
 export const rawJson = (message) => JSON.stringify({ role: message.role, content: message.content }, null, 2);
 
-// What the command wrapper (client.py run) posts for each line its command prints.
+// What the command wrapper (client.py run) posts for each line its command prints; `progress: true`
+// marks the state so far of a line still being redrawn (app.css hides it once its stream goes on).
 const isOutput = (c) => c !== null && typeof c === "object" && !Array.isArray(c) && c.type === "output"
   && (c.stream === "stdout" || c.stream === "stderr") && typeof c.text === "string";
 
@@ -152,7 +153,8 @@ registerKind({
   render(message) {
     const { stream, text } = message.content;
     const line = text.endsWith("\n") ? text.slice(0, -1) : text;
-    const element = h("span", { class: `line ${stream}`, dir: "auto", dataset: { seq: message.seq, id: message.id, time: message.createdAt } },
+    const progress = message.content.progress === true ? " progress" : "";
+    const element = h("span", { class: `line ${stream}${progress}`, dir: "auto", dataset: { seq: message.seq, id: message.id, time: message.createdAt } },
       stream === "stderr" ? h("span", { class: "visually-hidden" }, "stderr: ") : null,
       terminalLine(line.length > LINE_CHARS ? line.slice(0, LINE_CHARS) : line));
     if (line.length > LINE_CHARS) {
