@@ -959,14 +959,23 @@ def test_a_line_still_being_redrawn_shows_its_latest_state_in_place(person):
     expect(lines.filter(visible=True)).to_have_text(["fetching", "stderr: 10%"])
     person.agent_says(sid, progress("stderr", "60%"), output("stdout", "still fetching"))
     expect(lines.filter(visible=True)).to_have_text(["fetching", "stderr: 60%", "still fetching"])
-    person.agent_says(sid, output("stderr", "10%\r60%\r100%"))
-    shown = ["fetching", "still fetching", "stderr: 100%"]
+    header = page.locator("#message-list > li.run .seq")
+    expect(header).to_have_text("#1–4 · 2 lines")  # a line's states are not lines of their own
+    # The whole line holds every state (over 3,000 characters): the last one shows, whole and still cyan.
+    whole = "\x1b[36m" + "".join(f"\r{i:3}% {'#' * (i // 5)}" for i in range(101)) * 2 + "\r"
+    assert len(whole) > 3000
+    person.agent_says(sid, output("stderr", whole))
+    shown = ["fetching", "still fetching", "stderr: 100% ####################"]
     expect(lines.filter(visible=True)).to_have_text(shown)
+    assert lines.last.locator("span.ansi-fg-6").text_content() == "100% ####################"
+    expect(lines.last.locator(".more-line")).to_have_count(0)
     expect(lines).to_have_count(5)
+    expect(header).to_have_text("#1–5 · 3 lines")
     page.reload()
     person.open_session("download")
     expect(lines).to_have_count(5)
     expect(lines.filter(visible=True)).to_have_text(shown)
+    expect(header).to_have_text("#1–5 · 3 lines")
 
 
 def test_output_runs_join_across_pages_loaded_on_scroll(person):

@@ -144,6 +144,16 @@ const isOutput = (c) => c !== null && typeof c === "object" && !Array.isArray(c)
   && (c.stream === "stdout" || c.stream === "stderr") && typeof c.text === "string";
 
 const LINE_CHARS = 2000;
+const SGR = /\x1b\[[0-9;:]*m/g;
+
+// What a line shows is what follows its last carriage return (terminal.js), under the styles set
+// before it: a progress bar's line holds every state it drew, and only the last one counts toward
+// LINE_CHARS.
+function shownPart(line) {
+  const drawn = line.replace(/\r+$/, "");
+  const from = drawn.lastIndexOf("\r");
+  return from < 0 ? line : (line.slice(0, from).match(SGR) ?? []).join("") + drawn.slice(from + 1);
+}
 
 registerKind({
   name: "output",
@@ -152,7 +162,7 @@ registerKind({
   matches: (message) => message.role === null && isOutput(message.content),
   render(message) {
     const { stream, text } = message.content;
-    const line = text.endsWith("\n") ? text.slice(0, -1) : text;
+    const line = shownPart(text.endsWith("\n") ? text.slice(0, -1) : text);
     const progress = message.content.progress === true ? " progress" : "";
     const element = h("span", { class: `line ${stream}${progress}`, dir: "auto", dataset: { seq: message.seq, id: message.id, time: message.createdAt } },
       stream === "stderr" ? h("span", { class: "visually-hidden" }, "stderr: ") : null,

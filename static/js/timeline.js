@@ -144,6 +144,7 @@ function runCard(kind, message, line) {
     header(kind.label, message, h("span", { class: "seq" }), fold),
     lines);
   item.kind = kind;
+  item.states = isState(line) ? 1 : 0;
   fold.addEventListener("click", () => {
     item.folded = true; // the person's choice stands, however long the run grows
     setFolded(item, fold.getAttribute("aria-expanded") === "true");
@@ -154,9 +155,15 @@ function runCard(kind, message, line) {
 
 let runs = 0;
 
+// How many lines a run counts: not the states of a line still being redrawn (output marked
+// `progress`), which the finished line takes the place of. Kept as lines come and go (`item.states`):
+// counting them again would cost a look at every line of a long run for each line added.
+const isState = (line) => line.classList.contains("progress");
+const counted = (item) => item.querySelector(".lines").children.length - item.states;
+
 function setFolded(item, folded) {
   const fold = item.querySelector(".fold");
-  const count = item.querySelector(".lines").children.length;
+  const count = counted(item);
   const [one, many] = item.kind.unit || ["line", "lines"];
   item.querySelector(".lines").hidden = folded;
   fold.setAttribute("aria-expanded", String(!folded));
@@ -171,11 +178,13 @@ function addLine(item, line) {
   let after = lines.lastElementChild;
   while (after && Number(after.dataset.seq) > seq) after = after.previousElementSibling;
   lines.insertBefore(line, after ? after.nextElementSibling : lines.firstElementChild);
+  item.states += isState(line) ? 1 : 0;
   updateRange(item);
 }
 
 function merge(item, next) {
   item.querySelector(".lines").append(...next.querySelector(".lines").children);
+  item.states += next.states;
   next.remove();
   updateRange(item);
 }
@@ -184,6 +193,9 @@ function split(item, seq) {
   const lines = [...item.querySelector(".lines").children].filter((line) => Number(line.dataset.seq) > seq);
   const rest = runCard(item.kind, { role: null, seq: Number(lines[0].dataset.seq), createdAt: NaN }, lines[0]);
   rest.querySelector(".lines").append(...lines.slice(1));
+  const moved = lines.filter(isState).length;
+  rest.states = moved;
+  item.states -= moved;
   updateRange(rest);
   item.after(rest);
   updateRange(item);
@@ -196,7 +208,7 @@ function updateRange(item) {
   item.dataset.seq = first;
   item.dataset.last = last;
   setTime(item.querySelector("time"), Number(lines.firstElementChild.dataset.time));
-  const count = lines.children.length;
+  const count = counted(item);
   const [one, many] = item.kind.unit || ["line", "lines"];
   item.querySelector(".seq").textContent = first === last ? `#${first}` : `#${first}–${last} · ${count.toLocaleString()} ${count === 1 ? one : many}`;
   const folded = item.folded ? lines.hidden : Boolean(item.kind.collapseFrom && count >= item.kind.collapseFrom);
