@@ -873,6 +873,11 @@ def output(stream, text):
     return {"type": "output", "stream": stream, "text": text}
 
 
+def progress(stream, text):
+    """The state so far of a line still being redrawn, as client.py run sends it."""
+    return {**output(stream, text), "progress": True}
+
+
 def test_command_output_reads_like_a_terminal_one_block_per_run(person):
     page = person.open()
     sid = person.agent_session("wrapped")
@@ -953,7 +958,6 @@ def test_a_line_still_being_redrawn_shows_its_latest_state_in_place(person):
     page = person.open()
     sid = person.agent_session("download")
     person.open_session("download")
-    progress = lambda stream, text: {**output(stream, text), "progress": True}  # noqa: E731
     lines = page.locator("#message-list > li.run .line")
     person.agent_says(sid, output("stdout", "fetching"), progress("stderr", "10%"))
     expect(lines.filter(visible=True)).to_have_text(["fetching", "stderr: 10%"])
