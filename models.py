@@ -575,7 +575,10 @@ def usage_summary(account_id, start, end, group, limit):
 # The text a message is found by: every string in its content JSON (a plain string, Claude content
 # blocks, tool input and output, happy-style {role, content: {type, text}}, output lines) except the
 # values of keys that name or identify rather than say something (type, id, signature, base64 data,
-# ...), joined by spaces; nothing for happy's end-to-end encrypted {"t": "encrypted", "c"} content.
+# ...), joined by spaces; nothing for happy's end-to-end encrypted {"t": "encrypted", "c"} content, nor
+# for the states of a line a wrapped command is still redrawing (output marked "progress": the page
+# hides them once the line goes on, so a hit would open the session at a line no one sees; the line
+# itself is found when it ends).
 # Triggers keep the index in the statement that writes the message, so it commits (or not) with it
 # on every path, a cascade included. The text is pulled out by search_text(), a function every
 # connection init_db opens has (register_functions() gives it to a plain sqlite3 connection): done
@@ -607,7 +610,7 @@ def _words_only(text):
 
 def search_text(content):
     """The text message `content` (JSON text) is found by, "" when it holds none; None when it is not
-    indexed (encrypted content, or text that is not JSON). The strings in document order, as
+    indexed (encrypted content, a progress state, or text that is not JSON). The strings in document order, as
     json_tree walks them: a key that is left out only leaves out a string right under it."""
     try:
         value = orjson.loads(content)
@@ -619,7 +622,8 @@ def search_text(content):
     kind = type(value)
     if kind is str:
         return _words_only(value)
-    if kind is dict and value.get("t") == "encrypted":
+    if kind is dict and (value.get("t") == "encrypted"
+                         or (value.get("type") == "output" and value.get("progress") is True)):
         return None
     # Depth first, one iterator per open object or array: no recursion limit, and no tuple made and
     # pushed for every item (the search triggers call this for every message written and deleted).
@@ -1373,6 +1377,8 @@ MIGRATIONS = [
     # 14: search_text() leaves terminal escape sequences out (see _ESCAPES): the index is built again
     # from the messages, so that what a delete tells it is what it holds.
     ['INSERT INTO "message_search" ("message_search") VALUES (\'rebuild\')'],
+    # 15: search_text() leaves progress states out (see "search"): the same again.
+    ['INSERT INTO "message_search" ("message_search") VALUES (\'rebuild\')'],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1414,6 +1420,14 @@ END $$"""
 # first, as Python's `in`, so that most strings skip the regular expression.
 _ESCAPES_SQL = (f"CASE WHEN strpos(value #>> '{{}}', chr(27)) = 0 THEN value #>> '{{}}' "
                 f"ELSE regexp_replace(value #>> '{{}}', '{_ESCAPES_PATTERN}', '', 'g') END")
+
+# switchboard_search_text() as step 6 leaves it: strings without their escape sequences, and no more
+# than the 100,000 characters a snippet is cut from.
+_SEARCH_TEXT_6 = (_SEARCH_TEXT_FUNCTION
+                  .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+                  .replace("RETURN (WITH RECURSIVE", "RETURN left((WITH RECURSIVE")
+                  .replace("SELECT string_agg(value #>> '{}', ' ')", f"SELECT string_agg({_ESCAPES_SQL}, ' ')")
+                  .replace("'media_type', 'stream'));", "'media_type', 'stream')), 100000);"))
 
 # What PostgreSQL's search columns hold: the words of a text as _words() makes them, and where they
 # are. Separators become spaces, accents go, ASCII letters are lowered; a text with other letters has
@@ -1538,12 +1552,16 @@ END $$""",
     # 6: SQLite's step 14 (terminal escape sequences are not words): each string of the content loses
     # them, and the rows holding one (JSON writes ESC as \u001b) generate their search column again.
     [
-        _SEARCH_TEXT_FUNCTION
-        .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
-        .replace("RETURN (WITH RECURSIVE", "RETURN left((WITH RECURSIVE")
-        .replace("SELECT string_agg(value #>> '{}', ' ')", f"SELECT string_agg({_ESCAPES_SQL}, ' ')")
-        .replace("'media_type', 'stream'));", "'media_type', 'stream')), 100000);"),
+        _SEARCH_TEXT_6,
         'UPDATE "message" SET "content" = "content" WHERE strpos(lower("content"), \'\\u001b\') > 0',
+    ],
+    # 7: SQLite's step 15 (progress states are not found), and the rows that may hold one.
+    [
+        _SEARCH_TEXT_6.replace(
+            "IF jsonb_typeof(doc) = 'object' AND doc ->> 't' = 'encrypted' THEN",
+            "IF jsonb_typeof(doc) = 'object' AND (doc ->> 't' = 'encrypted'\n"
+            "            OR (doc ->> 'type' = 'output' AND doc -> 'progress' = 'true'::jsonb)) THEN"),
+        'UPDATE "message" SET "content" = "content" WHERE strpos("content", \'"progress"\') > 0',
     ],
 ]
 

@@ -140,6 +140,27 @@ def test_rows_from_before_step_6_holding_terminal_escapes_are_found_by_their_wor
     models.db.close_all()
 
 
+def test_rows_from_before_step_7_holding_progress_states_are_found_no_more(pg_url):
+    """Step 7 (progress states are not found) generates again the search column of the rows that may
+    hold one; the finished line stays found."""
+    models.init_db(pg_url)
+    version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if any('"progress"' in q for q in step))
+    state = json.dumps({"type": "output", "stream": "stdout", "text": "beluga 40%", "progress": True})
+    line = json.dumps({"type": "output", "stream": "stdout", "text": "beluga 40%\rbeluga 100%"})
+    with models.db.connection_context():
+        _at_version(version)
+        models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+        models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+                              "seq, active, last_active_at, created_at, updated_at) VALUES ('s', 1, 't', '', 0, 0, 2, false, 0, 0, 0)")
+        models.db.execute_sql("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                              "VALUES ('m1', 's', 1, %s, 0, 0), ('m2', 's', 2, %s, 0, 0)", (state, line))
+        assert [hit["message_id"] for hit in models.search(1, "beluga")[0]] == ["m2", "m1"]
+    assert models.migrate() == version
+    with models.db.connection_context():
+        assert [hit["message_id"] for hit in models.search(1, "beluga")[0]] == ["m2"]
+    models.db.close_all()
+
+
 def test_a_newer_postgresql_schema_refuses_to_start(pg_url):
     models.init_db(pg_url)
     models.migrate()

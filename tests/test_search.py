@@ -260,6 +260,26 @@ def test_terminal_escape_sequences_are_not_words(app, client, auth):
     assert _index_matches_messages(app.config["DB"])
 
 
+def test_the_states_of_a_line_being_redrawn_are_not_found_its_finished_line_is(app, client, auth):
+    """client.py run's progress states (the page hides them once the line goes on) are not hits; the
+    line they end in is. Only output marked `"progress": true` is left out, on both engines alike."""
+    sid = _session(client, auth)
+    state = {"type": "output", "stream": "stderr", "text": "training epoch 3: 40%", "progress": True}
+    _, line = _append(client, auth, sid, state, {"type": "output", "stream": "stderr",
+                                                  "text": "training epoch 3: 40%\rtraining epoch 3: 100%"})
+    assert _ids(_search(client, auth, "epoch")) == [line]
+    kept = [{**state, "progress": False}, {**state, "progress": "true"}, {**state, "type": "log"}, {"progress": True,
+                                                                                                  "text": "x"}]
+    contents = [json.dumps(c) for c in (state, {"type": "output", "progress": True}, *kept)]
+    expected = [None, None] + [models.search_text(c) for c in contents[2:]]
+    assert [models.search_text(c) for c in contents] == expected and None not in expected[2:]
+    if is_postgres(app.config["DB"]):
+        rows = run_sql(app.config["DB"], "SELECT switchboard_search_text(c) FROM unnest(?::text[]) WITH ORDINALITY AS d (c, n) "
+                       "ORDER BY n", (contents,))
+        assert [text for (text,) in rows] == expected
+    assert _index_matches_messages(app.config["DB"])
+
+
 def test_titles_are_found_first_and_follow_renames(client, auth):
     sid = _session(client, auth, "Deploy the gazelle")
     [mid] = _append(client, auth, sid, "gazelle notes")
@@ -427,14 +447,31 @@ def test_search_text_is_what_json_tree_gave_on_random_values():
             assert models.search_text(content) == conn.execute(_JSON_TREE_TEXT, (content,)).fetchone()[0], content
 
 
+# The versions just before each migration that rebuilds the message index: the trigger moving to
+# search_text(), the index keeping terms only, then each change of what search_text() reads.
+REBUILDS = sorted({step_adding("search_text("), step_adding("content=message_text"),
+                   *(i for i, step in enumerate(models.MIGRATIONS) if any("'rebuild'" in q for q in step))})
+
+
 @pytest.mark.sqlite_only  # a SQLite file of an earlier version
-@pytest.mark.parametrize("marker", ["search_text(", "content=message_text", "'rebuild'"])
-def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, marker):
+@pytest.mark.parametrize("version", REBUILDS)
+def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, monkeypatch, version):
     """The migrations that rebuild the message index (moving the trigger to search_text(), then keeping
-    terms only, then leaving escape sequences out) index again what was stored, and the index still equals the messages after new ones
-    and a cascade."""
+    terms only, then leaving escape sequences out, then progress states) index again what was stored,
+    and the index still equals the messages after new ones and a cascade."""
     path = tmp_path / "old.db"
-    version = step_adding(marker)
+    search_text = models.search_text
+
+    def as_before_progress_states_were_left_out(content):
+        try:
+            value = json.loads(content)
+        except ValueError:
+            return search_text(content)
+        if isinstance(value, dict):
+            value.pop("progress", None)
+        return search_text(json.dumps(value))
+
+    monkeypatch.setattr(models, "search_text", as_before_progress_states_were_left_out)  # the old file's triggers
     with file_at_version(path, version) as conn:
         conn.execute("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
         for sid in ("s", "t"):
@@ -442,11 +479,13 @@ def test_a_file_from_before_a_rebuild_of_the_index_gets_it_rebuilt(tmp_path, mar
                          "seq, active, last_active_at, created_at, updated_at) VALUES (?, 1, 'x', '', 0, 0, 2, 0, 0, 0, 0)",
                          (sid,))
         coloured = json.dumps({"type": "output", "stream": "stdout", "text": f"{ESC}[32mgreen{ESC}[0m beluga"})
+        state = json.dumps({"type": "output", "stream": "stdout", "text": "beluga 40%", "progress": True})
         for mid, sid, seq, content in (("m1", "s", 1, '"stored beluga"'), ("m2", "s", 2, json.dumps(CLAUDE_BLOCKS)),
                                        ("m3", "t", 1, '"doomed beluga"'), ("m4", "t", 2, '{"t":"encrypted","c":"x"}'),
-                                       ("m5", "t", 3, coloured)):
+                                       ("m5", "t", 3, coloured), ("m6", "t", 4, state)):
             conn.execute("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
                          "VALUES (?, ?, ?, ?, 0, 0)", (mid, sid, seq, content))
+    monkeypatch.undo()
     models.init_db(str(path))
     assert models.migrate() == version
     with models.db.connection_context():
