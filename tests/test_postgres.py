@@ -116,19 +116,26 @@ def test_the_search_columns_of_a_database_from_before_step_5_are_generated_again
     models.db.close_all()
 
 
+def _two_messages_before(marker, first, second):
+    """The connected database at the version just before the step whose SQL mentions `marker`, holding
+    messages m1 and m2 with these contents (JSON text) in session s of account 1."""
+    version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if any(marker in q for q in step))
+    _at_version(version)
+    models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
+    models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
+                          "seq, active, last_active_at, created_at, updated_at) VALUES ('s', 1, 't', '', 0, 0, 2, false, 0, 0, 0)")
+    models.db.execute_sql("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
+                          "VALUES ('m1', 's', 1, %s, 0, 0), ('m2', 's', 2, %s, 0, 0)", (first, second))
+    return version
+
+
 def test_rows_from_before_step_6_holding_terminal_escapes_are_found_by_their_words(pg_url):
     """Step 6 (escape sequences are not words) generates again the search column of the rows that hold
     one; the others keep theirs."""
     models.init_db(pg_url)
-    version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if any("u001b" in q for q in step))
     coloured = json.dumps({"type": "output", "stream": "stdout", "text": "\x1b[32mPASSED\x1b[0m test_a"})
     with models.db.connection_context():
-        _at_version(version)
-        models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
-        models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
-                              "seq, active, last_active_at, created_at, updated_at) VALUES ('s', 1, 't', '', 0, 0, 2, false, 0, 0, 0)")
-        models.db.execute_sql("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
-                              "VALUES ('m1', 's', 1, %s, 0, 0), ('m2', 's', 2, '\"plain PASSED\"', 0, 0)", (coloured,))
+        version = _two_messages_before("u001b", coloured, '"plain PASSED"')
         assert [hit["message_id"] for hit in models.search(1, "PASSED")[0]] == ["m2"]
         assert [hit["message_id"] for hit in models.search(1, "32mPASSED")[0]] == ["m1"]
     assert models.migrate() == version
@@ -144,16 +151,10 @@ def test_rows_from_before_step_7_holding_progress_states_are_found_no_more(pg_ur
     """Step 7 (progress states are not found) generates again the search column of the rows that may
     hold one; the finished line stays found."""
     models.init_db(pg_url)
-    version = next(i for i, step in enumerate(models.POSTGRES_MIGRATIONS) if any('"progress"' in q for q in step))
     state = json.dumps({"type": "output", "stream": "stdout", "text": "beluga 40%", "progress": True})
     line = json.dumps({"type": "output", "stream": "stdout", "text": "beluga 40%\rbeluga 100%"})
     with models.db.connection_context():
-        _at_version(version)
-        models.db.execute_sql("INSERT INTO account (id, name, seq, created_at) VALUES (1, 'a', 0, 0)")
-        models.db.execute_sql("INSERT INTO session (id, account_id, title, metadata, metadata_version, agent_state_version, "
-                              "seq, active, last_active_at, created_at, updated_at) VALUES ('s', 1, 't', '', 0, 0, 2, false, 0, 0, 0)")
-        models.db.execute_sql("INSERT INTO message (id, session_id, seq, content, created_at, updated_at) "
-                              "VALUES ('m1', 's', 1, %s, 0, 0), ('m2', 's', 2, %s, 0, 0)", (state, line))
+        version = _two_messages_before('"progress"', state, line)
         assert [hit["message_id"] for hit in models.search(1, "beluga")[0]] == ["m2", "m1"]
     assert models.migrate() == version
     with models.db.connection_context():
