@@ -11,7 +11,7 @@
 // in the page, not its megabyte).
 
 import { h, userText, visible } from "./dom.js";
-import { terminalLine } from "./terminal.js";
+import { shownPart, terminalLine } from "./terminal.js";
 
 // Markdown's libraries (about 180 KB) load once something asks for them (a session opens, or the
 // list has been drawn), not before the page: the session list shows without waiting for them. Views
@@ -143,17 +143,8 @@ export const rawJson = (message) => JSON.stringify({ role: message.role, content
 const isOutput = (c) => c !== null && typeof c === "object" && !Array.isArray(c) && c.type === "output"
   && (c.stream === "stdout" || c.stream === "stderr") && typeof c.text === "string";
 
+// Counted in what a line shows (shownPart): a progress bar's line holds every state it drew.
 const LINE_CHARS = 2000;
-const SGR = /\x1b\[[0-9;:]*m/g;
-
-// What a line shows is what follows its last carriage return (terminal.js), under the styles set
-// before it: a progress bar's line holds every state it drew, and only the last one counts toward
-// LINE_CHARS.
-function shownPart(line) {
-  const drawn = line.replace(/\r+$/, "");
-  const from = drawn.lastIndexOf("\r");
-  return from < 0 ? line : (line.slice(0, from).match(SGR) ?? []).join("") + drawn.slice(from + 1);
-}
 
 registerKind({
   name: "output",

@@ -36,6 +36,16 @@ export function terminalLine(text) {
   return nodes.flat();
 }
 
+// What a line ends up showing: the text after its last carriage return, under the styles set before
+// it (the same nodes from terminalLine, from a shorter text).
+export function shownPart(line) {
+  const drawn = line.replace(/\r+$/, "");
+  const from = drawn.lastIndexOf("\r");
+  if (from < 0) return line;
+  const styles = [...line.slice(0, from).matchAll(CONTROL)].filter((match) => match[2] === "m");
+  return styles.map((match) => match[0]).join("") + drawn.slice(from + 1);
+}
+
 const PARAMETER = /[;:]/;
 
 class Style {
